@@ -1,0 +1,262 @@
+"""pytest collection: definition files and ``@failure_mode`` functions become items.
+
+Items are a view on the engine's results. By default one item per failure
+mode (its gate); with ``--failmodes-per-trace`` one item per mode and trace.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import options as opt
+from .definitions import load_suite, python_mode_definition, suite_from_mapping
+from .detectors.python import AssertionDetector, FixtureRef
+from .engine import ModeResult, ModeSpec, Suite, cohort_keys, detect_one, evaluate
+from .errors import FailmodesError
+from .verdict import ERROR, FAIL, SKIP, Verdict
+
+if TYPE_CHECKING:
+    from .session import FailmodesSession
+    from .trace import Trace
+
+__all__ = ["DefinitionFile", "ModeItem", "TraceItem", "python_mode_items"]
+
+
+def _session(config: pytest.Config) -> FailmodesSession:
+    from .session import SESSION_KEY
+
+    return config.stash[SESSION_KEY]
+
+
+def _display(config: pytest.Config, path: Path) -> str:
+    try:
+        return path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _dataset_override(config: pytest.Config) -> Path | None:
+    value = config.getoption(opt.dest(opt.DATASET))
+    return Path(config.invocation_params.dir, value) if value else None
+
+
+class DefinitionFile(pytest.File):
+    """A ``*.failmodes.yaml`` file."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        state = _session(self.config)
+        try:
+            suite = load_suite(
+                self.path,
+                state.rule_kinds(),
+                dataset_override=_dataset_override(self.config),
+                display=_display(self.config, self.path),
+            )
+        except FailmodesError as exc:
+            raise self.CollectError(str(exc)) from None
+        yield from _items(self, suite, func=None)
+
+
+def python_mode_items(
+    collector: pytest.Collector, name: str, func: Callable[..., Any], spec: Mapping[str, Any]
+) -> list[pytest.Item]:
+    """Items for a ``@failure_mode`` test function."""
+    state = _session(collector.config)
+    path = Path(inspect.getsourcefile(func) or collector.path)
+    data = python_mode_definition(name, spec)
+    try:
+        suite = suite_from_mapping(
+            data,
+            path,
+            state.rule_kinds(),
+            dataset_override=_dataset_override(collector.config),
+            display=_display(collector.config, path),
+            first_line=inspect.getsourcelines(func)[1],
+        )
+    except FailmodesError as exc:
+        raise collector.CollectError(str(exc)) from None
+    return list(_items(collector, suite, func=func))
+
+
+def _fixture_signature(func: Callable[..., Any] | None) -> Callable[..., None]:
+    """A callable whose signature lists the fixtures the item needs (all but ``trace``)."""
+
+    def fixtures(**kwargs: Any) -> None:  # pragma: no cover - never called
+        raise AssertionError("runtest is overridden")
+
+    if func is None:
+        fixtures.__signature__ = inspect.Signature()  # type: ignore[attr-defined]
+        return fixtures
+    sig = inspect.signature(func)
+    if "trace" not in sig.parameters:
+        raise pytest.UsageError(
+            f"@failure_mode function {func.__qualname__} must take a 'trace' argument"
+        )
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for n, p in sig.parameters.items() if n != "trace"]
+    fixtures.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    if hasattr(func, "pytestmark"):
+        fixtures.pytestmark = func.pytestmark  # type: ignore[attr-defined]
+    return fixtures
+
+
+def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | None) -> Iterator[pytest.Item]:
+    callobj = _fixture_signature(func)
+    if not parent.config.getoption(opt.dest(opt.PER_TRACE)):
+        for mode in suite.modes:
+            yield ModeItem.from_parent(parent, name=mode.name, callobj=callobj, suite=suite, mode=mode, func=func)
+        return
+    from .dataset import iter_traces
+
+    try:
+        traces = [trace for _line, trace in iter_traces(suite.dataset)]
+    except FailmodesError as exc:
+        raise parent.CollectError(str(exc)) from None
+    for mode in suite.modes:
+        selected = [(i, t) for i, t in enumerate(traces) if mode.where is None or mode.where(t)]
+        where_skipped = len(traces) - len(selected)
+        for index, trace in selected:
+            yield TraceItem.from_parent(
+                parent,
+                name=f"{mode.name}[{_id_text(trace.id)}]",
+                callobj=callobj,
+                suite=suite,
+                mode=mode,
+                func=func,
+                trace=trace,
+                index=index,
+                where_skipped=where_skipped,
+            )
+
+
+def _id_text(tid: str) -> str:
+    return tid.encode("unicode_escape").decode("ascii").replace("::", ":\\:")
+
+
+class _FailmodesItem(pytest.Function):
+    """Shared by both item kinds: fixtures, location and detector resolution."""
+
+    def __init__(self, *, suite: Suite, mode: ModeSpec, func: Callable[..., Any] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.suite = suite
+        self.mode = mode
+        self.user_func = func
+        self.failmodes_payload: dict[str, Any] | None = None
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.mode.line - 1, f"failure mode {self.mode.name}"
+
+    def _detector(self, mode: ModeSpec) -> Callable[[Trace], Any]:
+        """Resolve a mode's detector for this item; FailmodesError when it cannot be had."""
+        det = mode.detector
+        if not isinstance(det, FixtureRef):
+            return det
+        if det.name == "__python__":
+            assert self.user_func is not None
+            kwargs = {name: self.funcargs[name] for name in self._fixtureinfo.argnames}
+            return AssertionDetector(self.user_func, kwargs)
+        try:
+            value = self._request.getfixturevalue(det.name)
+        except pytest.FixtureLookupError:
+            raise FailmodesError(
+                f"detector fixture {det.name!r} not found; define it in a conftest.py that "
+                f"this file can see (a fixture returning trace -> Verdict | bool)",
+                file=mode.source,
+                line=mode.line,
+                key="detector",
+            ) from None
+        if not callable(value):
+            raise FailmodesError(
+                f"detector fixture {det.name!r} returned {type(value).__name__}; "
+                f"it must return a callable trace -> Verdict | bool",
+                file=mode.source,
+                line=mode.line,
+                key="detector",
+            )
+        return value  # type: ignore[no-any-return]
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        exc = excinfo.value
+        if isinstance(exc, _Outcome):
+            return exc.text
+        if isinstance(exc, FailmodesError):
+            return str(exc)
+        return super().repr_failure(excinfo, style=style)
+
+
+class _Outcome(Exception):
+    """A failure that is a result, not a crash: shown as text without a traceback."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class GateBreach(_Outcome):
+    pass
+
+
+class Detected(_Outcome):
+    pass
+
+
+class ModeItem(_FailmodesItem):
+    """One failure mode over all its traces: the mode's gate."""
+
+    def runtest(self) -> None:
+        result = _session(self.config).mode_result(self)
+        self.failmodes_payload = {"kind": "mode", "result": result.to_dict()}
+        if not result.passed:
+            from .report.terminal import breach_text
+
+            raise GateBreach(breach_text(result, self.config.getoption(opt.dest(opt.MAX_EXAMPLES))))
+
+    def evaluate_suite(self, selected: set[str]) -> dict[str, ModeResult]:
+        """Evaluate the selected modes of this item's suite (one pass over the dataset)."""
+        detectors: dict[str, Callable[[Trace], Any]] = {}
+        broken: dict[str, str] = {}
+        for mode in self.suite.modes:
+            if mode.name not in selected:
+                continue
+            try:
+                detectors[mode.name] = self._detector(mode)
+            except FailmodesError as exc:
+                broken[mode.name] = str(exc)
+        return evaluate(self.suite, detectors, only=selected, broken=broken).modes
+
+
+class TraceItem(_FailmodesItem):
+    """One failure mode on one trace (``--failmodes-per-trace``)."""
+
+    def __init__(self, *, trace: Trace, index: int, where_skipped: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trace = trace
+        self.index = index
+        self.where_skipped = where_skipped
+
+    def runtest(self) -> None:
+        verdict = detect_one(self._detector(self.mode), self.trace)
+        self.failmodes_payload = {
+            "kind": "trace",
+            "mode": self.mode.key,
+            "index": self.index,
+            "id": self.trace.id,
+            "status": verdict.status,
+            "reason": verdict.reason,
+            "evidence": verdict.evidence,
+            "cohorts": cohort_keys(self.trace, self.suite.cohorts),
+            "spec": _session(self.config).spec_once(self.mode, self.where_skipped),
+        }
+        if verdict.status == FAIL:
+            raise Detected(f"DETECTED {self.mode.name} in {self.trace.id}: {verdict.reason}")
+        if verdict.status == ERROR:
+            raise Detected(f"ERROR evaluating {self.mode.name} on {self.trace.id}: {verdict.reason}")
+        if verdict.status == SKIP:
+            pytest.skip(verdict.reason or "mode does not apply")
+
+
+__all__ += ["GateBreach", "Detected", "Verdict"]

@@ -1,0 +1,363 @@
+"""Failure-mode definitions: YAML files and ``@failure_mode`` keyword arguments.
+
+Validated by pydantic; every error names the file, the line and the key, and
+suggests the nearest valid key for a typo.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .dataset import FORMATS, DatasetSpec
+from .detectors import Detector, RuleError, RuleKind, build_rule
+from .detectors.label import LabelDetector
+from .detectors.python import FixtureRef
+from .engine import Gate, ModeSpec, Suite
+from .errors import DefinitionError, did_you_mean
+from .trace import TRACE_FIELDS
+from .where import WhereError, compile_where
+
+__all__ = ["load_suite", "suite_from_mapping", "is_definition_file", "FileDef"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+Path_ = tuple[str | int, ...]
+
+
+def is_definition_file(path: Path) -> bool:
+    """``failmodes.yaml`` or ``*.failmodes.yaml`` (``.yml`` too)."""
+    name = path.name
+    return name in ("failmodes.yaml", "failmodes.yml") or name.endswith((".failmodes.yaml", ".failmodes.yml"))
+
+
+class _Strict(BaseModel):
+    """Rejects unknown keys, naming the nearest valid one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            valid = list(cls.model_fields)
+            for key in data:
+                if key not in cls.model_fields:
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key '{key}'{hint}",
+                        {"key": str(key), "hint": did_you_mean(str(key), valid)},
+                    )
+        return data
+
+
+Rate = Field(default=None, ge=0.0, le=1.0)
+
+
+class GateDef(_Strict):
+    max_fail_rate: float | None = Rate
+    gate_on: Literal["point", "upper", "lower"] | None = None
+    max_errors: int | None = Field(default=None, ge=0)
+    min_cohort_size: int | None = Field(default=None, ge=0)
+    cohort_limits: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("cohort_limits")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for cohort, rate in value.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"limit for {cohort!r} must be between 0 and 1, got {rate}")
+        return value
+
+
+class DatasetDef(_Strict):
+    path: str = Field(min_length=1)
+    fields: dict[str, str] = Field(default_factory=dict)
+    format: Literal["jsonl", "json", "csv"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+    @field_validator("fields")
+    @classmethod
+    def _trace_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key not in TRACE_FIELDS:
+                raise PydanticCustomError(
+                    "unknown_key",
+                    "unknown trace field '{key}'{hint}; map onto one of: " + ", ".join(TRACE_FIELDS),
+                    {"key": key, "hint": did_you_mean(key, TRACE_FIELDS)},
+                )
+        return value
+
+
+class LabelDef(_Strict):
+    field: str = Field(min_length=1)
+    fail_values: list[str | int | bool] = Field(min_length=1)
+    pass_values: list[str | int | bool] | None = None
+
+
+class ModeDef(_Strict):
+    name: str
+    description: str = ""
+    where: dict[str, Any] | None = None
+    rule: dict[str, Any] | None = None
+    label: LabelDef | None = None
+    detector: str | None = None
+    max_fail_rate: float | None = Rate
+    gate: GateDef | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "a name starts with a letter or _ and holds only letters, digits, _ . and -"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_detector(self) -> ModeDef:
+        given = [k for k in ("rule", "label", "detector") if getattr(self, k) is not None]
+        if len(given) != 1:
+            what = "none" if not given else " and ".join(given)
+            raise ValueError(f"give exactly one of rule, label or detector (got {what})")
+        return self
+
+
+Cohort = str | list[str]
+
+
+class FileDef(_Strict):
+    dataset: DatasetDef
+    cohorts: list[Cohort] = Field(default_factory=list)
+    gate: GateDef = Field(default_factory=GateDef)
+    failure_modes: list[ModeDef] = Field(min_length=1)
+
+    @field_validator("failure_modes")
+    @classmethod
+    def _unique(cls, modes: list[ModeDef]) -> list[ModeDef]:
+        seen: set[str] = set()
+        for mode in modes:
+            if mode.name in seen:
+                raise ValueError(f"two failure modes are named {mode.name!r}")
+            seen.add(mode.name)
+        return modes
+
+
+class _LineMap:
+    """Line numbers of YAML nodes by key path, so pydantic locations become lines."""
+
+    def __init__(self) -> None:
+        self.lines: dict[Path_, int] = {}
+
+    def record(self, node: yaml.Node, path: Path_ = ()) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                k = key.value if isinstance(key, yaml.ScalarNode) else str(key.start_mark)
+                self.lines[(*path, k)] = key.start_mark.line + 1
+                self.record(value, (*path, k))
+                self.lines[(*path, k)] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.record(item, (*path, i))
+
+    def line(self, path: Path_) -> int | None:
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+
+def _key(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_suite(
+    path: Path,
+    rule_kinds: Mapping[str, RuleKind],
+    *,
+    dataset_override: Path | None = None,
+    display: str | None = None,
+) -> Suite:
+    """Read and validate a YAML definition file (``display``: its name in messages)."""
+    shown = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DefinitionError("not valid UTF-8; save the file as UTF-8", file=shown) from None
+    except OSError as exc:
+        raise DefinitionError(f"cannot read: {exc.strerror or exc}", file=shown) from None
+    lines = _LineMap()
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DefinitionError(
+            f"invalid YAML: {problem}", file=shown, line=mark.line + 1 if mark else None
+        ) from None
+    if node is not None:
+        lines.record(node)
+    if not isinstance(data, dict):
+        raise DefinitionError(
+            "expected a mapping with 'dataset' and 'failure_modes'", file=shown, line=lines.line(())
+        )
+    return suite_from_mapping(
+        data, path, rule_kinds, lines=lines, dataset_override=dataset_override, display=shown
+    )
+
+
+def suite_from_mapping(
+    data: Mapping[str, Any],
+    source: Path,
+    rule_kinds: Mapping[str, RuleKind],
+    *,
+    lines: _LineMap | None = None,
+    dataset_override: Path | None = None,
+    display: str | None = None,
+    first_line: int | None = None,
+) -> Suite:
+    """Validate a definition mapping and build the engine's :class:`Suite`.
+
+    ``source`` locates relative dataset paths; ``display`` names it in
+    messages; ``first_line`` is where a mapping that did not come from YAML
+    (``@failure_mode``) is defined.
+    """
+    lines = lines or _LineMap()
+    shown = display or str(source)
+
+    def error(message: str, path: Path_) -> DefinitionError:
+        line = lines.line(path) if lines.lines else first_line
+        return DefinitionError(message, file=shown, line=line, key=_key(path) or None)
+
+    try:
+        fdef = FileDef.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc: Path_ = tuple(err["loc"])
+        if err["type"] == "unknown_key":
+            loc = (*loc, err["ctx"]["key"])
+        loc = tuple(p for p in loc if not _is_union_tag(p))
+        msg = "required key is missing" if err["type"] == "missing" else _lower(err["msg"])
+        raise error(msg.removeprefix("value error, "), loc) from None
+
+    base = source.parent
+    dpath = dataset_override if dataset_override is not None else (base / fdef.dataset.path)
+    dataset = DatasetSpec(dpath, dict(fdef.dataset.fields), fdef.dataset.format)
+    if dataset.format is None and dpath.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
+        raise error(f"cannot tell the format of {dpath.name!r}; set format to one of {', '.join(FORMATS)}", ("dataset", "path"))
+
+    cohorts: list[tuple[str, ...]] = []
+    for i, c in enumerate(fdef.cohorts):
+        group = (c,) if isinstance(c, str) else tuple(c)
+        if not group or not all(group):
+            raise error("a cohort is a field name or a non-empty list of field names", ("cohorts", i))
+        cohorts.append(group)
+
+    modes = []
+    for i, m in enumerate(fdef.failure_modes):
+        at: Path_ = ("failure_modes", i)
+        where = None
+        if m.where is not None:
+            try:
+                where = compile_where(m.where)
+            except WhereError as exc:
+                raise error(str(exc), (*at, "where", *exc.path)) from None
+        detector: Detector | FixtureRef
+        if m.rule is not None:
+            try:
+                detector = build_rule(m.rule, rule_kinds)
+            except RuleError as exc:
+                raise error(str(exc), (*at, "rule", *exc.path)) from None
+        elif m.label is not None:
+            detector = LabelDetector(
+                m.label.field,
+                frozenset(_as_text(v) for v in m.label.fail_values),
+                frozenset(_as_text(v) for v in m.label.pass_values) if m.label.pass_values is not None else None,
+            )
+        else:
+            assert m.detector is not None
+            detector = FixtureRef(m.detector)
+        gate = _merge_gate(fdef.gate, m)
+        modes.append(
+            ModeSpec(
+                name=m.name,
+                description=m.description,
+                source=shown,
+                line=first_line or lines.line(at) or 1,
+                where=where,
+                detector=detector,
+                gate=gate,
+                order=i,
+            )
+        )
+    return Suite(source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes))
+
+
+def _merge_gate(file_gate: GateDef, mode: ModeDef) -> Gate:
+    layers = [file_gate] + ([mode.gate] if mode.gate else [])
+    values: dict[str, Any] = {}
+    limits: dict[str, float] = {}
+    for layer in layers:
+        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size"):
+            v = getattr(layer, key)
+            if v is not None:
+                values[key] = v
+        limits.update(layer.cohort_limits)
+    if mode.max_fail_rate is not None:
+        values["max_fail_rate"] = mode.max_fail_rate
+    return Gate(cohort_limits=limits, **values)
+
+
+def _as_text(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # pydantic names the union member it tried ('str', 'list[str]') inside locations
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+
+
+def _lower(msg: str) -> str:
+    return msg[:1].lower() + msg[1:]
+
+
+def python_mode_definition(
+    func_name: str, kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Turn ``@failure_mode(...)`` keyword arguments into a definition mapping."""
+    data: dict[str, Any] = {"dataset": kwargs.get("dataset")}
+    if kwargs.get("fields"):
+        data["dataset"] = {"path": kwargs["dataset"], "fields": dict(kwargs["fields"])}
+    for key in ("cohorts", "gate"):
+        if kwargs.get(key) is not None:
+            data[key] = kwargs[key]
+    mode: dict[str, Any] = {"name": func_name, "detector": "__python__"}
+    for key in ("description", "where", "max_fail_rate"):
+        if kwargs.get(key) is not None:
+            mode[key] = kwargs[key]
+    data["failure_modes"] = [mode]
+    return data
+
+

@@ -1,0 +1,384 @@
+"""The evaluation engine: load -> select -> detect -> aggregate -> gate.
+
+It knows nothing of pytest. One pass over a suite's dataset evaluates every
+selected mode; traces are streamed and dropped, only compact per-trace
+verdicts (one byte each) and their reasons for non-passes are kept.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .stats import wilson_interval
+from .verdict import ERROR, FAIL, PASS, SKIP, Verdict, to_verdict
+
+if TYPE_CHECKING:
+    from .dataset import DatasetSpec
+    from .detectors import Detector
+    from .detectors.python import FixtureRef
+    from .trace import Trace
+    from .where import Where
+
+__all__ = [
+    "Gate",
+    "ModeSpec",
+    "Suite",
+    "Aggregator",
+    "CohortRow",
+    "ModeResult",
+    "SuiteResult",
+    "evaluate",
+    "detect_one",
+    "cohort_keys",
+]
+
+ALL = "all"
+MISSING_VALUE = "(missing)"
+_CODE = {PASS: "P", FAIL: "F", ERROR: "E", SKIP: "S"}
+STATUS_OF_CODE = {v: k for k, v in _CODE.items()}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """When does a mode fail the run?"""
+
+    max_fail_rate: float | None = None
+    gate_on: str = "point"
+    max_errors: int = 0
+    min_cohort_size: int = 0
+    cohort_limits: Mapping[str, float] = field(default_factory=dict)
+
+    def limit_for(self, cohort: str) -> float | None:
+        return self.cohort_limits.get(cohort, self.max_fail_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_fail_rate": self.max_fail_rate,
+            "gate_on": self.gate_on,
+            "max_errors": self.max_errors,
+            "min_cohort_size": self.min_cohort_size,
+            "cohort_limits": dict(self.cohort_limits),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Gate:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """One failure mode, ready to evaluate."""
+
+    name: str
+    source: str
+    detector: Detector | FixtureRef
+    description: str = ""
+    line: int = 1
+    where: Where | None = None
+    gate: Gate = field(default_factory=Gate)
+    order: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}::{self.name}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A definition file: a dataset, cohort fields and failure modes."""
+
+    source: str
+    dataset: DatasetSpec
+    cohorts: tuple[tuple[str, ...], ...]
+    modes: tuple[ModeSpec, ...]
+
+
+def cohort_keys(trace: Trace, cohorts: Iterable[tuple[str, ...]]) -> list[str]:
+    """The cohort labels a trace belongs to: ``all`` plus ``field=value`` per grouping."""
+    keys = [ALL]
+    for group in cohorts:
+        parts = []
+        for name in group:
+            value = trace.get(name)
+            parts.append(f"{name}={_value_text(value)}")
+        keys.append(" & ".join(parts))
+    return keys
+
+
+def _value_text(value: Any) -> str:
+    from .trace import MISSING
+
+    if value is MISSING or value is None or value == "":
+        return MISSING_VALUE
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def detect_one(detector: Callable[[Trace], Any], trace: Trace) -> Verdict:
+    """Run a detector on one trace; an exception becomes an error verdict."""
+    try:
+        return to_verdict(detector(trace))
+    except Exception as exc:  # noqa: BLE001 - any detector failure is reported as an error
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+        return Verdict.error(f"{type(exc).__name__}: {exc}{where}")
+
+
+@dataclass
+class CohortRow:
+    """Figures for one mode in one cohort."""
+
+    cohort: str
+    n: int  # passes + fails (errors are not in the denominator)
+    fails: int
+    errors: int
+    limit: float | None
+    small: bool
+    gated: bool
+    breach: str | None  # None, "limit"
+
+    @property
+    def rate(self) -> float | None:
+        return self.fails / self.n if self.n else None
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        return wilson_interval(self.fails, self.n)
+
+    def to_dict(self) -> dict[str, Any]:
+        ci = self.ci
+        return {
+            "cohort": self.cohort,
+            "n": self.n,
+            "fails": self.fails,
+            "errors": self.errors,
+            "rate": self.rate,
+            "ci_low": ci[0] if ci else None,
+            "ci_high": ci[1] if ci else None,
+            "limit": self.limit,
+            "small": self.small,
+            "gated": self.gated,
+            "breach": self.breach,
+        }
+
+
+class Aggregator:
+    """Counts per cohort label: [passes, fails, errors]. Order of first sight is kept."""
+
+    __slots__ = ("counts", "skipped")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+        self.skipped = 0
+
+    def add(self, keys: Iterable[str], status: str) -> None:
+        if status == SKIP:
+            self.skipped += 1
+            return
+        slot = 0 if status == PASS else 1 if status == FAIL else 2
+        counts = self.counts
+        for key in keys:
+            row = counts.get(key)
+            if row is None:
+                row = counts[key] = [0, 0, 0]
+            row[slot] += 1
+
+    def rows(self, gate: Gate) -> list[CohortRow]:
+        """Cohort rows with gate decisions: ``all`` first, then cohorts by field and value."""
+        out = []
+        for key in sorted(self.counts, key=_row_order):
+            p, f, e = self.counts[key]
+            n = p + f
+            limit = gate.limit_for(key)
+            small = key != ALL and n < gate.min_cohort_size
+            gated = limit is not None and not small and n > 0
+            breach = "limit" if gated and _over(f, n, limit, gate.gate_on) else None  # type: ignore[arg-type]
+            out.append(CohortRow(key, n, f, e, limit, small, gated, breach))
+        return out
+
+
+def _row_order(key: str) -> tuple[int, str, str]:
+    if key == ALL:
+        return (0, "", "")
+    fields = " & ".join(part.split("=", 1)[0] for part in key.split(" & "))
+    return (1, fields, key)
+
+
+def _over(fails: int, n: int, limit: float, gate_on: str) -> bool:
+    if gate_on == "point":
+        return fails / n > limit
+    ci = wilson_interval(fails, n)
+    assert ci is not None
+    return (ci[1] if gate_on == "upper" else ci[0]) > limit
+
+
+@dataclass
+class ModeResult:
+    """A mode's outcome; JSON-safe through :meth:`to_dict` (it crosses xdist)."""
+
+    key: str
+    name: str
+    source: str
+    line: int
+    order: int
+    description: str
+    detector: str
+    gate: Gate
+    rows: list[CohortRow]
+    skipped: int
+    #: per-trace verdicts in dataset order: ids and one status code each
+    ids: list[str]
+    codes: str
+    #: index -> [reason, evidence] for non-passing verdicts
+    details: dict[int, list[Any]]
+    broken: str | None = None  # a reason the mode could not be evaluated at all
+
+    @property
+    def errors(self) -> int:
+        return self.rows[0].errors if self.rows else 0
+
+    @property
+    def error_breach(self) -> bool:
+        return self.errors > self.gate.max_errors
+
+    @property
+    def breached_rows(self) -> list[CohortRow]:
+        return [r for r in self.rows if r.breach]
+
+    @property
+    def passed(self) -> bool:
+        return self.broken is None and not self.error_breach and not self.breached_rows
+
+    def verdicts(self) -> Iterator[tuple[str, str, str, Any]]:
+        """``(id, status, reason, evidence)`` for every evaluated trace (skips omitted)."""
+        for i, (tid, code) in enumerate(zip(self.ids, self.codes)):
+            if code == "S":
+                continue
+            reason, evidence = self.details.get(i, ("", None))
+            yield tid, STATUS_OF_CODE[code], reason, evidence
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "source": self.source,
+            "line": self.line,
+            "order": self.order,
+            "description": self.description,
+            "detector": self.detector,
+            "gate": self.gate.to_dict(),
+            "rows": [r.to_dict() for r in self.rows],
+            "skipped": self.skipped,
+            "ids": self.ids,
+            "codes": self.codes,
+            "details": {str(k): v for k, v in self.details.items()},
+            "broken": self.broken,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModeResult:
+        rows = [
+            CohortRow(r["cohort"], r["n"], r["fails"], r["errors"], r["limit"], r["small"], r["gated"], r["breach"])
+            for r in d["rows"]
+        ]
+        return cls(
+            key=d["key"],
+            name=d["name"],
+            source=d["source"],
+            line=d["line"],
+            order=d["order"],
+            description=d["description"],
+            detector=d["detector"],
+            gate=Gate.from_dict(d["gate"]),
+            rows=rows,
+            skipped=d["skipped"],
+            ids=list(d["ids"]),
+            codes=d["codes"],
+            details={int(k): list(v) for k, v in d["details"].items()},
+            broken=d.get("broken"),
+        )
+
+
+def finish_mode(
+    mode: ModeSpec,
+    agg: Aggregator,
+    ids: list[str],
+    codes: str,
+    details: dict[int, list[Any]],
+    broken: str | None = None,
+) -> ModeResult:
+    """Aggregate counts into rows and gate decisions (shared by every way of running)."""
+    return ModeResult(
+        key=mode.key,
+        name=mode.name,
+        source=mode.source,
+        line=mode.line,
+        order=mode.order,
+        description=mode.description,
+        detector=repr(mode.detector),
+        gate=mode.gate,
+        rows=agg.rows(mode.gate) if broken is None else [],
+        skipped=agg.skipped,
+        ids=ids,
+        codes=codes,
+        details=details,
+        broken=broken,
+    )
+
+
+@dataclass
+class SuiteResult:
+    modes: dict[str, ModeResult]
+    traces: int
+
+
+def evaluate(
+    suite: Suite,
+    detectors: Mapping[str, Callable[[Trace], Any]],
+    *,
+    only: Iterable[str] | None = None,
+    broken: Mapping[str, str] | None = None,
+) -> SuiteResult:
+    """Evaluate the suite's modes over its dataset in one streaming pass.
+
+    ``detectors`` maps mode name -> detector. Modes named in ``broken`` (a
+    detector that could not be built, say) are reported as broken without
+    being run. ``only`` restricts the pass to some modes.
+    """
+    from .dataset import iter_traces
+
+    wanted = set(only) if only is not None else None
+    broken = dict(broken or {})
+    modes = [m for m in suite.modes if wanted is None or m.name in wanted]
+    live = [(m, m.where, detectors[m.name], Aggregator(), bytearray(), {}) for m in modes if m.name not in broken]
+    ids: list[str] = []
+    cohorts = suite.cohorts
+    skip_code, pass_code = ord("S"), ord("P")
+    for _line, trace in iter_traces(suite.dataset):
+        idx = len(ids)
+        ids.append(trace.id)
+        keys = cohort_keys(trace, cohorts)
+        for _mode, where, detector, agg, codes, details in live:
+            if where is not None and not where(trace):
+                agg.skipped += 1
+                codes.append(skip_code)
+                continue
+            verdict = detect_one(detector, trace)
+            status = verdict.status
+            agg.add(keys, status)
+            if status == PASS:
+                codes.append(pass_code)
+            else:
+                codes.append(ord(_CODE[status]))
+                details[idx] = [verdict.reason, verdict.evidence]
+    results = {}
+    for mode, _where, _det, agg, codes, details in live:
+        results[mode.name] = finish_mode(mode, agg, ids, codes.decode("ascii"), details)
+    for mode in modes:
+        if mode.name in broken:
+            results[mode.name] = finish_mode(mode, Aggregator(), [], "", {}, broken=broken[mode.name])
+    return SuiteResult(results, len(ids))

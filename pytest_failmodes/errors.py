@@ -1,0 +1,59 @@
+"""Errors that name the file, line and key or field at fault."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["FailmodesError", "DefinitionError", "DatasetError", "did_you_mean"]
+
+
+class FailmodesError(Exception):
+    """Base class: a user-facing problem, printed as one line without a traceback."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = _shown(file) if file is not None else None
+        self.line = line
+        self.key = key
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = self.file or "<unknown>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+class DefinitionError(FailmodesError):
+    """A failure-mode definition (YAML or ``@failure_mode``) is invalid."""
+
+
+class DatasetError(FailmodesError):
+    """A dataset file or one of its rows is invalid."""
+
+
+def _shown(path: str | Path) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def did_you_mean(word: str, valid: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest valid word, or ``""``."""
+    matches = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {matches[0]!r}?" if matches else ""

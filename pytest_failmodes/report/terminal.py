@@ -1,0 +1,114 @@
+"""The terminal summary table and a breached mode's failure text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from ..engine import CohortRow, ModeResult
+
+__all__ = ["summary_lines", "breach_text", "plural", "pct"]
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _short(name: str, width: int = 32) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _gate_text(result: ModeResult, row: CohortRow) -> str:
+    if row.breach:
+        return f"FAIL ({row.breach})"
+    if row.small:
+        return f"small (n<{result.gate.min_cohort_size})"
+    if row.limit is None:
+        return "-"
+    return "ok"
+
+
+def _table_rows(results: Sequence[ModeResult]) -> tuple[list[list[str]], bool]:
+    breached: list[list[str]] = []
+    rest: list[list[str]] = []
+    any_errors = any(r.errors for r in results)
+    for result in results:
+        if result.broken:
+            breached.append([_short(result.name), "-", "", "", "", "", "", "", "BROKEN"])
+            continue
+        for row in result.rows:
+            ci = row.ci
+            gate = _gate_text(result, row)
+            if row.cohort == "all" and result.error_breach:
+                gate = (gate + "; " if row.breach else "") + f"FAIL (errors {row.errors} > {result.gate.max_errors})"
+            cells = [
+                _short(result.name),
+                row.cohort,
+                str(row.n),
+                str(row.fails),
+                pct(row.rate),
+                f"[{pct(ci[0])}, {pct(ci[1])}]" if ci else "-",
+                pct(row.limit) if row.limit is not None else "-",
+                str(row.errors),
+                gate,
+            ]
+            (breached if gate.startswith("FAIL") else rest).append(cells)
+    rows = breached + rest
+    if not any_errors:
+        rows = [r[:7] + r[8:] for r in rows]
+    return rows, any_errors
+
+
+def summary_lines(results: Sequence[ModeResult]) -> Iterator[str]:
+    """The table the team reads: breached rows first."""
+    from tabulate import tabulate
+
+    failed = [r for r in results if not r.passed]
+    errors = sum(r.errors for r in results)
+    files = len({r.source for r in results})
+    head = f"{plural(len(results), 'failure mode')} in {plural(files, 'file')}: "
+    head += f"{plural(len(failed), 'gate')} breached" if failed else "all gates passed"
+    if errors:
+        head += f", {plural(errors, 'detector error')}"
+    yield head
+    rows, with_errors = _table_rows(results)
+    header = ["mode", "cohort", "n", "fail", "rate", "95% CI", "limit"] + (["err"] if with_errors else []) + ["gate"]
+    align = ["left", "left", "right", "right", "right", "left", "right"] + (["right"] if with_errors else []) + ["left"]
+    yield from tabulate(
+        rows, headers=header, tablefmt="simple", disable_numparse=True, colalign=align
+    ).splitlines()
+    for r in results:
+        if r.broken:
+            yield f"BROKEN {r.name}: {r.broken}"
+
+
+def breach_text(result: ModeResult, max_examples: int) -> str:
+    """Why a mode failed its gate, and its first failing traces."""
+    lines = []
+    if result.broken:
+        return f"failure mode {result.name!r} could not be evaluated: {result.broken}"
+    lines.append(f"failure mode {result.name!r} breached its gate (gate_on={result.gate.gate_on}):")
+    for row in result.breached_rows:
+        ci = row.ci
+        lines.append(
+            f"  {row.cohort}: {row.fails}/{row.n} = {pct(row.rate)} "
+            f"[{pct(ci[0]) if ci else '-'}, {pct(ci[1]) if ci else '-'}] > limit {pct(row.limit)}"
+        )
+    if result.error_breach:
+        lines.append(f"  errors: {result.errors} > max_errors {result.gate.max_errors}")
+    lines.extend(_examples(result, "fail", "failing traces", max_examples))
+    lines.extend(_examples(result, "error", "errors", max_examples))
+    return "\n".join(lines)
+
+
+def _examples(result: ModeResult, status: str, title: str, limit: int) -> Iterable[str]:
+    picked = [(tid, reason) for tid, st, reason, _ in result.verdicts() if st == status]
+    if not picked or limit == 0:
+        return []
+    shown = picked[:limit]
+    out = [f"{title} (first {len(shown)} of {len(picked)}):" if len(picked) > len(shown) else f"{title}:"]
+    out.extend(f"  {tid}: {reason}" for tid, reason in shown)
+    return out

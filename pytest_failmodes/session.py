@@ -1,0 +1,187 @@
+"""The run's state and its session-level hooks, registered only under ``--failmodes``.
+
+Per-mode results travel on test reports (``report.failmodes``), so the
+controller builds the same summary whether items ran here or on xdist
+workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import options as opt
+from .engine import Aggregator, Gate, ModeResult, ModeSpec, finish_mode
+
+if TYPE_CHECKING:
+    from .collect import ModeItem
+    from .detectors import RuleKind
+
+__all__ = ["FailmodesSession", "SESSION_KEY"]
+
+SESSION_KEY = pytest.StashKey["FailmodesSession"]()
+
+
+class FailmodesSession:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        config.stash[SESSION_KEY] = self
+        self.is_worker = hasattr(config, "workerinput")
+        self._rule_kinds: dict[str, RuleKind] | None = None
+        # suite source -> results of its selected modes (evaluated once per process)
+        self._evaluated: dict[str, dict[str, ModeResult]] = {}
+        self._specs_sent: set[str] = set()
+        # controller side
+        self.results: dict[str, ModeResult] = {}
+        self._trace_specs: dict[str, dict[str, Any]] = {}
+        self._trace_rows: dict[str, list[dict[str, Any]]] = {}
+        self._ours_failed = 0
+
+    # -- collection-time services ------------------------------------------------------
+    def rule_kinds(self) -> dict[str, RuleKind]:
+        if self._rule_kinds is None:
+            from .detectors import merge_rule_kinds
+
+            self._rule_kinds = merge_rule_kinds(self.config.hook.pytest_failmodes_rule_kinds())
+        return self._rule_kinds
+
+    def mode_result(self, item: ModeItem) -> ModeResult:
+        """The item's mode result; the first item of a suite evaluates all its selected modes."""
+        from .collect import ModeItem
+
+        source = item.suite.source
+        if source not in self._evaluated:
+            selected = {
+                i.mode.name
+                for i in item.session.items
+                if isinstance(i, ModeItem) and i.suite.source == source
+            }
+            selected.add(item.mode.name)
+            self._evaluated[source] = item.evaluate_suite(selected)
+        results = self._evaluated[source]
+        if item.mode.name not in results:  # selected after the suite was evaluated (rare)
+            results.update(item.evaluate_suite({item.mode.name}))
+        return results[item.mode.name]
+
+    def spec_once(self, mode: ModeSpec, where_skipped: int) -> dict[str, Any] | None:
+        """Mode metadata for the first per-trace report of a mode sent from this process."""
+        if mode.key in self._specs_sent:
+            return None
+        self._specs_sent.add(mode.key)
+        return {
+            "key": mode.key,
+            "name": mode.name,
+            "source": mode.source,
+            "line": mode.line,
+            "order": mode.order,
+            "description": mode.description,
+            "detector": repr(mode.detector),
+            "gate": mode.gate.to_dict(),
+            "where_skipped": where_skipped,
+        }
+
+    # -- hooks --------------------------------------------------------------------------
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+        outcome = yield
+        payload = getattr(item, "failmodes_payload", None)
+        if call.when == "call" and payload is not None:
+            outcome.get_result().failmodes = payload
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = getattr(report, "failmodes", None)
+        if payload is None or self.is_worker:
+            return
+        if payload["kind"] == "mode":
+            result = ModeResult.from_dict(payload["result"])
+            self.results[result.key] = result
+            self.config.hook.pytest_failmodes_mode_result(result=result)
+            return
+        if payload.get("spec"):
+            self._trace_specs.setdefault(payload["mode"], payload["spec"])
+        self._trace_rows.setdefault(payload["mode"], []).append(payload)
+        if report.failed:
+            self._ours_failed += 1
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        payload = getattr(report, "failmodes", None)
+        if payload and payload["kind"] == "trace" and report.when == "call" and payload["status"] == "fail":
+            return "detected", "D", "DETECTED"
+        return None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker:
+            return
+        self._finish_per_trace()
+        if self._trace_rows:
+            # per-trace items fail on detections (so --lf works); the gates decide the exit
+            others = session.testsfailed - self._ours_failed
+            gate_failed = any(not r.passed for r in self.results.values())
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                failed = others > 0 or gate_failed
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
+        path = self.config.getoption(opt.dest(opt.REPORT))
+        if path:
+            from .report.json_report import write_report
+
+            write_report(Path(self.config.invocation_params.dir, path), self.ordered_results())
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or not self.results:
+            return
+        from .report.terminal import summary_lines
+
+        terminalreporter.section("failure modes")
+        for line in summary_lines(self.ordered_results()):
+            terminalreporter.write_line(line)
+
+    # -- helpers ------------------------------------------------------------------------
+    def ordered_results(self) -> list[ModeResult]:
+        return sorted(self.results.values(), key=lambda r: (r.source, r.order))
+
+    def _finish_per_trace(self) -> None:
+        for key, rows in self._trace_rows.items():
+            spec = self._trace_specs[key]
+            rows.sort(key=lambda r: r["index"])
+            agg = Aggregator()
+            agg.skipped = spec["where_skipped"]
+            details: dict[int, list[Any]] = {}
+            codes = []
+            for i, row in enumerate(rows):
+                agg.add(row["cohorts"], row["status"])
+                codes.append(_CODES[row["status"]])
+                if row["status"] != "pass":
+                    details[i] = [row["reason"], row["evidence"]]
+            mode = _SpecView(spec)
+            result = finish_mode(mode, agg, [r["id"] for r in rows], "".join(codes), details)  # type: ignore[arg-type]
+            self.results[key] = result
+            self.config.hook.pytest_failmodes_mode_result(result=result)
+
+
+_CODES = {"pass": "P", "fail": "F", "error": "E", "skip": "S"}
+
+
+class _SpecView:
+    """The fields of a ModeSpec that finish_mode reads, rebuilt from a report."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.key = spec["key"]
+        self.name = spec["name"]
+        self.source = spec["source"]
+        self.line = spec["line"]
+        self.order = spec["order"]
+        self.description = spec["description"]
+        self.detector = _Repr(spec["detector"])
+        self.gate = Gate.from_dict(spec["gate"])
+
+
+class _Repr:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text

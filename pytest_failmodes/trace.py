@@ -1,0 +1,165 @@
+"""The trace model: one interaction of the application under test."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Trace", "Message", "ToolCall", "MISSING", "TRACE_FIELDS"]
+
+#: the fields a dataset row can map onto (``fields:`` in a definition)
+TRACE_FIELDS = ("id", "input", "output", "messages", "metadata", "labels")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: returned by :meth:`Trace.get` when a path does not exist in the trace
+MISSING: Any = _Missing()
+
+
+class _Function(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class _ToolCallItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    type: str = "function"
+    function: _Function
+
+
+class Message(BaseModel):
+    """A chat message in OpenAI format (tool calls included)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[_ToolCallItem] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The message's text; content parts of type ``text`` are joined."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(
+            str(part.get("text", "")) for part in self.content if part.get("type", "text") == "text"
+        )
+
+
+class ToolCall(NamedTuple):
+    """A tool call the assistant made: name and arguments (parsed from JSON when possible)."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+class Trace(BaseModel):
+    """One trace: what went in, what came out, and what is known about it.
+
+    A trace given only as ``messages`` gets ``input`` (the last user message)
+    and ``output`` (the last assistant reply with text) derived from them.
+    """
+
+    model_config = ConfigDict(coerce_numbers_to_str=True, extra="forbid")
+
+    id: str = Field(min_length=1)
+    input: str | None = None
+    output: str | None = None
+    messages: list[Message] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _derive_from_messages(self) -> Trace:
+        if self.output is None:
+            if not self.messages:
+                raise ValueError("a trace needs an 'output' or 'messages'")
+            self.output = self.final_reply
+        if self.input is None:
+            self.input = next(
+                (m.text for m in reversed(self.messages) if m.role == "user"), ""
+            )
+        return self
+
+    @cached_property
+    def final_reply(self) -> str:
+        """The last assistant message that has text ('' when there is none)."""
+        for message in reversed(self.messages):
+            if message.role == "assistant" and message.text:
+                return message.text
+        return self.output or ""
+
+    @cached_property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """Every tool call made by the assistant, in order."""
+        calls = []
+        for message in self.messages:
+            for item in message.tool_calls or ():
+                args = item.function.arguments
+                if isinstance(args, str):
+                    try:
+                        parsed = json.loads(args) if args.strip() else {}
+                    except ValueError:
+                        parsed = {"_raw": args}
+                    args = parsed if isinstance(parsed, dict) else {"_value": parsed}
+                calls.append(ToolCall(item.function.name, args))
+        return tuple(calls)
+
+    @cached_property
+    def transcript(self) -> str:
+        """All message texts, one per line, prefixed by role."""
+        return "\n".join(f"{m.role}: {m.text}" for m in self.messages)
+
+    def get(self, path: str) -> Any:
+        """Look up a dotted path: a trace field, or a key of ``metadata`` / ``labels``.
+
+        ``output``, ``input``, ``id``, ``final_reply`` and ``messages`` (the
+        transcript) name trace fields; ``metadata.a.b`` and ``labels.x`` are
+        explicit; any other name is looked up in ``metadata``, then ``labels``.
+        Returns :data:`MISSING` when the path does not exist.
+        """
+        head, _, rest = path.partition(".")
+        if head in _DIRECT:
+            return getattr(self, _DIRECT[head]) if not rest else MISSING
+        if head in ("metadata", "labels") and rest:
+            return _dig(getattr(self, head), rest)
+        value = _dig(self.metadata, path)
+        if value is MISSING:
+            value = _dig(self.labels, path)
+        return value
+
+
+_DIRECT = {
+    "id": "id",
+    "input": "input",
+    "output": "output",
+    "final_reply": "final_reply",
+    "messages": "transcript",
+    "transcript": "transcript",
+}
+
+
+def _dig(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        else:
+            return MISSING
+    return obj
