@@ -237,6 +237,11 @@ class TraceItem(_FailmodesItem):
         self.trace = trace
         self.index = index
         self.where_skipped = where_skipped
+        node_id = getattr(self, "_id", None)
+        if hasattr(node_id, "with_params"):
+            # pytest >= 9 keeps structured ids: the trace id is the parameter, as in
+            # parametrize, so --lf and -k match ids read back from the cache
+            self._id = self.parent.id.child(self.mode.name).with_params(_id_text(trace.id))
 
     def runtest(self) -> None:
         verdict = detect_one(self._detector(self.mode), self.trace)
