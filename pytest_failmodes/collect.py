@@ -6,6 +6,7 @@ mode (its gate); with ``--failmodes-per-trace`` one item per mode and trace.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -15,8 +16,8 @@ import pytest
 
 from . import options as opt
 from .definitions import load_suite, python_mode_definition, suite_from_mapping
-from .detectors.python import AssertionDetector, FixtureRef
-from .engine import ModeResult, ModeSpec, Suite, cohort_keys, detect_one, evaluate
+from .detectors.python import AssertionDetector, FixtureRef, PythonRef
+from .engine import Aggregator, ModeResult, ModeSpec, Suite, cohort_keys, detect_one, evaluate, finish_mode
 from .errors import FailmodesError
 from .verdict import ERROR, FAIL, SKIP, Verdict
 
@@ -80,6 +81,8 @@ def python_mode_items(
         )
     except FailmodesError as exc:
         raise collector.CollectError(str(exc)) from None
+    ref = PythonRef(func.__qualname__)
+    suite = dataclasses.replace(suite, modes=tuple(dataclasses.replace(m, detector=ref) for m in suite.modes))
     return list(_items(collector, suite, func=func))
 
 
@@ -130,6 +133,7 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
                 trace=trace,
                 index=index,
                 where_skipped=where_skipped,
+                applicable=len(selected),
             )
 
 
@@ -153,12 +157,12 @@ class _FailmodesItem(pytest.Function):
     def _detector(self, mode: ModeSpec) -> Callable[[Trace], Any]:
         """Resolve a mode's detector for this item; FailmodesError when it cannot be had."""
         det = mode.detector
-        if not isinstance(det, FixtureRef):
-            return det
-        if det.name == "__python__":
+        if isinstance(det, PythonRef):
             assert self.user_func is not None
             kwargs = {name: self.funcargs[name] for name in self._fixtureinfo.argnames}
             return AssertionDetector(self.user_func, kwargs)
+        if not isinstance(det, FixtureRef):
+            return det
         try:
             value = self._request.getfixturevalue(det.name)
         except pytest.FixtureLookupError:
@@ -179,13 +183,15 @@ class _FailmodesItem(pytest.Function):
             )
         return value  # type: ignore[no-any-return]
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
         exc = excinfo.value
         if isinstance(exc, _Outcome):
             return exc.text
         if isinstance(exc, FailmodesError):
             return str(exc)
-        return super().repr_failure(excinfo, style=style)
+        # Function.repr_failure takes no style: passing one was an INTERNALERROR
+        # whenever user code (a detector fixture, say) raised
+        return super().repr_failure(excinfo)
 
 
 class _Outcome(Exception):
@@ -208,7 +214,13 @@ class ModeItem(_FailmodesItem):
     """One failure mode over all its traces: the mode's gate."""
 
     def runtest(self) -> None:
-        result = _session(self.config).mode_result(self)
+        try:
+            result = _session(self.config).mode_result(self)
+        except FailmodesError as exc:
+            # the report must show the mode as broken, not leave it out (and say "passed")
+            broken = finish_mode(self.mode, Aggregator(), [], "", {}, broken=str(exc))
+            self.failmodes_payload = {"kind": "mode", "result": broken.to_dict()}
+            raise
         self.failmodes_payload = {"kind": "mode", "result": result.to_dict()}
         if not result.passed:
             from .report.terminal import breach_text
@@ -219,6 +231,7 @@ class ModeItem(_FailmodesItem):
         """Evaluate the selected modes of this item's suite (one pass over the dataset)."""
         detectors: dict[str, Callable[[Trace], Any]] = {}
         broken: dict[str, str] = {}
+        later: set[str] = set()
         for mode in self.suite.modes:
             if mode.name not in selected:
                 continue
@@ -226,17 +239,24 @@ class ModeItem(_FailmodesItem):
                 detectors[mode.name] = self._detector(mode)
             except FailmodesError as exc:
                 broken[mode.name] = str(exc)
-        return evaluate(self.suite, detectors, only=selected, broken=broken).modes
+            except (Exception, pytest.skip.Exception, pytest.fail.Exception):
+                if mode.name == self.mode.name:
+                    raise
+                # another mode's fixture raised (or skipped): leave that mode to its
+                # own item, which shows the outcome, instead of failing this one
+                later.add(mode.name)
+        return evaluate(self.suite, detectors, only=selected - later, broken=broken).modes
 
 
 class TraceItem(_FailmodesItem):
     """One failure mode on one trace (``--failmodes-per-trace``)."""
 
-    def __init__(self, *, trace: Trace, index: int, where_skipped: int, **kwargs: Any) -> None:
+    def __init__(self, *, trace: Trace, index: int, where_skipped: int, applicable: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trace = trace
         self.index = index
         self.where_skipped = where_skipped
+        self.applicable = applicable
         node_id = getattr(self, "_id", None)
         if hasattr(node_id, "with_params"):
             # pytest >= 9 keeps structured ids: the trace id is the parameter, as in
@@ -254,7 +274,7 @@ class TraceItem(_FailmodesItem):
             "reason": verdict.reason,
             "evidence": verdict.evidence,
             "cohorts": cohort_keys(self.trace, self.suite.cohorts),
-            "spec": _session(self.config).spec_once(self.mode, self.where_skipped),
+            "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable),
         }
         if verdict.status == FAIL:
             raise Detected(f"DETECTED {self.mode.name} in {self.trace.id}: {verdict.reason}")

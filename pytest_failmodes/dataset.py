@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,14 +58,16 @@ def iter_traces(spec: DatasetSpec) -> Iterator[tuple[int, Trace]]:
     count = 0
     for line, row in iter_rows(spec.path, spec.resolved_format):
         trace = mapper(line, row)
-        first = seen.setdefault(trace.id, line)
-        if first != line:
+        # by id, not by line: a one-line JSON array puts every row on line 1
+        first = seen.get(trace.id)
+        if first is not None:
             raise DatasetError(
                 f"duplicate id {trace.id!r} (first seen on line {first})",
                 file=spec.path,
                 line=line,
                 key=mapper.source_name("id"),
             )
+        seen[trace.id] = line
         count += 1
         yield line, trace
     if count == 0:
@@ -105,7 +108,9 @@ def _jsonl_rows(handle: io.BufferedReader, path: Path) -> Iterator[tuple[int, An
     for line, raw in enumerate(handle, 1):
         if not raw.strip():
             continue
-        text = _decode(raw, path, line)
+        # without its line break, an error at the end of the row gets the row's
+        # column rather than "column 1" of a line that does not exist
+        text = _decode(raw, path, line).rstrip("\r\n")
         try:
             yield line, loads(text)
         except ValueError as exc:
@@ -158,41 +163,59 @@ def _json_rows(text: str, path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _csv_rows(handle: io.BufferedReader, path: Path) -> Iterator[tuple[int, Any]]:
-    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
-    reader = csv.DictReader(text, strict=True)
-    try:
-        header = reader.fieldnames
-        if header is None:
-            return
-        if len(set(header)) != len(header):
-            dup = next(h for h in header if header.count(h) > 1)
-            raise DatasetError(f"duplicate column {dup!r} in the header", file=path, line=1)
-        start = reader.line_num + 1
-        for row in reader:
-            if None in row:
-                raise DatasetError(
-                    f"row has {len(header) + len(row[None])} cells; the header has {len(header)}",  # type: ignore[index]
-                    file=path,
-                    line=start,
-                )
-            if any(v is None for v in row.values()):
-                missing = next(k for k, v in row.items() if v is None)
-                raise DatasetError(
-                    f"row has too few cells; no value for column {missing!r}",
-                    file=path,
-                    line=start,
-                    key=missing,
-                )
-            yield start, row
-            start = reader.line_num + 1
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8",
-            file=path,
-            line=reader.line_num + 1,
-        ) from None
-    except csv.Error as exc:
-        raise DatasetError(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
+    # surrogateescape: the wrapper decodes in chunks, so a decode error would
+    # point at the wrong line; undecodable bytes are found per row instead.
+    # ``with`` closes the wrapper before it is dropped (no ResourceWarning).
+    with io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        reader = csv.DictReader(text, strict=True)
+        start = 1
+        try:
+            header = reader.fieldnames
+            if header is None:
+                return
+            _check_utf8(header, path, start)
+            if len(set(header)) != len(header):
+                dup = next(h for h in header if header.count(h) > 1)
+                raise DatasetError(f"duplicate column {dup!r} in the header", file=path, line=1)
+            start = reader.reader.line_num + 1
+            for row in reader:
+                if None in row:
+                    raise DatasetError(
+                        f"row has {len(header) + len(row[None])} cells; the header has {len(header)}",  # type: ignore[index]
+                        file=path,
+                        line=start,
+                    )
+                if any(v is None for v in row.values()):
+                    missing = next(k for k, v in row.items() if v is None)
+                    raise DatasetError(
+                        f"row has too few cells; no value for column {missing!r}",
+                        file=path,
+                        line=start,
+                        key=missing,
+                    )
+                _check_utf8(row.values(), path, start)
+                yield start, row
+                start = reader.reader.line_num + 1
+        except csv.Error as exc:
+            # DictReader.line_num lags behind on errors; an unclosed quote runs
+            # to the end of the file, so the row where it opened is more useful
+            line = start if "unexpected end of data" in str(exc) else reader.reader.line_num
+            raise DatasetError(f"malformed CSV: {exc}", file=path, line=max(line, 1)) from None
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _check_utf8(cells: Iterable[str], path: Path, line: int) -> None:
+    for cell in cells:
+        m = _UNDECODED.search(cell)
+        if m is not None:
+            raise DatasetError(
+                f"not valid UTF-8 (byte 0x{ord(m.group()) - 0xDC00:02x}); save the file as UTF-8",
+                file=path,
+                line=line + cell.count("\n", 0, m.start()),
+            )
+        line += cell.count("\n")  # quoted cells can span lines
 
 
 class _RowMapper:
@@ -263,14 +286,24 @@ class _RowMapper:
             ) from None
 
 
+_KINDS = {
+    list: "an array",
+    str: "a string",
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
+
+
 def _kind(value: Any) -> str:
-    return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
-        type(value), f"a {type(value).__name__}"
-    )
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
 
 
 def _pydantic_msg(err: Any) -> str:
     msg = str(err["msg"])
     if err["type"] == "missing":
         return "required field is missing"
+    if err["type"] == "value_error":  # pydantic prefixes our own messages with "Value error, "
+        msg = str(err["ctx"]["error"]) if "error" in err.get("ctx", {}) else msg
     return msg[0].lower() + msg[1:] if msg else msg

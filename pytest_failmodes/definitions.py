@@ -211,10 +211,14 @@ def load_suite(
             loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DefinitionError(
-            f"invalid YAML: {problem}", file=shown, line=mark.line + 1 if mark else None
-        ) from None
+        line = mark.line + 1 if mark else None
+        if isinstance(exc, yaml.reader.ReaderError):
+            # a control character: str(exc) spans lines and there is no mark
+            problem = f"character {exc.character!r} is not allowed"
+            line = text.count("\n", 0, exc.position) + 1
+        else:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DefinitionError(f"invalid YAML: {problem}", file=shown, line=line) from None
     if node is not None:
         lines.record(node)
     if not isinstance(data, dict):

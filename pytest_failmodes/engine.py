@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .stats import wilson_interval
+from .trace import MISSING
 from .verdict import ERROR, FAIL, PASS, SKIP, Verdict, to_verdict
 
 if TYPE_CHECKING:
@@ -99,18 +100,20 @@ class Suite:
 def cohort_keys(trace: Trace, cohorts: Iterable[tuple[str, ...]]) -> list[str]:
     """The cohort labels a trace belongs to: ``all`` plus ``field=value`` per grouping."""
     keys = [ALL]
+    get = trace.get
     for group in cohorts:
-        parts = []
-        for name in group:
-            value = trace.get(name)
-            parts.append(f"{name}={_value_text(value)}")
-        keys.append(" & ".join(parts))
+        if len(group) == 1:
+            name = group[0]
+            keys.append(f"{name}={_value_text(get(name))}")
+        else:
+            keys.append(" & ".join([f"{name}={_value_text(get(name))}" for name in group]))
     return keys
 
 
 def _value_text(value: Any) -> str:
-    from .trace import MISSING
-
+    # runs for every trace and cohort field: plain strings take the short path
+    if type(value) is str:
+        return value or MISSING_VALUE
     if value is MISSING or value is None or value == "":
         return MISSING_VALUE
     if isinstance(value, bool):
@@ -187,7 +190,7 @@ class Aggregator:
                 row = counts[key] = [0, 0, 0]
             row[slot] += 1
 
-    def rows(self, gate: Gate) -> list[CohortRow]:
+    def rows(self, gate: Gate, *, apply: bool = True) -> list[CohortRow]:
         """Cohort rows with gate decisions: ``all`` first, then cohorts by field and value."""
         out = []
         for key in sorted(self.counts, key=_row_order):
@@ -195,7 +198,7 @@ class Aggregator:
             n = p + f
             limit = gate.limit_for(key)
             small = key != ALL and n < gate.min_cohort_size
-            gated = limit is not None and not small and n > 0
+            gated = apply and limit is not None and not small and n > 0
             breach = "limit" if gated and _over(f, n, limit, gate.gate_on) else None  # type: ignore[arg-type]
             out.append(CohortRow(key, n, f, e, limit, small, gated, breach))
         return out
@@ -236,6 +239,8 @@ class ModeResult:
     #: index -> [reason, evidence] for non-passing verdicts
     details: dict[int, list[Any]]
     broken: str | None = None  # a reason the mode could not be evaluated at all
+    #: things the user should know that are not failures (say, a cohort limit that matched nothing)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -277,6 +282,7 @@ class ModeResult:
             "codes": self.codes,
             "details": {str(k): v for k, v in self.details.items()},
             "broken": self.broken,
+            "notes": self.notes,
         }
 
     @classmethod
@@ -300,6 +306,7 @@ class ModeResult:
             codes=d["codes"],
             details={int(k): list(v) for k, v in d["details"].items()},
             broken=d.get("broken"),
+            notes=list(d.get("notes", [])),
         )
 
 
@@ -310,8 +317,22 @@ def finish_mode(
     codes: str,
     details: dict[int, list[Any]],
     broken: str | None = None,
+    partial: tuple[int, int] | None = None,
 ) -> ModeResult:
-    """Aggregate counts into rows and gate decisions (shared by every way of running)."""
+    """Aggregate counts into rows and gate decisions (shared by every way of running).
+
+    ``partial`` = (traces run, traces the mode applies to) when only some of a
+    mode's traces ran (``-k`` or ``--lf`` on per-trace items): a rate over a
+    hand-picked subset says nothing about the mode, so its gates are not applied.
+    """
+    rows = agg.rows(mode.gate, apply=partial is None) if broken is None else []
+    notes = []
+    if partial is not None:
+        notes.append(f"partial run: {partial[0]} of {partial[1]} traces ran, so the gates were not applied")
+    seen = {row.cohort for row in rows}
+    for cohort in mode.gate.cohort_limits:
+        if broken is None and cohort not in seen:
+            notes.append(f"cohort_limits names {cohort!r}, which matched no trace")
     return ModeResult(
         key=mode.key,
         name=mode.name,
@@ -321,12 +342,13 @@ def finish_mode(
         description=mode.description,
         detector=repr(mode.detector),
         gate=mode.gate,
-        rows=agg.rows(mode.gate) if broken is None else [],
+        rows=rows,
         skipped=agg.skipped,
         ids=ids,
         codes=codes,
         details=details,
         broken=broken,
+        notes=notes,
     )
 
 

@@ -31,7 +31,8 @@ class FailmodesError(Exception):
         if self.line is not None:
             where += f":{self.line}"
         key = f" {self.key}:" if self.key else ""
-        return f"{where}:{key} {self.message}"
+        # one line, always: keys and values quoted from user files may hold line breaks
+        return f"{where}:{key} {self.message}".replace("\r", "\\r").replace("\n", "\\n")
 
 
 class DefinitionError(FailmodesError):

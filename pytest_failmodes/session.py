@@ -15,6 +15,7 @@ import pytest
 
 from . import options as opt
 from .engine import Aggregator, Gate, ModeResult, ModeSpec, finish_mode
+from .errors import FailmodesError
 
 if TYPE_CHECKING:
     from .collect import ModeItem
@@ -31,8 +32,10 @@ class FailmodesSession:
         config.stash[SESSION_KEY] = self
         self.is_worker = hasattr(config, "workerinput")
         self._rule_kinds: dict[str, RuleKind] | None = None
-        # suite source -> results of its selected modes (evaluated once per process)
-        self._evaluated: dict[str, dict[str, ModeResult]] = {}
+        self._rule_kinds_plugins = -1
+        # suite source -> results of its selected modes (evaluated once per process),
+        # or the dataset error that stopped the pass (every mode of the suite reports it)
+        self._evaluated: dict[str, dict[str, ModeResult] | FailmodesError] = {}
         self._specs_sent: set[str] = set()
         # controller side
         self.results: dict[str, ModeResult] = {}
@@ -42,10 +45,14 @@ class FailmodesSession:
 
     # -- collection-time services ------------------------------------------------------
     def rule_kinds(self) -> dict[str, RuleKind]:
-        if self._rule_kinds is None:
+        # a conftest.py in a subdirectory registers when pytest enters it, after
+        # earlier definition files were collected: ask again when plugins change
+        plugins = len(self.config.pluginmanager.get_plugins())
+        if self._rule_kinds is None or plugins != self._rule_kinds_plugins:
             from .detectors import merge_rule_kinds
 
             self._rule_kinds = merge_rule_kinds(self.config.hook.pytest_failmodes_rule_kinds())
+            self._rule_kinds_plugins = plugins
         return self._rule_kinds
 
     def mode_result(self, item: ModeItem) -> ModeResult:
@@ -60,13 +67,18 @@ class FailmodesSession:
                 if isinstance(i, ModeItem) and i.suite.source == source
             }
             selected.add(item.mode.name)
-            self._evaluated[source] = item.evaluate_suite(selected)
+            try:
+                self._evaluated[source] = item.evaluate_suite(selected)
+            except FailmodesError as exc:
+                self._evaluated[source] = exc
         results = self._evaluated[source]
+        if isinstance(results, FailmodesError):
+            raise results
         if item.mode.name not in results:  # selected after the suite was evaluated (rare)
             results.update(item.evaluate_suite({item.mode.name}))
         return results[item.mode.name]
 
-    def spec_once(self, mode: ModeSpec, where_skipped: int) -> dict[str, Any] | None:
+    def spec_once(self, mode: ModeSpec, where_skipped: int, applicable: int) -> dict[str, Any] | None:
         """Mode metadata for the first per-trace report of a mode sent from this process."""
         if mode.key in self._specs_sent:
             return None
@@ -81,6 +93,7 @@ class FailmodesSession:
             "detector": repr(mode.detector),
             "gate": mode.gate.to_dict(),
             "where_skipped": where_skipped,
+            "applicable": applicable,
         }
 
     # -- hooks --------------------------------------------------------------------------
@@ -128,16 +141,26 @@ class FailmodesSession:
         if path:
             from .report.json_report import write_report
 
-            write_report(Path(self.config.invocation_params.dir, path), self.ordered_results())
+            write_report(
+                Path(self.config.invocation_params.dir, path),
+                self.ordered_results(),
+                interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
+            )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.results:
             return
-        from .report.terminal import summary_lines
+        from .report.terminal import detection_lines, summary_lines
 
         terminalreporter.section("failure modes")
-        for line in summary_lines(self.ordered_results()):
+        results = self.ordered_results()
+        for line in summary_lines(results):
             terminalreporter.write_line(line)
+        if self._trace_rows:
+            # per-trace detections are results, not crashes: pytest lists them nowhere else
+            limit = self.config.getoption(opt.dest(opt.MAX_EXAMPLES))
+            for line in detection_lines([r for r in results if r.key in self._trace_rows], limit):
+                terminalreporter.write_line(line)
 
     # -- helpers ------------------------------------------------------------------------
     def ordered_results(self) -> list[ModeResult]:
@@ -157,7 +180,11 @@ class FailmodesSession:
                 if row["status"] != "pass":
                     details[i] = [row["reason"], row["evidence"]]
             mode = _SpecView(spec)
-            result = finish_mode(mode, agg, [r["id"] for r in rows], "".join(codes), details)  # type: ignore[arg-type]
+            applicable = spec["applicable"]
+            partial = (len(rows), applicable) if len(rows) < applicable else None
+            result = finish_mode(  # type: ignore[arg-type]
+                mode, agg, [r["id"] for r in rows], "".join(codes), details, partial=partial
+            )
             self.results[key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)
 

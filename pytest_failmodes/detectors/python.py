@@ -9,7 +9,7 @@ from typing import Any
 from ..trace import Trace
 from ..verdict import Verdict
 
-__all__ = ["AssertionDetector", "FixtureRef"]
+__all__ = ["AssertionDetector", "FixtureRef", "PythonRef"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,16 @@ class FixtureRef:
 
 
 @dataclass(frozen=True)
+class PythonRef:
+    """The ``@failure_mode`` function of a mode, bound to its fixtures at run time."""
+
+    qualname: str
+
+    def __repr__(self) -> str:
+        return f"python({self.qualname})"
+
+
+@dataclass(frozen=True)
 class AssertionDetector:
     """Wraps a ``@failure_mode`` test function: an AssertionError means the mode is present."""
 
@@ -31,7 +41,7 @@ class AssertionDetector:
 
     def __call__(self, trace: Trace) -> Verdict | bool:
         try:
-            result = self.func(trace, **self.kwargs)
+            result = self.func(trace=trace, **self.kwargs)
         except AssertionError as exc:
             reason = str(exc).strip() or "assertion failed"
             return Verdict.fail(reason.splitlines()[0] if len(reason) > 500 else reason)

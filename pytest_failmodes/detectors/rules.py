@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -57,13 +58,23 @@ class Contains:
     field: str = _FIELD
     ignore_case: bool = True
     negate: bool = False
+    #: (phrase, what to look for): lowered once here, not once per trace
+    _needles: tuple[tuple[str, str], ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        needles = tuple(p.lower() for p in self.phrases) if self.ignore_case else self.phrases
+        object.__setattr__(self, "_needles", tuple(zip(self.phrases, needles)))
 
     def __call__(self, trace: Trace) -> Verdict:
         text = _text(trace, self.field)
         if text is None:
             return _missing(self.field)
         hay = text.lower() if self.ignore_case else text
-        found = next((p for p in self.phrases if (p.lower() if self.ignore_case else p) in hay), None)
+        found = None
+        for phrase, needle in self._needles:
+            if needle in hay:
+                found = phrase
+                break
         if self.negate:
             if found is None:
                 return Verdict.fail(f"{self.field} contains none of {list(self.phrases)}")

@@ -17,7 +17,9 @@ SCHEMA = "pytest-failmodes/report"
 SCHEMA_VERSION = 1
 
 
-def build_report(results: Sequence[ModeResult]) -> dict[str, Any]:
+def build_report(results: Sequence[ModeResult], *, interrupted: bool = False) -> dict[str, Any]:
+    """``interrupted``: the run stopped early (a collection error, Ctrl-C), so
+    ``modes`` may be incomplete and the report must not claim ``passed``."""
     from .. import __version__
 
     modes = []
@@ -38,6 +40,7 @@ def build_report(results: Sequence[ModeResult]) -> dict[str, Any]:
                 "status": status,
                 "breaches": breaches,
                 "broken": r.broken,
+                "notes": r.notes,
                 "skipped": r.skipped,
                 "cohorts": [row.to_dict() for row in r.rows],
                 "traces": [
@@ -50,18 +53,18 @@ def build_report(results: Sequence[ModeResult]) -> dict[str, Any]:
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
         "generator": f"pytest-failmodes {__version__}",
-        "passed": all(r.passed for r in results),
+        "passed": not interrupted and all(r.passed for r in results),
         "modes": modes,
     }
 
 
-def write_report(path: Path, results: Sequence[ModeResult]) -> None:
+def write_report(path: Path, results: Sequence[ModeResult], *, interrupted: bool = False) -> None:
     """Write atomically: a crash mid-write never leaves a truncated report behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(build_report(results), fh, ensure_ascii=False, indent=1)
+            json.dump(build_report(results, interrupted=interrupted), fh, ensure_ascii=False, indent=1)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:

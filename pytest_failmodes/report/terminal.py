@@ -28,7 +28,7 @@ def _gate_text(result: ModeResult, row: CohortRow) -> str:
         return f"small (n<{result.gate.min_cohort_size})"
     if row.limit is None:
         return "-"
-    return "ok"
+    return "ok" if row.gated else "not gated"
 
 
 def _table_rows(results: Sequence[ModeResult]) -> tuple[list[list[str]], bool]:
@@ -83,6 +83,16 @@ def summary_lines(results: Sequence[ModeResult]) -> Iterator[str]:
     for r in results:
         if r.broken:
             yield f"BROKEN {r.name}: {r.broken}"
+        for note in r.notes:
+            yield f"note: {r.name}: {note}"
+
+
+def detection_lines(results: Sequence[ModeResult], max_examples: int) -> Iterator[str]:
+    """The failing traces (and errors) of each mode, with reasons."""
+    for result in results:
+        for status, title in (("fail", "detected"), ("error", "errors")):
+            lines = list(_examples(result, status, f"{result.name}: {title}", max_examples))
+            yield from lines
 
 
 def breach_text(result: ModeResult, max_examples: int) -> str:

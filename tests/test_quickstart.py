@@ -1,0 +1,216 @@
+"""examples/quickstart: its dataset is reproducible and realistic, and its demo behaves as advertised."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from pytest_failmodes.dataset import DatasetSpec, iter_traces
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
+DATA = {"v3": EXAMPLE / "data" / "traces.jsonl", "v4": EXAMPLE / "data" / "candidate_traces.jsonl"}
+# the example's own `fields:` mapping (support_bot.failmodes.yaml)
+FIELDS = {"id": "trace_id", "input": "query", "output": "response"}
+EXAMPLE_FILES = ("conftest.py", "support_bot.failmodes.yaml", "test_python_modes.py", "data")
+
+
+def rows(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.fixture(scope="module")
+def generate() -> ModuleType:
+    """The example's generate.py, imported from its file."""
+    spec = importlib.util.spec_from_file_location("quickstart_generate", EXAMPLE / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+# -- the generator ---------------------------------------------------------------------------
+
+
+def test_generator_reproduces_the_committed_files(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, str(EXAMPLE / "generate.py"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in DATA.values())
+    for committed in DATA.values():
+        assert (out / committed.name).read_bytes() == committed.read_bytes(), (
+            f"{committed.name} differs from what generate.py writes; run `python generate.py` "
+            f"in examples/quickstart and commit the result"
+        )
+
+
+# -- the dataset -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_dataset_shape(version: str) -> None:
+    data = rows(DATA[version])
+    assert len(data) >= 300
+    assert len({r["trace_id"] for r in data}) == len(data)
+    assert {r["prompt_version"] for r in data} == {version}
+    for name, values in (
+        ("route", {"billing", "shipping", "account", "tech"}),
+        ("persona", {"new_customer", "frustrated", "enterprise", "non_native"}),
+    ):
+        counts = Counter(r[name] for r in data)
+        assert set(counts) == values
+        # every value forms a cohort big enough to be gated (min_cohort_size: 20)
+        assert min(counts.values()) >= 40, counts
+
+    as_messages = [r for r in data if "messages" in r]
+    assert 0.25 * len(data) <= len(as_messages) <= 0.45 * len(data)
+    assert all("response" not in r and "query" not in r for r in as_messages)
+    assert all("response" in r and "query" in r for r in data if "messages" not in r)
+
+    labelled = Counter(r.get("human_verdict") for r in data)
+    assert set(labelled) == {"ok", "escalate", None}, "a labelled subset, with both verdicts"
+    assert 0.3 * len(data) <= len(data) - labelled[None] <= 0.7 * len(data)
+
+
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_message_traces_load_with_tool_calls(version: str) -> None:
+    spec = DatasetSpec(DATA[version], FIELDS)
+    traces = [trace for _line, trace in iter_traces(spec)]
+    with_messages = [t for t in traces if t.messages]
+    tools = Counter(call.name for t in with_messages for call in t.tool_calls)
+
+    assert {"lookup_order", "check_policy", "issue_refund"} <= set(tools)
+    assert all(t.tool_calls for t in with_messages if t.metadata["intent"] != "order_status")
+    # input and output come from the messages: the customer's message and the final reply
+    for trace in with_messages:
+        assert trace.input == next(m.text for m in trace.messages if m.role == "user")
+        assert trace.output == trace.messages[-1].text != ""
+        assert any(m.role == "tool" for m in trace.messages) == bool(trace.tool_calls)
+    assert all(t.output and t.input for t in traces)
+
+
+def test_candidate_replays_the_same_customer_messages() -> None:
+    def asked(row: dict[str, Any]) -> str:
+        if "query" in row:
+            return str(row["query"])
+        return next(m["content"] for m in row["messages"] if m["role"] == "user")
+
+    current, candidate = rows(DATA["v3"]), rows(DATA["v4"])
+    assert [r["trace_id"] for r in current] == [r["trace_id"] for r in candidate]
+    assert [asked(r) for r in current] == [asked(r) for r in candidate]
+    assert [(r["route"], r["persona"], r["intent"]) for r in current] == [
+        (r["route"], r["persona"], r["intent"]) for r in candidate
+    ]
+    replies_changed = sum(
+        (a.get("response") or a["messages"][-1]["content"]) != (b.get("response") or b["messages"][-1]["content"])
+        for a, b in zip(current, candidate)
+    )
+    assert replies_changed > len(current) // 2
+
+
+def test_replies_are_varied_text() -> None:
+    for path in DATA.values():
+        replies = [r.get("response") or r["messages"][-1]["content"] for r in rows(path)]
+        assert len(set(replies)) > 0.9 * len(replies)
+        assert not any("lorem" in reply.lower() for reply in replies)
+
+
+# -- the demo --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def example(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A copy of the example in pytester's directory (the example files stay untouched)."""
+    for name in EXAMPLE_FILES:
+        source = EXAMPLE / name
+        if source.is_dir():
+            shutil.copytree(source, pytester.path / name)
+        else:
+            shutil.copy(source, pytester.path / name)
+    return pytester
+
+
+def run(example: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+    result = example.runpytest_subprocess(
+        "--failmodes", "-p", "no:cacheprovider", "--failmodes-report", "report.json", *args
+    )
+    report = json.loads((example.path / "report.json").read_text(encoding="utf-8"))
+    return result, report
+
+
+def detected(report: dict[str, Any]) -> dict[str, set[str]]:
+    return {m["name"]: {t["id"] for t in m["traces"] if t["verdict"] == "fail"} for m in report["modes"]}
+
+
+def planted(generate: ModuleType, version: str) -> dict[str, set[str]]:
+    """The failures generate.py planted, per mode (none for leaks_system_prompt)."""
+    _rows, by_mode = generate.build(version)
+    return {"leaks_system_prompt": set(), **{mode: by_mode.get(mode, set()) for mode in generate.MODES}}
+
+
+@pytest.mark.slow
+def test_current_prompt_passes_every_gate(example: pytest.Pytester, generate: ModuleType) -> None:
+    result, report = run(example)
+
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*= failure modes =*",
+            "8 failure modes in 2 files: all gates passed",
+            "mode*cohort*n*fail*rate*95% CI*limit*gate",
+            "refund_without_policy_check*all*360*ok",
+            "*route=billing*3.0%*ok",
+            "*8 passed*",
+        ]
+    )
+    assert "small (n<20)" in result.stdout.str()  # the order-status cohorts by persona
+    assert all(m["status"] == "ok" for m in report["modes"])
+    assert all(t["verdict"] != "error" for m in report["modes"] for t in m["traces"])
+    # the definitions catch every planted failure and flag nothing else
+    assert detected(report) == planted(generate, "v3")
+
+
+@pytest.mark.slow
+def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, generate: ModuleType) -> None:
+    expected = planted(generate, "v4")
+    billing = {r["trace_id"] for r in rows(DATA["v4"]) if r["route"] == "billing"}
+    fails = len(expected["refund_without_policy_check"] & billing)
+    rate = f"{100 * fails / len(billing):.1f}%"
+
+    result, report = run(example, "--failmodes-dataset", "data/candidate_traces.jsonl", "-q", "--tb=line")
+
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "failure mode 'refund_without_policy_check' breached its gate (gate_on=point):",
+            f"  route=billing: {fails}/{len(billing)} = {rate} * > limit 3.0%",
+            "*cs-*tool check_policy was not called",
+            "8 failure modes in 2 files: 1 gate breached",
+            f"refund_without_policy_check*route=billing*{len(billing)}*{fails}*{rate}*3.0%*FAIL (limit)",
+            "FAILED support_bot.failmodes.yaml::refund_without_policy_check*",
+            "1 failed, 7 passed*",
+        ]
+    )
+    breached = {m["name"]: m["breaches"] for m in report["modes"] if m["status"] != "ok"}
+    assert breached == {"refund_without_policy_check": ["limit:route=billing"]}
+    refund = next(m for m in report["modes"] if m["name"] == "refund_without_policy_check")
+    overall = next(row for row in refund["cohorts"] if row["cohort"] == "all")
+    assert overall["rate"] < 0.05, "the regression hides in one cohort: overall it looks fine"
+    assert detected(report) == expected
