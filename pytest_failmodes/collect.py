@@ -194,6 +194,22 @@ class _FailmodesItem(pytest.Function):
         return super().repr_failure(excinfo)
 
 
+def _needs_model(mode: ModeSpec) -> bool:
+    return bool(getattr(mode.detector, "is_async", False))
+
+
+def _skip_without_model(mode: ModeSpec) -> None:
+    if _needs_model(mode) and not mode.detector.spec.resolved_model:  # type: ignore[union-attr]
+        from .judge import ENV_MODEL
+
+        # reported at the definition's location, not at this line
+        raise pytest.skip.Exception(
+            f"judge mode {mode.name!r} needs a model: set {ENV_MODEL}=openai/gpt-4o-mini "
+            f"(any litellm model) or judge.model in {mode.source}",
+            _use_item_location=True,
+        )
+
+
 class _Outcome(Exception):
     """A failure that is a result, not a crash: shown as text without a traceback."""
 
@@ -214,6 +230,7 @@ class ModeItem(_FailmodesItem):
     """One failure mode over all its traces: the mode's gate."""
 
     def runtest(self) -> None:
+        _skip_without_model(self.mode)
         try:
             result = _session(self.config).mode_result(self)
         except FailmodesError as exc:
@@ -235,6 +252,9 @@ class ModeItem(_FailmodesItem):
         for mode in self.suite.modes:
             if mode.name not in selected:
                 continue
+            if _needs_model(mode) and not mode.detector.spec.resolved_model:  # type: ignore[union-attr]
+                later.add(mode.name)  # its own item reports the skip
+                continue
             try:
                 detectors[mode.name] = self._detector(mode)
             except FailmodesError as exc:
@@ -245,7 +265,16 @@ class ModeItem(_FailmodesItem):
                 # another mode's fixture raised (or skipped): leave that mode to its
                 # own item, which shows the outcome, instead of failing this one
                 later.add(mode.name)
-        return evaluate(self.suite, detectors, only=selected - later, broken=broken).modes
+        session = _session(self.config)
+        models = [n for n, d in detectors.items() if getattr(d, "is_async", False)]
+        return evaluate(
+            self.suite,
+            detectors,
+            only=selected - later,
+            broken=broken,
+            ctx=session.model_context() if models else None,
+            progress=session.progress(f"judging {', '.join(models)}") if models else None,
+        ).modes
 
 
 class TraceItem(_FailmodesItem):
@@ -264,7 +293,14 @@ class TraceItem(_FailmodesItem):
             self._id = self.parent.id.child(self.mode.name).with_params(_id_text(trace.id))
 
     def runtest(self) -> None:
-        verdict = detect_one(self._detector(self.mode), self.trace)
+        _skip_without_model(self.mode)
+        if _needs_model(self.mode):
+            try:
+                verdict = _session(self.config).prefetch(self).result()
+            except Exception as exc:  # noqa: BLE001 - a call that died is an error verdict
+                verdict = Verdict.error(f"{type(exc).__name__}: {exc}")
+        else:
+            verdict = detect_one(self._detector(self.mode), self.trace)
         self.failmodes_payload = {
             "kind": "trace",
             "mode": self.mode.key,

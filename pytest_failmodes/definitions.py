@@ -104,6 +104,61 @@ class LabelDef(_Strict):
     pass_values: list[str | int | bool] | None = None
 
 
+class ExampleDef(_Strict):
+    input: str = ""
+    output: str
+    verdict: Literal["fail", "pass"]
+    why: str = ""
+
+
+class JudgeDef(_Strict):
+    """``judge:`` at file level (defaults) or in a mode (overrides; examples are per mode)."""
+
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    api_base: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    examples: list[ExampleDef] = Field(default_factory=list)
+    prompt: str | None = None
+    structured_output: Literal["auto", "true", "false"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bools(cls, data: Any) -> Any:
+        # YAML reads `structured_output: true` as a bool
+        if isinstance(data, Mapping) and isinstance(data.get("structured_output"), bool):
+            data = {**data, "structured_output": "true" if data["structured_output"] else "false"}
+        return data
+
+    @field_validator("params")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if re.search(r"(api[_-]?key|secret|token|password|authorization)", str(key), re.I) and key != "max_tokens":
+                raise ValueError(
+                    f"{key!r} looks like a secret: keep keys out of definition files; "
+                    "litellm reads them from the environment (e.g. OPENAI_API_KEY)"
+                )
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if "{trace}" not in value:
+            raise ValueError("a custom prompt must contain the {trace} placeholder")
+        try:
+            value.format(name="", definition="", examples="", trace="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"bad placeholder in prompt ({exc}); use {{name}}, {{definition}}, {{examples}}, "
+                "{trace}, and double braces {{{{ }}}} for literal ones"
+            ) from None
+        return value
+
+
 class ModeDef(_Strict):
     name: str
     description: str = ""
@@ -111,6 +166,7 @@ class ModeDef(_Strict):
     rule: dict[str, Any] | None = None
     label: LabelDef | None = None
     detector: str | None = None
+    judge: JudgeDef | None = None
     max_fail_rate: float | None = Rate
     gate: GateDef | None = None
 
@@ -125,10 +181,12 @@ class ModeDef(_Strict):
 
     @model_validator(mode="after")
     def _one_detector(self) -> ModeDef:
-        given = [k for k in ("rule", "label", "detector") if getattr(self, k) is not None]
+        given = [k for k in ("rule", "label", "detector", "judge") if getattr(self, k) is not None]
         if len(given) != 1:
             what = "none" if not given else " and ".join(given)
-            raise ValueError(f"give exactly one of rule, label or detector (got {what})")
+            raise ValueError(f"give exactly one of rule, label, detector or judge (got {what})")
+        if self.judge is not None and not self.description.strip():
+            raise ValueError("a judge mode needs a description: the binary definition the judge applies")
         return self
 
 
@@ -139,6 +197,7 @@ class FileDef(_Strict):
     dataset: DatasetDef
     cohorts: list[Cohort] = Field(default_factory=list)
     gate: GateDef = Field(default_factory=GateDef)
+    judge: JudgeDef = Field(default_factory=JudgeDef)
     failure_modes: list[ModeDef] = Field(min_length=1)
 
     @field_validator("failure_modes")
@@ -298,6 +357,8 @@ def suite_from_mapping(
                 frozenset(_as_text(v) for v in m.label.fail_values),
                 frozenset(_as_text(v) for v in m.label.pass_values) if m.label.pass_values is not None else None,
             )
+        elif m.judge is not None:
+            detector = _judge(m, fdef.judge)
         else:
             assert m.detector is not None
             detector = FixtureRef(m.detector)
@@ -315,6 +376,31 @@ def suite_from_mapping(
             )
         )
     return Suite(source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes))
+
+
+def _judge(mode: ModeDef, defaults: JudgeDef) -> Any:
+    from .judge import Example, JudgeDetector, JudgeSpec
+
+    own = mode.judge
+    assert own is not None
+
+    def pick(key: str, fallback: Any) -> Any:
+        value = getattr(own, key)
+        if value is None:
+            value = getattr(defaults, key)
+        return fallback if value is None else value
+
+    spec = JudgeSpec(
+        model=pick("model", None),
+        temperature=pick("temperature", 0.0),
+        max_tokens=pick("max_tokens", 400),
+        api_base=pick("api_base", None),
+        params={**defaults.params, **own.params},
+        examples=tuple(Example(e.input, e.output, e.verdict, e.why) for e in own.examples),
+        template=pick("prompt", None),
+        structured_output=pick("structured_output", "auto"),
+    )
+    return JudgeDetector(mode.name, mode.description, spec)
 
 
 def _merge_gate(file_gate: GateDef, mode: ModeDef) -> Gate:

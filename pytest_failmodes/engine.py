@@ -8,7 +8,9 @@ verdicts (one byte each) and their reasons for non-passes are kept.
 from __future__ import annotations
 
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from .dataset import DatasetSpec
     from .detectors import Detector
     from .detectors.python import FixtureRef
+    from .judge import ModelContext
     from .trace import Trace
     from .where import Where
 
@@ -364,43 +367,110 @@ def evaluate(
     *,
     only: Iterable[str] | None = None,
     broken: Mapping[str, str] | None = None,
+    ctx: ModelContext | None = None,
+    traces: Iterable[Trace] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SuiteResult:
     """Evaluate the suite's modes over its dataset in one streaming pass.
 
     ``detectors`` maps mode name -> detector. Modes named in ``broken`` (a
     detector that could not be built, say) are reported as broken without
-    being run. ``only`` restricts the pass to some modes.
+    being run. ``only`` restricts the pass to some modes. ``traces`` replaces
+    the dataset (traces a target produced).
+
+    Model-backed detectors (``is_async``, LLM judges) need ``ctx``: their
+    calls for every trace and mode are submitted as the pass streams, run
+    concurrently under the runner's limit, and folded in as they finish;
+    ``progress(done, submitted)`` is called as they do.
     """
     from .dataset import iter_traces
 
     wanted = set(only) if only is not None else None
     broken = dict(broken or {})
     modes = [m for m in suite.modes if wanted is None or m.name in wanted]
-    live = [(m, m.where, detectors[m.name], Aggregator(), bytearray(), {}) for m in modes if m.name not in broken]
+    live = []
+    for m in modes:
+        if m.name in broken:
+            continue
+        det = detectors[m.name]
+        if getattr(det, "is_async", False) and ctx is None:
+            broken[m.name] = f"{det!r} needs a model runner; evaluate() was given none"
+            continue
+        live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None))
     ids: list[str] = []
     cohorts = suite.cohorts
-    skip_code, pass_code = ord("S"), ord("P")
-    for _line, trace in iter_traces(suite.dataset):
+    pending: deque[tuple[_Live, int, list[str], Future[Verdict]]] = deque()
+    window = max(64, (ctx.runner.max_concurrency if ctx else 1) * 16)
+    done = submitted = 0
+    source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))
+    for trace in source:
         idx = len(ids)
         ids.append(trace.id)
         keys = cohort_keys(trace, cohorts)
-        for _mode, where, detector, agg, codes, details in live:
-            if where is not None and not where(trace):
-                agg.skipped += 1
-                codes.append(skip_code)
+        for lv in live:
+            if lv.where is not None and not lv.where(trace):
+                lv.agg.skipped += 1
+                lv.codes.append(_SKIP)
                 continue
-            verdict = detect_one(detector, trace)
-            status = verdict.status
-            agg.add(keys, status)
-            if status == PASS:
-                codes.append(pass_code)
-            else:
-                codes.append(ord(_CODE[status]))
-                details[idx] = [verdict.reason, verdict.evidence]
+            if lv.ctx is None:
+                lv.record(idx, keys, detect_one(lv.detector, trace))
+                continue
+            lv.codes.append(_WAIT)
+            pending.append((lv, idx, keys, lv.ctx.runner.submit(lv.detector.ajudge(trace, lv.ctx))))  # type: ignore[attr-defined]
+            submitted += 1
+            while len(pending) > window:  # bound the memory held by calls not yet made
+                _settle(*pending.popleft())
+                done += 1
+                if progress:
+                    progress(done, submitted)
+    while pending:
+        _settle(*pending.popleft())
+        done += 1
+        if progress:
+            progress(done, submitted)
     results = {}
-    for mode, _where, _det, agg, codes, details in live:
-        results[mode.name] = finish_mode(mode, agg, ids, codes.decode("ascii"), details)
+    for lv in live:
+        results[lv.mode.name] = finish_mode(lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details)
     for mode in modes:
         if mode.name in broken:
             results[mode.name] = finish_mode(mode, Aggregator(), [], "", {}, broken=broken[mode.name])
     return SuiteResult(results, len(ids))
+
+
+_SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")
+
+
+class _Live:
+    """One mode during a pass: its detector and what it has found so far."""
+
+    __slots__ = ("mode", "where", "detector", "ctx", "agg", "codes", "details")
+
+    def __init__(self, mode: ModeSpec, detector: Callable[[Trace], Any], ctx: ModelContext | None) -> None:
+        self.mode = mode
+        self.where = mode.where
+        self.detector = detector
+        self.ctx = ctx
+        self.agg = Aggregator()
+        self.codes = bytearray()
+        self.details: dict[int, list[Any]] = {}
+
+    def record(self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False) -> None:
+        status = verdict.status
+        self.agg.add(keys, status)
+        code = _PASS_CODE if status == PASS else ord(_CODE[status])
+        if placed:
+            self.codes[idx] = code  # one code per trace, in dataset order
+        else:
+            self.codes.append(code)
+        if status != PASS:
+            self.details[idx] = [verdict.reason, verdict.evidence]
+
+
+def _settle(lv: _Live, idx: int, keys: list[str], future: Future[Verdict]) -> None:
+    try:
+        verdict = future.result()
+    except BaseException as exc:  # noqa: BLE001 - a call that died is an error, never a verdict
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        verdict = Verdict.error(f"{type(exc).__name__}: {exc}")
+    lv.record(idx, keys, verdict, placed=True)

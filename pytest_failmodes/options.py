@@ -5,6 +5,13 @@ PER_TRACE = "--failmodes-per-trace"
 REPORT = "--failmodes-report"
 DATASET = "--failmodes-dataset"
 MAX_EXAMPLES = "--failmodes-max-examples"
+CACHE_DIR = "--failmodes-cache-dir"
+NO_CACHE = "--failmodes-no-cache"
+REFRESH = "--failmodes-refresh"
+MAX_CONCURRENCY = "--failmodes-max-concurrency"
+TIMEOUT = "--failmodes-timeout"
+MAX_RETRIES = "--failmodes-max-retries"
+SAVE_TRACES = "--failmodes-save-traces"
 
 
 def dest(option: str) -> str:

@@ -12,14 +12,20 @@ from . import options as opt
 from .api import SPEC_ATTR
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise pytest.UsageError(f"{opt.MAX_EXAMPLES} takes a whole number >= 0, got {value!r}")
-    return n
+def _number(option: str, minimum: float, kind: type = int) -> Any:
+    """An argparse ``type=`` that names the option in its error."""
+
+    def parse(value: str) -> Any:
+        try:
+            n = kind(value)
+        except ValueError:
+            n = None
+        if n is None or n < minimum:
+            what = "a whole number" if kind is int else "a number"
+            raise pytest.UsageError(f"{option} takes {what} >= {minimum}, got {value!r}")
+        return n
+
+    return parse
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -61,11 +67,65 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         opt.MAX_EXAMPLES,
         metavar="N",
-        type=_positive_int,
+        type=_number(opt.MAX_EXAMPLES, 0),
         dest=opt.dest(opt.MAX_EXAMPLES),
         default=10,
         help="Failing traces listed in a breached mode's report (default: 10).",
     )
+    group.addoption(
+        opt.CACHE_DIR,
+        metavar="DIR",
+        dest=opt.dest(opt.CACHE_DIR),
+        default=None,
+        help="Where model-call results are cached (default: .failmodes under the rootdir; ini failmodes_cache_dir).",
+    )
+    group.addoption(
+        opt.NO_CACHE,
+        action="store_true",
+        dest=opt.dest(opt.NO_CACHE),
+        default=False,
+        help="Neither read nor write cached model-call results.",
+    )
+    group.addoption(
+        opt.REFRESH,
+        action="store_true",
+        dest=opt.dest(opt.REFRESH),
+        default=False,
+        help="Make every model call again and overwrite the cached results.",
+    )
+    group.addoption(
+        opt.MAX_CONCURRENCY,
+        metavar="N",
+        type=_number(opt.MAX_CONCURRENCY, 1),
+        dest=opt.dest(opt.MAX_CONCURRENCY),
+        default=None,
+        help="Model calls in flight at once, per process (default: 8; ini failmodes_max_concurrency).",
+    )
+    group.addoption(
+        opt.TIMEOUT,
+        metavar="SECONDS",
+        type=_number(opt.TIMEOUT, 0.001, float),
+        dest=opt.dest(opt.TIMEOUT),
+        default=60.0,
+        help="Time limit of one model call (default: 60).",
+    )
+    group.addoption(
+        opt.MAX_RETRIES,
+        metavar="N",
+        type=_number(opt.MAX_RETRIES, 0),
+        dest=opt.dest(opt.MAX_RETRIES),
+        default=4,
+        help="Retries of a model call after 429, 5xx or a timeout before it counts as an error (default: 4).",
+    )
+    group.addoption(
+        opt.SAVE_TRACES,
+        metavar="PATH",
+        dest=opt.dest(opt.SAVE_TRACES),
+        default=None,
+        help="Write the traces that targets produced to PATH (JSONL).",
+    )
+    parser.addini("failmodes_cache_dir", "Default for --failmodes-cache-dir.", default=None)
+    parser.addini("failmodes_max_concurrency", "Default for --failmodes-max-concurrency.", default="8")
 
 
 def _enabled(config: pytest.Config) -> bool:

@@ -7,7 +7,9 @@ workers.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+import time
+from collections.abc import Callable, Generator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +19,13 @@ from . import options as opt
 from .engine import Aggregator, Gate, ModeResult, ModeSpec, finish_mode
 from .errors import FailmodesError
 
+from .llm import ModelStats
+
 if TYPE_CHECKING:
     from .collect import ModeItem
     from .detectors import RuleKind
+    from .judge import ModelContext
+    from .verdict import Verdict
 
 __all__ = ["FailmodesSession", "SESSION_KEY"]
 
@@ -42,6 +48,74 @@ class FailmodesSession:
         self._trace_specs: dict[str, dict[str, Any]] = {}
         self._trace_rows: dict[str, list[dict[str, Any]]] = {}
         self._ours_failed = 0
+        # model calls (judges, targets): made lazily, closed at the end of the session
+        self._ctx: ModelContext | None = None
+        self.model_stats: dict[str, ModelStats] = {}
+        self._prefetched: dict[tuple[str, int], Future[Verdict]] = {}
+        # xdist workers share the controller's start time, so --failmodes-refresh
+        # re-pays each call once per run, not once per worker
+        self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
+
+    # -- model calls -------------------------------------------------------------------
+    def model_context(self) -> ModelContext:
+        """The process's runner and cache, made on first use (litellm is imported on the first call)."""
+        if self._ctx is None:
+            from .cache import ResultCache
+            from .judge import ModelContext
+            from .llm import Runner
+
+            config = self.config
+            limit = config.getoption(opt.dest(opt.MAX_CONCURRENCY)) or int(config.getini("failmodes_max_concurrency"))
+            runner = Runner(
+                max_concurrency=limit,
+                timeout=config.getoption(opt.dest(opt.TIMEOUT)),
+                max_retries=config.getoption(opt.dest(opt.MAX_RETRIES)),
+            )
+            cache_dir = config.getoption(opt.dest(opt.CACHE_DIR)) or config.getini("failmodes_cache_dir")
+            directory = Path(config.invocation_params.dir, cache_dir) if cache_dir else config.rootpath / ".failmodes"
+            enabled = not config.getoption(opt.dest(opt.NO_CACHE))
+            if enabled:
+                _ignore_in_git(directory)
+            cache = ResultCache(
+                directory,
+                enabled=enabled,
+                refresh=config.getoption(opt.dest(opt.REFRESH)),
+                refresh_since=self.started,
+            )
+            self._ctx = ModelContext(runner, cache)
+        return self._ctx
+
+    def progress(self, what: str) -> Callable[[int, int], None] | None:
+        """A progress callback for a long model phase: TTY only, quiet under -q and on workers."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.is_worker or reporter is None or self.config.get_verbosity() < 0 or not reporter.isatty():
+            return None
+        return _Progress(reporter, what)
+
+    def prefetch(self, item: Any) -> Future[Verdict]:
+        """Per-trace items of a judge mode: submit every selected item's call at once."""
+        from .collect import TraceItem
+
+        key = (item.mode.key, item.index)
+        if key not in self._prefetched:
+            ctx = self.model_context()
+            for other in item.session.items:
+                if isinstance(other, TraceItem) and other.mode.key == item.mode.key:
+                    det = other.mode.detector
+                    self._prefetched[(other.mode.key, other.index)] = ctx.runner.submit(det.ajudge(other.trace, ctx))  # type: ignore[union-attr]
+        return self._prefetched.pop(key)
+
+    def _close_models(self) -> None:
+        if self._ctx is None:
+            return
+        ctx, self._ctx = self._ctx, None
+        try:
+            ctx.runner.close()
+        finally:
+            if ctx.cache is not None:
+                ctx.cache.close()
+        for model, stats in ctx.runner.stats_dict().items():
+            self.model_stats.setdefault(model, ModelStats()).merge(stats)
 
     # -- collection-time services ------------------------------------------------------
     def rule_kinds(self) -> dict[str, RuleKind]:
@@ -125,9 +199,22 @@ class FailmodesSession:
             return "detected", "D", "DETECTED"
         return None
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["failmodes_started"] = self.started
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        for model, stats in getattr(node, "workeroutput", {}).get("failmodes_models", {}).items():
+            self.model_stats.setdefault(model, ModelStats()).merge(stats)
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._close_models()
         if self.is_worker:
+            self.config.workeroutput["failmodes_models"] = {  # type: ignore[attr-defined]
+                m: s.to_dict() for m, s in self.model_stats.items()
+            }
             return
         self._finish_per_trace()
         if self._trace_rows:
@@ -161,6 +248,12 @@ class FailmodesSession:
             limit = self.config.getoption(opt.dest(opt.MAX_EXAMPLES))
             for line in detection_lines([r for r in results if r.key in self._trace_rows], limit):
                 terminalreporter.write_line(line)
+        if self.model_stats:
+            from .report.terminal import model_lines
+
+            terminalreporter.write_line("")
+            for line in model_lines(self.model_stats):
+                terminalreporter.write_line(line)
 
     # -- helpers ------------------------------------------------------------------------
     def ordered_results(self) -> list[ModeResult]:
@@ -190,6 +283,40 @@ class FailmodesSession:
 
 
 _CODES = {"pass": "P", "fail": "F", "error": "E", "skip": "S"}
+
+
+def _ignore_in_git(directory: Path) -> None:
+    """Like .pytest_cache: the cache directory keeps itself out of version control."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        marker = directory / ".gitignore"
+        if not marker.exists():
+            marker.write_text("# created by pytest-failmodes: cached model calls\n*\n", encoding="utf-8")
+    except OSError:
+        pass  # a read-only checkout still runs; the cache reports its own problems
+
+
+class _Progress:
+    """done/total, rate and ETA of a model phase, rewritten in place at most every 0.5 s."""
+
+    def __init__(self, reporter: Any, what: str) -> None:
+        self.reporter = reporter
+        self.what = what
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 0.5:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0.0
+        line = f"failmodes: {self.what} {done}/{total} ({rate:.1f}/s, ETA {eta:.0f}s)"
+        self.reporter.rewrite(line, bold=True)
+        if done >= total:
+            self.reporter.write_line("")
 
 
 class _SpecView:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..engine import CohortRow, ModeResult
+
+if TYPE_CHECKING:
+    from ..llm import ModelStats
 
 __all__ = ["summary_lines", "breach_text", "plural", "pct"]
 
@@ -122,3 +126,30 @@ def _examples(result: ModeResult, status: str, title: str, limit: int) -> Iterab
     out = [f"{title} (first {len(shown)} of {len(picked)}):" if len(picked) > len(shown) else f"{title}:"]
     out.extend(f"  {tid}: {reason}" for tid, reason in shown)
     return out
+
+
+def model_lines(stats: Mapping[str, ModelStats]) -> Iterator[str]:
+    """Calls, cache hits, errors, tokens, cost and latency per model."""
+    from tabulate import tabulate
+
+    rows = []
+    for model in sorted(stats):
+        s = stats[model]
+        p50, p95 = s.percentile(0.5), s.percentile(0.95)
+        rows.append(
+            [
+                model,
+                str(s.calls),
+                str(s.cache_hits),
+                str(s.errors),
+                str(s.retries),
+                f"{s.prompt_tokens:,}/{s.completion_tokens:,}",
+                (f"${s.cost:.4f}" if s.cost_known else f"${s.cost:.4f}+?") if s.calls else "-",
+                f"{p50 * 1000:.0f} ms" if p50 is not None else "-",
+                f"{p95 * 1000:.0f} ms" if p95 is not None else "-",
+            ]
+        )
+    header = ["model", "calls", "cached", "errors", "retries", "tokens in/out", "cost", "p50", "p95"]
+    align = ["left"] + ["right"] * 8
+    yield "model calls (cost from litellm's local price map; +? = some calls had no known price)"
+    yield from tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True, colalign=align).splitlines()

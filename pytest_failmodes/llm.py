@@ -1,0 +1,342 @@
+"""Model calls through litellm: concurrent, bounded, retried, measured.
+
+One :class:`Runner` per process runs every model call of the run (judges,
+targets, paraphrases) on an asyncio loop in a background thread, under one
+concurrency limit. On 429 the limit halves and recovers one step per run of
+successes (additive increase, multiplicative decrease); Retry-After is
+honoured; 5xx, timeouts and connection errors back off exponentially with
+jitter. A call that still fails after its retry budget is an *error*, never a
+verdict.
+
+litellm is imported on the first call, never at module import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+__all__ = ["Runner", "Completion", "ModelError", "ModelStats", "load_litellm"]
+
+T = TypeVar("T")
+
+_SECRET_PARAMS = ("api_key", "api-key", "authorization", "token", "secret", "password")
+
+
+def load_litellm() -> Any:
+    """Import litellm without its network fetch of the model price map at import.
+
+    Also builds litellm's reply types once with warnings silenced: their first
+    construction emits pydantic deprecation warnings, which a user's
+    ``-W error`` would turn into a failed (and misreported) call.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import litellm
+        from litellm.types.utils import Delta, Message
+
+        Message(content="")
+        Delta(content="")
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class ModelError(Exception):
+    """A model call failed for good (after retries, or not retryable)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    latency: float
+
+
+@dataclass
+class ModelStats:
+    """Per-model figures for the summary; mergeable across xdist workers."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+    latencies: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def merge(self, other: Mapping[str, Any]) -> None:
+        for key in ("calls", "cache_hits", "errors", "retries", "prompt_tokens", "completion_tokens", "cost"):
+            setattr(self, key, getattr(self, key) + other[key])
+        self.cost_known = self.cost_known and other["cost_known"]
+        self.latencies.extend(other["latencies"])
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        data = sorted(self.latencies)
+        k = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
+        return data[k]
+
+
+class _AdaptiveLimit:
+    """At most ``current`` calls in flight; halves on 429, grows back by one per ``current`` successes."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.current = maximum
+        self.in_flight = 0
+        self._streak = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.current)
+            self.in_flight += 1
+
+    async def release(self, *, throttled: bool = False) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            if throttled:
+                self.current = max(1, self.current // 2)
+                self._streak = 0
+            else:
+                self._streak += 1
+                if self._streak >= self.current and self.current < self.maximum:
+                    self.current += 1
+                    self._streak = 0
+            self._cond.notify_all()
+
+
+class Runner:
+    """Runs coroutines that make model calls, from synchronous code.
+
+    ``submit(coro)`` returns a :class:`concurrent.futures.Future`; inside the
+    coroutine, ``await runner.complete(...)`` makes one model call under the
+    shared limit with retries.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        seed: int | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.stats: dict[str, ModelStats] = {}
+        self._stats_lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="failmodes-llm", daemon=True)
+        self._thread.start()
+        self._limit: _AdaptiveLimit = self.call_soon(self._make_limit).result()
+        self._litellm: Any = None
+        self._closed = False
+
+    async def _make_limit(self) -> _AdaptiveLimit:
+        return _AdaptiveLimit(self.max_concurrency)
+
+    # -- scheduling -----------------------------------------------------------------------
+    def call_soon(self, factory: Callable[[], Coroutine[Any, Any, T]]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(factory(), self._loop)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Schedule a coroutine on the runner's loop."""
+        if self._closed:
+            coro.close()
+            raise RuntimeError("runner is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        async def _shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._litellm is not None:
+                # litellm caches one HTTP client per event loop and never closes it
+                await self._litellm.close_litellm_async_clients()
+
+        try:
+            asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(timeout=10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- stats -----------------------------------------------------------------------------
+    def model_stats(self, model: str) -> ModelStats:
+        with self._stats_lock:
+            return self.stats.setdefault(model, ModelStats())
+
+    def record_hit(self, model: str) -> None:
+        stats = self.model_stats(model)
+        with self._stats_lock:
+            stats.cache_hits += 1
+
+    def stats_dict(self) -> dict[str, dict[str, Any]]:
+        with self._stats_lock:
+            return {m: s.to_dict() for m, s in self.stats.items()}
+
+    # -- one model call ----------------------------------------------------------------------
+    async def complete(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Completion:
+        """One chat completion with the shared limit, retries and per-call timeout."""
+        if self._litellm is None:
+            self._litellm = await asyncio.to_thread(load_litellm)
+        litellm = self._litellm
+        stats = self.model_stats(model)
+        timeout = float(params.pop("timeout", self.timeout))
+        last = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            await self._limit.acquire()
+            throttled = False
+            wait = 0.0
+            started = time.perf_counter()
+            try:
+                response = await asyncio.wait_for(
+                    litellm.acompletion(
+                        model=model, messages=messages, timeout=timeout, max_retries=0, **params
+                    ),
+                    timeout=timeout + 5.0,
+                )
+            except Exception as exc:  # noqa: BLE001 - classified below; nothing escapes unreported
+                kind, retryable, retry_after = _classify(exc, litellm)
+                throttled = kind == "rate limited (429)"
+                last = f"{kind}: {_first_line(exc)}"
+                if not retryable or attempt == self.max_retries:
+                    await self._limit.release(throttled=throttled)
+                    with self._stats_lock:
+                        stats.errors += 1
+                    suffix = f" after {attempt + 1} attempts" if retryable else ""
+                    raise ModelError(f"{model}: {last}{suffix}") from None
+                wait = retry_after if retry_after is not None else self._backoff(attempt)
+                with self._stats_lock:
+                    stats.retries += 1
+            else:
+                latency = time.perf_counter() - started
+                await self._limit.release()
+                return self._completed(model, stats, response, latency, litellm)
+            await self._limit.release(throttled=throttled)
+            await asyncio.sleep(min(wait, self.max_backoff))
+        raise ModelError(f"{model}: {last}")  # pragma: no cover - loop always returns or raises
+
+    def _backoff(self, attempt: int) -> float:
+        # full jitter: spreads retries of many calls that failed together
+        return self._rng.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+
+    def _completed(self, model: str, stats: ModelStats, response: Any, latency: float, litellm: Any) -> Completion:
+        try:
+            content = response.choices[0].message.content
+        except (AttributeError, IndexError, KeyError, TypeError):
+            content = None
+        usage = getattr(response, "usage", None)
+        p_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
+        c_tok = int(getattr(usage, "completion_tokens", 0) or 0)
+        try:
+            cost: float | None = float(litellm.completion_cost(completion_response=response))
+        except Exception:  # noqa: BLE001 - unknown models have no price; cost is then unknown
+            cost = None
+        with self._stats_lock:
+            stats.calls += 1
+            stats.prompt_tokens += p_tok
+            stats.completion_tokens += c_tok
+            stats.latencies.append(latency)
+            if cost is None:
+                stats.cost_known = False
+            else:
+                stats.cost += cost
+        if not isinstance(content, str):
+            with self._stats_lock:
+                stats.errors += 1
+            raise ModelError(f"{model}: reply has no text content")
+        return Completion(content, p_tok, c_tok, cost, latency)
+
+
+def _classify(exc: BaseException, litellm: Any) -> tuple[str, bool, float | None]:
+    """(description, retryable, retry-after seconds) for a failed call."""
+    if isinstance(exc, asyncio.TimeoutError) or isinstance(exc, litellm.Timeout):
+        return "timed out", True, None
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, litellm.RateLimitError) or status == 429:
+        return "rate limited (429)", True, _retry_after(exc)
+    if isinstance(status, int) and status >= 500:
+        # litellm reports unparseable replies and refused connections as 500 too
+        return f"server error ({status})", True, None
+    if isinstance(exc, litellm.APIConnectionError):
+        return "connection error", True, None
+    if isinstance(status, int):
+        return f"request rejected ({status})", status in (408, 409), None
+    return type(exc).__name__, False, None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    # litellm keeps the provider's headers here; exc.response.headers is empty
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(
+        getattr(exc, "response", None), "headers", None
+    ) or {}
+    try:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+    except Exception:  # noqa: BLE001 - odd header containers: no hint
+        return None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else type(exc).__name__
+    return _redact(msg[:300])
+
+
+def _redact(text: str) -> str:
+    """Error messages can echo request headers; keys never reach reports."""
+    import re
+
+    return re.sub(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+", r"\1…", text)
+
+
+def gather_map(runner: Runner, items: list[Any], func: Callable[[Any], Awaitable[T]]) -> list[Future[T]]:
+    """Submit ``func(item)`` for every item; the runner's limit bounds the calls in flight."""
+    return [runner.submit(func(item)) for item in items]  # type: ignore[arg-type]
