@@ -124,8 +124,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Write the traces that targets produced to PATH (JSONL).",
     )
-    parser.addini("failmodes_cache_dir", "Default for --failmodes-cache-dir.", default=None)
-    parser.addini("failmodes_max_concurrency", "Default for --failmodes-max-concurrency.", default="8")
+    parser.addini("failmodes_cache_dir", "failmodes: directory of cached model-call results (the option wins).", default=None)
+    parser.addini("failmodes_max_concurrency", "failmodes: model calls in flight at once (the option wins).", default="8")
 
 
 def _enabled(config: pytest.Config) -> bool:

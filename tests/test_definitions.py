@@ -266,7 +266,7 @@ def test_unknown_trace_field_in_fields_mapping(tmp_path: Path) -> None:
 )
 def test_exactly_one_detector(tmp_path: Path, body: str, got: str) -> None:
     exc = error(tmp_path, base(body))
-    assert_error(exc, 3, "failure_modes[0]", f"give exactly one of rule, label or detector (got {got})")
+    assert_error(exc, 3, "failure_modes[0]", f"give exactly one of rule, label, detector or judge (got {got})")
 
 
 def test_duplicate_mode_names(tmp_path: Path) -> None:

@@ -723,6 +723,22 @@ failure-mode regression testing (pytest-failmodes):
   --failmodes-max-examples=N
                         Failing traces listed in a breached mode's report
                         (default: 10).
+  --failmodes-cache-dir=DIR
+                        Where model-call results are cached (default: .failmodes
+                        under the rootdir; ini failmodes_cache_dir).
+  --failmodes-no-cache  Neither read nor write cached model-call results.
+  --failmodes-refresh   Make every model call again and overwrite the cached
+                        results.
+  --failmodes-max-concurrency=N
+                        Model calls in flight at once, per process (default: 8;
+                        ini failmodes_max_concurrency).
+  --failmodes-timeout=SECONDS
+                        Time limit of one model call (default: 60).
+  --failmodes-max-retries=N
+                        Retries of a model call after 429, 5xx or a timeout
+                        before it counts as an error (default: 4).
+  --failmodes-save-traces=PATH
+                        Write the traces that targets produced to PATH (JSONL).
 """
 
 
