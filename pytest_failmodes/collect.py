@@ -22,7 +22,7 @@ from .errors import FailmodesError
 from .verdict import ERROR, FAIL, SKIP, Verdict
 
 if TYPE_CHECKING:
-    from .session import FailmodesSession
+    from .session import FailmodesSession  # noqa: F401
     from .trace import Trace
 
 __all__ = ["DefinitionFile", "ModeItem", "TraceItem", "python_mode_items"]
@@ -113,6 +113,12 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
         for mode in suite.modes:
             yield ModeItem.from_parent(parent, name=mode.name, callobj=callobj, suite=suite, mode=mode, func=func)
         return
+    if suite.target is not None:
+        raise parent.CollectError(
+            f"{suite.source}: {opt.PER_TRACE} does not support target: yet (the traces do not "
+            f"exist until the target runs); run per mode, or save them with {opt.SAVE_TRACES} "
+            "and point a definition file at that dataset"
+        )
     from .dataset import iter_traces
 
     try:
@@ -267,14 +273,46 @@ class ModeItem(_FailmodesItem):
                 later.add(mode.name)
         session = _session(self.config)
         models = [n for n, d in detectors.items() if getattr(d, "is_async", False)]
+        traces, failed = self._run_target(session) if self.suite.target else (None, None)
         return evaluate(
             self.suite,
             detectors,
             only=selected - later,
             broken=broken,
             ctx=session.model_context() if models else None,
+            traces=traces,
+            failed=failed,
             progress=session.progress(f"judging {', '.join(models)}") if models else None,
         ).modes
+
+    def _run_target(self, session: FailmodesSession) -> tuple[list[Trace], dict[str, str]]:
+        """Produce the suite's traces with its target fixture (any failure: FailmodesError)."""
+        from .dataset import iter_traces
+        from .target import produce
+
+        spec = self.suite.target
+        assert spec is not None
+        try:
+            app = self._request.getfixturevalue(spec.fixture)
+        except pytest.FixtureLookupError:
+            raise FailmodesError(
+                f"target fixture {spec.fixture!r} not found; define it in a conftest.py this file can see",
+                file=self.suite.source,
+                key="target",
+            ) from None
+        if not callable(app):
+            raise FailmodesError(
+                f"target fixture {spec.fixture!r} returned {type(app).__name__}; it must return "
+                "a callable input -> output (str, Trace or mapping)",
+                file=self.suite.source,
+                key="target",
+            )
+        inputs = (trace for _line, trace in iter_traces(self.suite.dataset))
+        traces, failed = produce(
+            spec, app, inputs, session.model_context(), progress=session.progress(f"running {spec.fixture}")
+        )
+        session.save_traces(traces, failed)
+        return traces, failed
 
 
 class TraceItem(_FailmodesItem):

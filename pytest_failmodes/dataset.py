@@ -36,6 +36,8 @@ class DatasetSpec:
     #: trace field -> dotted path in the row (``{"input": "request.query"}``)
     fields: Mapping[str, str] = field(default_factory=dict)
     format: str | None = None
+    #: rows need no output: a target produces it (``target:`` in the definition)
+    inputs_only: bool = False
 
     @property
     def resolved_format(self) -> str:
@@ -225,6 +227,7 @@ class _RowMapper:
         self.path = spec.path
         self.fields = dict(spec.fields)
         self.is_csv = spec.resolved_format == "csv"
+        self.inputs_only = spec.inputs_only
         # a column mapped onto a trace field is not also metadata
         self.consumed = {src for src in self.fields.values() if "." not in src}
 
@@ -265,6 +268,16 @@ class _RowMapper:
                 line=line,
                 key=self.source_name("id"),
             )
+        if self.inputs_only and "input" not in data and "messages" not in data:
+            raise DatasetError(
+                "missing input: a target needs each row's input"
+                + (f" (mapped from {self.fields['input']!r})" if "input" in self.fields else ""),
+                file=self.path,
+                line=line,
+                key=self.source_name("input"),
+            )
+        if self.inputs_only:
+            data.setdefault("output", "")
         try:
             return Trace.model_validate(data)
         except ValidationError as exc:

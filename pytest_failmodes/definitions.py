@@ -193,11 +193,27 @@ class ModeDef(_Strict):
 Cohort = str | list[str]
 
 
+class TargetDef(_Strict):
+    """``target:``: a fixture returning the application (input -> output or Trace)."""
+
+    fixture: str = Field(min_length=1)
+    #: reuse outputs across runs; only when the outputs depend on the input alone
+    cache: bool = False
+    #: part of the cache key: bump it when the application changes
+    version: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"fixture": data} if isinstance(data, str) else data
+
+
 class FileDef(_Strict):
     dataset: DatasetDef
     cohorts: list[Cohort] = Field(default_factory=list)
     gate: GateDef = Field(default_factory=GateDef)
     judge: JudgeDef = Field(default_factory=JudgeDef)
+    target: TargetDef | None = None
     failure_modes: list[ModeDef] = Field(min_length=1)
 
     @field_validator("failure_modes")
@@ -325,7 +341,9 @@ def suite_from_mapping(
 
     base = source.parent
     dpath = dataset_override if dataset_override is not None else (base / fdef.dataset.path)
-    dataset = DatasetSpec(dpath, dict(fdef.dataset.fields), fdef.dataset.format)
+    dataset = DatasetSpec(
+        dpath, dict(fdef.dataset.fields), fdef.dataset.format, inputs_only=fdef.target is not None
+    )
     if dataset.format is None and dpath.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
         raise error(f"cannot tell the format of {dpath.name!r}; set format to one of {', '.join(FORMATS)}", ("dataset", "path"))
 
@@ -375,7 +393,12 @@ def suite_from_mapping(
                 order=i,
             )
         )
-    return Suite(source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes))
+    target = None
+    if fdef.target is not None:
+        from .target import TargetSpec
+
+        target = TargetSpec(fdef.target.fixture, fdef.target.cache, fdef.target.version)
+    return Suite(source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target)
 
 
 def _judge(mode: ModeDef, defaults: JudgeDef) -> Any:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .detectors import Detector
     from .detectors.python import FixtureRef
     from .judge import ModelContext
+    from .target import TargetSpec
     from .trace import Trace
     from .where import Where
 
@@ -98,6 +99,8 @@ class Suite:
     dataset: DatasetSpec
     cohorts: tuple[tuple[str, ...], ...]
     modes: tuple[ModeSpec, ...]
+    #: the application that produces the traces from the dataset's inputs, if any
+    target: TargetSpec | None = None
 
 
 def cohort_keys(trace: Trace, cohorts: Iterable[tuple[str, ...]]) -> list[str]:
@@ -369,6 +372,7 @@ def evaluate(
     broken: Mapping[str, str] | None = None,
     ctx: ModelContext | None = None,
     traces: Iterable[Trace] | None = None,
+    failed: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SuiteResult:
     """Evaluate the suite's modes over its dataset in one streaming pass.
@@ -376,7 +380,8 @@ def evaluate(
     ``detectors`` maps mode name -> detector. Modes named in ``broken`` (a
     detector that could not be built, say) are reported as broken without
     being run. ``only`` restricts the pass to some modes. ``traces`` replaces
-    the dataset (traces a target produced).
+    the dataset (traces a target produced); ``failed`` maps the ids of traces
+    the target could not produce to why: every mode records an error for them.
 
     Model-backed detectors (``is_async``, LLM judges) need ``ctx``: their
     calls for every trace and mode are submitted as the pass streams, run
@@ -407,10 +412,14 @@ def evaluate(
         idx = len(ids)
         ids.append(trace.id)
         keys = cohort_keys(trace, cohorts)
+        unproduced = failed.get(trace.id) if failed else None
         for lv in live:
             if lv.where is not None and not lv.where(trace):
                 lv.agg.skipped += 1
                 lv.codes.append(_SKIP)
+                continue
+            if unproduced is not None:
+                lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"))
                 continue
             if lv.ctx is None:
                 lv.record(idx, keys, detect_one(lv.detector, trace))

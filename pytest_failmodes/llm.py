@@ -257,6 +257,44 @@ class Runner:
             await asyncio.sleep(min(wait, self.max_backoff))
         raise ModelError(f"{model}: {last}")  # pragma: no cover - loop always returns or raises
 
+    async def guarded(self, label: str, make_call: Callable[[], Awaitable[T]]) -> T:
+        """Run a call of the application (a target) under the shared limit, with retries.
+
+        Rate limits (429), server errors (5xx) and timeouts are retried like
+        model calls; any other exception is the application's answer and is
+        raised at once. Stats are kept under ``label``.
+        """
+        stats = self.model_stats(label)
+        for attempt in range(self.max_retries + 1):
+            await self._limit.acquire()
+            started = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(make_call(), timeout=self.timeout)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                status = getattr(exc, "status_code", None)
+                throttled = status == 429
+                retryable = throttled or isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or (
+                    isinstance(status, int) and status >= 500
+                )
+                await self._limit.release(throttled=throttled)
+                if not retryable or attempt == self.max_retries:
+                    with self._stats_lock:
+                        stats.errors += 1
+                    raise
+                with self._stats_lock:
+                    stats.retries += 1
+                wait = (_retry_after(exc) if throttled else None) or self._backoff(attempt)
+                await asyncio.sleep(min(wait, self.max_backoff))
+                continue
+            latency = time.perf_counter() - started
+            await self._limit.release()
+            with self._stats_lock:
+                stats.calls += 1
+                stats.latencies.append(latency)
+                stats.cost_known = False
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _backoff(self, attempt: int) -> float:
         # full jitter: spreads retries of many calls that failed together
         return self._rng.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))

@@ -105,6 +105,22 @@ class FailmodesSession:
                     self._prefetched[(other.mode.key, other.index)] = ctx.runner.submit(det.ajudge(other.trace, ctx))  # type: ignore[union-attr]
         return self._prefetched.pop(key)
 
+    def save_traces(self, traces: list[Any], failed: Mapping[str, str]) -> None:
+        """Append a target's traces to --failmodes-save-traces (the controller truncated it)."""
+        path = self.config.getoption(opt.dest(opt.SAVE_TRACES))
+        if not path:
+            return
+        from .target import TraceWriter
+
+        TraceWriter(Path(self.config.invocation_params.dir, path)).write(traces, failed)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        path = self.config.getoption(opt.dest(opt.SAVE_TRACES))
+        if path and not self.is_worker:
+            from .target import TraceWriter
+
+            TraceWriter(Path(self.config.invocation_params.dir, path)).truncate()
+
     def _close_models(self) -> None:
         if self._ctx is None:
             return

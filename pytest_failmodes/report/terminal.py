@@ -128,6 +128,12 @@ def _examples(result: ModeResult, status: str, title: str, limit: int) -> Iterab
     return out
 
 
+def _cost(s: ModelStats) -> str:
+    if not s.calls or (not s.cost_known and s.cost == 0):
+        return "-"  # no call, or no call with a known price (a local model, a target)
+    return f"${s.cost:.4f}" if s.cost_known else f"${s.cost:.4f}+?"
+
+
 def model_lines(stats: Mapping[str, ModelStats]) -> Iterator[str]:
     """Calls, cache hits, errors, tokens, cost and latency per model."""
     from tabulate import tabulate
@@ -144,7 +150,7 @@ def model_lines(stats: Mapping[str, ModelStats]) -> Iterator[str]:
                 str(s.errors),
                 str(s.retries),
                 f"{s.prompt_tokens:,}/{s.completion_tokens:,}",
-                (f"${s.cost:.4f}" if s.cost_known else f"${s.cost:.4f}+?") if s.calls else "-",
+                _cost(s),
                 f"{p50 * 1000:.0f} ms" if p50 is not None else "-",
                 f"{p95 * 1000:.0f} ms" if p95 is not None else "-",
             ]
