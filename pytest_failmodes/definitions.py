@@ -147,15 +147,22 @@ class JudgeDef(_Strict):
     def _template(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if "{trace}" not in value:
-            raise ValueError("a custom prompt must contain the {trace} placeholder")
+        from string import Formatter
+
         try:
+            # exact names only: {name.attr} / {name[0]} would format to junk or raise at run time
+            fields = [f for _, f, _, _ in Formatter().parse(value) if f is not None]
+            unknown = [f for f in fields if f not in ("name", "definition", "examples", "trace")]
+            if unknown:
+                raise KeyError(unknown[0])
             value.format(name="", definition="", examples="", trace="")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(
                 f"bad placeholder in prompt ({exc}); use {{name}}, {{definition}}, {{examples}}, "
-                "{trace}, and double braces {{{{ }}}} for literal ones"
+                "{trace}, and double braces {{ }} for literal ones"
             ) from None
+        if "trace" not in fields:  # "{{trace}}" is literal text, not the placeholder
+            raise ValueError("a custom prompt must contain the {trace} placeholder")
         return value
 
 
@@ -215,6 +222,14 @@ class FileDef(_Strict):
     judge: JudgeDef = Field(default_factory=JudgeDef)
     target: TargetDef | None = None
     failure_modes: list[ModeDef] = Field(min_length=1)
+
+    @field_validator("judge")
+    @classmethod
+    def _no_file_examples(cls, value: JudgeDef) -> JudgeDef:
+        # examples illustrate one mode's definition; at file level they were silently unused
+        if value.examples:
+            raise ValueError("examples belong to one failure mode: move them into that mode's judge:")
+        return value
 
     @field_validator("failure_modes")
     @classmethod
@@ -391,6 +406,7 @@ def suite_from_mapping(
                 detector=detector,
                 gate=gate,
                 order=i,
+                fingerprint=_fingerprint(m, fdef.judge),
             )
         )
     target = None
@@ -424,6 +440,21 @@ def _judge(mode: ModeDef, defaults: JudgeDef) -> Any:
         structured_output=pick("structured_output", "auto"),
     )
     return JudgeDetector(mode.name, mode.description, spec)
+
+
+def _fingerprint(mode: ModeDef, judge_defaults: JudgeDef) -> str:
+    """What the mode detects, as a hash: name, description, where and detector.
+
+    Its gate is left out: a new limit still compares with the old rates. A
+    judge mode also hashes the file-level judge defaults it inherits.
+    """
+    import hashlib
+    import json
+
+    data = mode.model_dump(mode="json", exclude={"max_fail_rate", "gate"})
+    if mode.judge is not None:
+        data["judge_defaults"] = judge_defaults.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _merge_gate(file_gate: GateDef, mode: ModeDef) -> Gate:

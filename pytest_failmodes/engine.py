@@ -85,6 +85,8 @@ class ModeSpec:
     where: Where | None = None
     gate: Gate = field(default_factory=Gate)
     order: int = 0
+    #: hash of the mode's definition: a baseline of another definition is not compared
+    fingerprint: str = ""
 
     @property
     def key(self) -> str:
@@ -247,6 +249,7 @@ class ModeResult:
     broken: str | None = None  # a reason the mode could not be evaluated at all
     #: things the user should know that are not failures (say, a cohort limit that matched nothing)
     notes: list[str] = field(default_factory=list)
+    fingerprint: str = ""
 
     @property
     def errors(self) -> int:
@@ -289,6 +292,7 @@ class ModeResult:
             "details": {str(k): v for k, v in self.details.items()},
             "broken": self.broken,
             "notes": self.notes,
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -313,6 +317,7 @@ class ModeResult:
             details={int(k): list(v) for k, v in d["details"].items()},
             broken=d.get("broken"),
             notes=list(d.get("notes", [])),
+            fingerprint=d.get("fingerprint", ""),
         )
 
 
@@ -355,6 +360,7 @@ def finish_mode(
         details=details,
         broken=broken,
         notes=notes,
+        fingerprint=getattr(mode, "fingerprint", ""),
     )
 
 

@@ -71,8 +71,13 @@ class FailmodesSession:
                 timeout=config.getoption(opt.dest(opt.TIMEOUT)),
                 max_retries=config.getoption(opt.dest(opt.MAX_RETRIES)),
             )
-            cache_dir = config.getoption(opt.dest(opt.CACHE_DIR)) or config.getini("failmodes_cache_dir")
-            directory = Path(config.invocation_params.dir, cache_dir) if cache_dir else config.rootpath / ".failmodes"
+            # the option is relative to where pytest runs, the ini value to the rootdir (as pytest's cache_dir)
+            option_dir = config.getoption(opt.dest(opt.CACHE_DIR))
+            ini_dir = config.getini("failmodes_cache_dir")
+            if option_dir:
+                directory = Path(config.invocation_params.dir, option_dir)
+            else:
+                directory = config.rootpath / (ini_dir or ".failmodes")
             enabled = not config.getoption(opt.dest(opt.NO_CACHE))
             if enabled:
                 _ignore_in_git(directory)
@@ -182,6 +187,7 @@ class FailmodesSession:
             "description": mode.description,
             "detector": repr(mode.detector),
             "gate": mode.gate.to_dict(),
+            "fingerprint": mode.fingerprint,
             "where_skipped": where_skipped,
             "applicable": applicable,
         }
@@ -347,6 +353,7 @@ class _SpecView:
         self.description = spec["description"]
         self.detector = _Repr(spec["detector"])
         self.gate = Gate.from_dict(spec["gate"])
+        self.fingerprint = spec.get("fingerprint", "")
 
 
 class _Repr:

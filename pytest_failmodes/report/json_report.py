@@ -41,6 +41,7 @@ def build_report(results: Sequence[ModeResult], *, interrupted: bool = False) ->
                 "breaches": breaches,
                 "broken": r.broken,
                 "notes": r.notes,
+                "fingerprint": r.fingerprint,
                 "skipped": r.skipped,
                 "cohorts": [row.to_dict() for row in r.rows],
                 "traces": [
