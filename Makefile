@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@echo "== 1. current prompt (v3) on examples/quickstart: gates pass"
-	cd examples/quickstart && ../../$(BIN)/pytest --failmodes -p no:cacheprovider
+	cd examples/quickstart && ../../$(BIN)/pytest --failmodes -p no:cacheprovider -rs
 	@echo
 	@echo "== 2. candidate prompt (v4): the gate must catch its regression (non-zero exit expected)"
 	cd examples/quickstart && ../../$(BIN)/pytest --failmodes -p no:cacheprovider \

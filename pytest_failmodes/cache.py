@@ -81,6 +81,27 @@ def _digest(key: str, text: str) -> str:
     return hashlib.sha256(f"{key}\0{text}".encode()).hexdigest()
 
 
+def _owner_gone(owner: str) -> bool:
+    """Is ``owner`` (``host:pid``, the default) a process on this host that no longer runs?
+
+    A killed run leaves its claims behind; without this check the next run would
+    wait ``stale_after`` seconds for each one. Owners on other hosts, or not in the
+    default form, count as alive (their claims go stale in time).
+    """
+    host, _, pid = owner.rpartition(":")
+    if sys.platform == "win32" or host != socket.gethostname() or not pid.isdigit():
+        return False  # on Windows, os.kill(pid, 0) would terminate the process
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, under another user
+        return False
+    return False
+
+
 class _Unusable(Exception):
     """The file is damaged or not ours: set it aside."""
 
@@ -265,7 +286,7 @@ class ResultCache:
                     return False
                 row = conn.execute("SELECT owner, at FROM claims WHERE key = ?", (key,)).fetchone()
                 now = time.time()
-                if row is not None and row[0] != self.owner and row[1] > now - stale_after:
+                if row is not None and row[0] != self.owner and row[1] > now - stale_after and not _owner_gone(row[0]):
                     return False
                 conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (key, self.owner, now))
                 return True
@@ -288,13 +309,15 @@ class ResultCache:
                 self._conn.execute("BEGIN")  # value and claim from one snapshot
                 try:
                     value = self._read(key)
-                    claim = self._conn.execute("SELECT at FROM claims WHERE key = ?", (key,)).fetchone()
+                    claim = self._conn.execute("SELECT at, owner FROM claims WHERE key = ?", (key,)).fetchone()
                 finally:
                     self._conn.execute("COMMIT")
                 if value is not None:
                     self.hits += 1
                     return value
             if claim is None or claim[0] <= time.time() - stale_after or time.monotonic() >= deadline:
+                return None
+            if _owner_gone(claim[1]):  # killed mid-call: its claim will never be filled
                 return None
             time.sleep(poll)
 

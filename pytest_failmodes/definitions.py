@@ -65,6 +65,7 @@ class GateDef(_Strict):
     max_errors: int | None = Field(default=None, ge=0)
     min_cohort_size: int | None = Field(default=None, ge=0)
     cohort_limits: dict[str, float] = Field(default_factory=dict)
+    min_increase: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @field_validator("cohort_limits")
     @classmethod
@@ -462,7 +463,7 @@ def _merge_gate(file_gate: GateDef, mode: ModeDef) -> Gate:
     values: dict[str, Any] = {}
     limits: dict[str, float] = {}
     for layer in layers:
-        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size"):
+        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size", "min_increase"):
             v = getattr(layer, key)
             if v is not None:
                 values[key] = v

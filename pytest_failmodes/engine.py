@@ -55,6 +55,8 @@ class Gate:
     max_errors: int = 0
     min_cohort_size: int = 0
     cohort_limits: Mapping[str, float] = field(default_factory=dict)
+    #: a regression against a baseline needs at least this absolute increase (None: the run's default)
+    min_increase: float | None = None
 
     def limit_for(self, cohort: str) -> float | None:
         return self.cohort_limits.get(cohort, self.max_fail_rate)
@@ -66,6 +68,7 @@ class Gate:
             "max_errors": self.max_errors,
             "min_cohort_size": self.min_cohort_size,
             "cohort_limits": dict(self.cohort_limits),
+            "min_increase": self.min_increase,
         }
 
     @classmethod
@@ -250,6 +253,8 @@ class ModeResult:
     #: things the user should know that are not failures (say, a cohort limit that matched nothing)
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    #: cohort -> indices (into ids) of its evaluated traces; kept only to compare with a baseline
+    members: dict[str, list[int]] | None = None
 
     @property
     def errors(self) -> int:
@@ -293,6 +298,7 @@ class ModeResult:
             "broken": self.broken,
             "notes": self.notes,
             "fingerprint": self.fingerprint,
+            "members": self.members,
         }
 
     @classmethod
@@ -318,6 +324,7 @@ class ModeResult:
             broken=d.get("broken"),
             notes=list(d.get("notes", [])),
             fingerprint=d.get("fingerprint", ""),
+            members=d.get("members"),
         )
 
 
@@ -329,6 +336,7 @@ def finish_mode(
     details: dict[int, list[Any]],
     broken: str | None = None,
     partial: tuple[int, int] | None = None,
+    members: dict[str, list[int]] | None = None,
 ) -> ModeResult:
     """Aggregate counts into rows and gate decisions (shared by every way of running).
 
@@ -361,6 +369,7 @@ def finish_mode(
         broken=broken,
         notes=notes,
         fingerprint=getattr(mode, "fingerprint", ""),
+        members=members,
     )
 
 
@@ -380,6 +389,7 @@ def evaluate(
     traces: Iterable[Trace] | None = None,
     failed: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    track_members: bool = False,
 ) -> SuiteResult:
     """Evaluate the suite's modes over its dataset in one streaming pass.
 
@@ -407,7 +417,7 @@ def evaluate(
         if getattr(det, "is_async", False) and ctx is None:
             broken[m.name] = f"{det!r} needs a model runner; evaluate() was given none"
             continue
-        live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None))
+        live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None, track_members))
     ids: list[str] = []
     cohorts = suite.cohorts
     pending: deque[tuple[_Live, int, list[str], Future[Verdict]]] = deque()
@@ -445,7 +455,9 @@ def evaluate(
             progress(done, submitted)
     results = {}
     for lv in live:
-        results[lv.mode.name] = finish_mode(lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details)
+        results[lv.mode.name] = finish_mode(
+            lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details, members=lv.members
+        )
     for mode in modes:
         if mode.name in broken:
             results[mode.name] = finish_mode(mode, Aggregator(), [], "", {}, broken=broken[mode.name])
@@ -458,9 +470,11 @@ _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")
 class _Live:
     """One mode during a pass: its detector and what it has found so far."""
 
-    __slots__ = ("mode", "where", "detector", "ctx", "agg", "codes", "details")
+    __slots__ = ("mode", "where", "detector", "ctx", "agg", "codes", "details", "members")
 
-    def __init__(self, mode: ModeSpec, detector: Callable[[Trace], Any], ctx: ModelContext | None) -> None:
+    def __init__(
+        self, mode: ModeSpec, detector: Callable[[Trace], Any], ctx: ModelContext | None, track: bool = False
+    ) -> None:
         self.mode = mode
         self.where = mode.where
         self.detector = detector
@@ -468,10 +482,14 @@ class _Live:
         self.agg = Aggregator()
         self.codes = bytearray()
         self.details: dict[int, list[Any]] = {}
+        self.members: dict[str, list[int]] | None = {} if track else None
 
     def record(self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False) -> None:
         status = verdict.status
         self.agg.add(keys, status)
+        if self.members is not None and status in (PASS, FAIL):
+            for key in keys:
+                self.members.setdefault(key, []).append(idx)
         code = _PASS_CODE if status == PASS else ord(_CODE[status])
         if placed:
             self.codes[idx] = code  # one code per trace, in dataset order

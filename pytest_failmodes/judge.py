@@ -135,7 +135,9 @@ def _trace_block(trace: Trace) -> str:
             calls = [f"{c.function.name}({c.function.arguments if isinstance(c.function.arguments, str) else json.dumps(c.function.arguments)})" for c in m.tool_calls or ()]
             if calls:
                 text = (text + "\n" if text else "") + "tool calls: " + "; ".join(calls)
-            lines.append(f"<message role=\"{escape(m.role)}\">\n{escape(text)}\n</message>")
+            # an attribute value: quotes escaped too, or a role could add a forged attribute
+            role = html.escape(m.role, quote=True)
+            lines.append(f"<message role=\"{role}\">\n{escape(text)}\n</message>")
         parts.append("<messages>\n" + "\n".join(lines) + "\n</messages>")
     parts.append(f"<output>\n{escape(trace.output or '')}\n</output>")
     return "\n".join(parts)
@@ -201,7 +203,7 @@ class ModelContext:
         another process (xdist), or by calling ``produce()`` and storing its result."""
         cache = self.cache
         if cache is not None:
-            hit = await asyncio.to_thread(cache.get, key)
+            hit = await self._on_cache(cache.get, key)
             if hit is not None:
                 self.runner.record_hit(model)
                 return hit
@@ -225,21 +227,39 @@ class ModelContext:
 
     async def _produce_once(self, key: str, model: str, produce: Any) -> dict[str, Any]:
         cache = self.cache
-        if cache is not None and not await asyncio.to_thread(cache.claim, key):
-            # another worker is making this call: wait for its result rather than pay twice
-            value = await asyncio.to_thread(cache.wait_for, key, timeout=self.runner.timeout * 3)
-            if value is not None:
-                self.runner.record_hit(model)
-                return value
+        if cache is not None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.runner.timeout * 3
+            poll = 0.02
+            while not await self._on_cache(cache.claim, key):
+                # another worker is making this call: wait for its result rather than pay twice.
+                # Poll from the loop, one quick look per thread hop: a thread blocked in a long
+                # wait_for is one this process's own puts cannot use, and two workers whose
+                # threads all wait for each other's claims deadlock until the claims go stale.
+                value = await self._on_cache(cache.wait_for, key, timeout=0)
+                if value is not None:
+                    self.runner.record_hit(model)
+                    return value
+                if loop.time() >= deadline:
+                    break
+                await asyncio.sleep(poll)
+                poll = min(poll * 1.5, 0.5)
         try:
             value = await produce()
         except BaseException:
             if cache is not None:
-                await asyncio.to_thread(cache.release, key)
+                await self._on_cache(cache.release, key)
             raise
         if cache is not None:
-            await asyncio.to_thread(cache.put, key, value)
+            await self._on_cache(cache.put, key, value)
         return value
+
+    async def _on_cache(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call a cache method off the event loop: SQLite blocks. A disabled cache does no
+        I/O, so it is called in place, saving the thread hops of every model call."""
+        if self.cache is not None and not getattr(self.cache, "enabled", True):
+            return method(*args, **kwargs)
+        return await asyncio.to_thread(method, *args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,15 @@ MAX_CONCURRENCY = "--failmodes-max-concurrency"
 TIMEOUT = "--failmodes-timeout"
 MAX_RETRIES = "--failmodes-max-retries"
 SAVE_TRACES = "--failmodes-save-traces"
+BASELINE = "--failmodes-baseline"
+SAVE_BASELINE = "--failmodes-save-baseline"
+CORRECTION = "--failmodes-correction"
+ALPHA = "--failmodes-alpha"
+MIN_INCREASE = "--failmodes-min-increase"
+MARKDOWN = "--failmodes-markdown"
+HTML = "--failmodes-html"
+#: where --failmodes-save-baseline writes when given no path (relative to the rootdir)
+DEFAULT_BASELINE = ".failmodes/baseline.json"
 
 
 def dest(option: str) -> str:

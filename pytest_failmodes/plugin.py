@@ -124,6 +124,59 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Write the traces that targets produced to PATH (JSONL).",
     )
+    group.addoption(
+        opt.BASELINE,
+        metavar="PATH",
+        dest=opt.dest(opt.BASELINE),
+        default=None,
+        help="Compare with a saved baseline: a cohort whose fail rate rose significantly fails the run.",
+    )
+    group.addoption(
+        opt.SAVE_BASELINE,
+        metavar="PATH",
+        nargs="?",
+        const=opt.DEFAULT_BASELINE,
+        dest=opt.dest(opt.SAVE_BASELINE),
+        default=None,
+        help=f"Save this run as a baseline (default path: {opt.DEFAULT_BASELINE} under the rootdir).",
+    )
+    group.addoption(
+        opt.CORRECTION,
+        choices=("holm", "bh"),
+        dest=opt.dest(opt.CORRECTION),
+        default="holm",
+        help="Multiple-comparison correction across all mode x cohort comparisons (default: holm).",
+    )
+    group.addoption(
+        opt.ALPHA,
+        metavar="P",
+        type=_number(opt.ALPHA, 1e-9, float),
+        dest=opt.dest(opt.ALPHA),
+        default=0.05,
+        help="Significance level of a regression after correction (default: 0.05).",
+    )
+    group.addoption(
+        opt.MIN_INCREASE,
+        metavar="RATE",
+        type=_number(opt.MIN_INCREASE, 0.0, float),
+        dest=opt.dest(opt.MIN_INCREASE),
+        default=0.0,
+        help="Smallest absolute rise of a fail rate that counts as a regression, e.g. 0.02 (default: 0; gate.min_increase wins).",
+    )
+    group.addoption(
+        opt.MARKDOWN,
+        metavar="PATH",
+        dest=opt.dest(opt.MARKDOWN),
+        default=None,
+        help="Write the summary as a Markdown table to PATH (also appended to $GITHUB_STEP_SUMMARY when set).",
+    )
+    group.addoption(
+        opt.HTML,
+        metavar="PATH",
+        dest=opt.dest(opt.HTML),
+        default=None,
+        help="Write a self-contained HTML report (heat map, table, failing traces) to PATH.",
+    )
     parser.addini("failmodes_cache_dir", "failmodes: directory of cached model-call results (the option wins).", default=None)
     parser.addini("failmodes_max_concurrency", "failmodes: model calls in flight at once (the option wins).", default="8")
 

@@ -22,8 +22,10 @@ from .errors import FailmodesError
 from .llm import ModelStats
 
 if TYPE_CHECKING:
+    from .cache import ResultCache
     from .collect import ModeItem
     from .detectors import RuleKind
+    from .baseline import Baseline, BaselineComparison
     from .judge import ModelContext
     from .verdict import Verdict
 
@@ -52,6 +54,10 @@ class FailmodesSession:
         self._ctx: ModelContext | None = None
         self.model_stats: dict[str, ModelStats] = {}
         self._prefetched: dict[tuple[str, int], Future[Verdict]] = {}
+        # baselines (controller side)
+        self.baseline: Baseline | None = None
+        self.comparison: BaselineComparison | None = None
+        self._regressed = False
         # xdist workers share the controller's start time, so --failmodes-refresh
         # re-pays each call once per run, not once per worker
         self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
@@ -60,7 +66,6 @@ class FailmodesSession:
     def model_context(self) -> ModelContext:
         """The process's runner and cache, made on first use (litellm is imported on the first call)."""
         if self._ctx is None:
-            from .cache import ResultCache
             from .judge import ModelContext
             from .llm import Runner
 
@@ -81,7 +86,7 @@ class FailmodesSession:
             enabled = not config.getoption(opt.dest(opt.NO_CACHE))
             if enabled:
                 _ignore_in_git(directory)
-            cache = ResultCache(
+            cache = self._open_cache(
                 directory,
                 enabled=enabled,
                 refresh=config.getoption(opt.dest(opt.REFRESH)),
@@ -89,6 +94,30 @@ class FailmodesSession:
             )
             self._ctx = ModelContext(runner, cache)
         return self._ctx
+
+    def _open_cache(self, directory: Path, **kwargs: Any) -> ResultCache:
+        """Open the cache; its CacheWarning (a damaged file set aside) never fails the run.
+
+        The warning goes through the user's filters (``ignore`` silences it); when they
+        make it an error, the cache has already been replaced and results are unaffected,
+        so it is recorded for the warnings summary instead of raised in the middle of an
+        item (which would fail that item, and with it the mode, for a cache problem).
+        """
+        import warnings
+
+        from .cache import CacheWarning, ResultCache
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CacheWarning)
+            cache = ResultCache(directory, **kwargs)
+        for record in caught:
+            try:
+                warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+            except CacheWarning:
+                self.config.hook.pytest_warning_recorded.call_historic(
+                    kwargs={"warning_message": record, "when": "runtest", "nodeid": "", "location": None}
+                )
+        return cache
 
     def progress(self, what: str) -> Callable[[int, int], None] | None:
         """A progress callback for a long model phase: TTY only, quiet under -q and on workers."""
@@ -120,6 +149,7 @@ class FailmodesSession:
         TraceWriter(Path(self.config.invocation_params.dir, path)).write(traces, failed)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._load_baseline()
         path = self.config.getoption(opt.dest(opt.SAVE_TRACES))
         if path and not self.is_worker:
             from .target import TraceWriter
@@ -239,10 +269,11 @@ class FailmodesSession:
             }
             return
         self._finish_per_trace()
+        self._compare_with_baseline(session)
         if self._trace_rows:
             # per-trace items fail on detections (so --lf works); the gates decide the exit
             others = session.testsfailed - self._ours_failed
-            gate_failed = any(not r.passed for r in self.results.values())
+            gate_failed = any(not r.passed for r in self.results.values()) or self._regressed
             if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                 failed = others > 0 or gate_failed
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
@@ -254,7 +285,15 @@ class FailmodesSession:
                 Path(self.config.invocation_params.dir, path),
                 self.ordered_results(),
                 interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
+                comparison=self.comparison,
             )
+        self._write_ci_reports(session)
+        save = self.config.getoption(opt.dest(opt.SAVE_BASELINE))
+        if save and session.exitstatus != pytest.ExitCode.INTERRUPTED:
+            from .report.json_report import write_report
+
+            base = self.config.rootpath if save == opt.DEFAULT_BASELINE else self.config.invocation_params.dir
+            write_report(Path(base, save), self.ordered_results())
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.results:
@@ -263,7 +302,7 @@ class FailmodesSession:
 
         terminalreporter.section("failure modes")
         results = self.ordered_results()
-        for line in summary_lines(results):
+        for line in summary_lines(results, self.comparison):
             terminalreporter.write_line(line)
         if self._trace_rows:
             # per-trace detections are results, not crashes: pytest lists them nowhere else
@@ -277,6 +316,80 @@ class FailmodesSession:
             for line in model_lines(self.model_stats):
                 terminalreporter.write_line(line)
 
+    # -- baselines ----------------------------------------------------------------------
+    def _load_baseline(self) -> None:
+        # a bad baseline fails the run before any work, not after it
+        path = self.config.getoption(opt.dest(opt.BASELINE))
+        if path and not self.is_worker and self.baseline is None:
+            from .baseline import load_baseline
+
+            try:
+                self.baseline = load_baseline(Path(self.config.invocation_params.dir, path), shown=path)
+            except FailmodesError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def _compare_with_baseline(self, session: pytest.Session) -> None:
+        if self.baseline is None or not self.results:
+            return
+        from .baseline import compare_with_baseline
+
+        config = self.config
+        self.comparison = compare_with_baseline(
+            self.ordered_results(),
+            self.baseline,
+            alpha=config.getoption(opt.dest(opt.ALPHA)),
+            correction=config.getoption(opt.dest(opt.CORRECTION)),
+            min_increase=config.getoption(opt.dest(opt.MIN_INCREASE)),
+        )
+        for key, notes in self.comparison.notes.items():
+            if key in self.results:
+                self.results[key].notes.extend(f"baseline: {n}" for n in notes)
+        self._regressed = bool(self.comparison.regressions)
+        # the correction spans every mode and cohort, so regressions are decided here,
+        # once all modes have run: they fail the run (and their gate in JUnit), not an item
+        if self._regressed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_ci_reports(self, session: pytest.Session) -> None:
+        """Markdown (and the GitHub job summary) and the gates in JUnit XML."""
+        import os
+
+        results = self.ordered_results()
+        if not results:
+            return
+        config = self.config
+        md_path = config.getoption(opt.dest(opt.MARKDOWN))
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if md_path or step_summary:
+            from .report.markdown import markdown_lines
+
+            text = "\n".join(markdown_lines(results, self.comparison)) + "\n"
+            if md_path:
+                target = Path(config.invocation_params.dir, md_path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            if step_summary:
+                with open(step_summary, "a", encoding="utf-8") as fh:
+                    fh.write(text + "\n")
+        html_path = config.getoption(opt.dest(opt.HTML))
+        if html_path:
+            from .report.html import render_html
+            from .report.json_report import build_report, write_atomically
+
+            report = build_report(
+                results,
+                interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
+                comparison=self.comparison,
+            )
+            write_atomically(Path(config.invocation_params.dir, html_path), render_html(report))
+        xml = config.getoption("xmlpath", None)
+        if xml:
+            from .report.junit import add_gates
+
+            path = Path(config.invocation_params.dir, xml)
+            if path.exists():
+                add_gates(path, results, self.comparison)
+
     # -- helpers ------------------------------------------------------------------------
     def ordered_results(self) -> list[ModeResult]:
         return sorted(self.results.values(), key=lambda r: (r.source, r.order))
@@ -289,16 +402,21 @@ class FailmodesSession:
             agg.skipped = spec["where_skipped"]
             details: dict[int, list[Any]] = {}
             codes = []
+            members: dict[str, list[int]] = {}
             for i, row in enumerate(rows):
                 agg.add(row["cohorts"], row["status"])
                 codes.append(_CODES[row["status"]])
                 if row["status"] != "pass":
                     details[i] = [row["reason"], row["evidence"]]
+                if row["status"] in ("pass", "fail"):
+                    for cohort in row["cohorts"]:
+                        members.setdefault(cohort, []).append(i)
             mode = _SpecView(spec)
             applicable = spec["applicable"]
             partial = (len(rows), applicable) if len(rows) < applicable else None
             result = finish_mode(  # type: ignore[arg-type]
-                mode, agg, [r["id"] for r in rows], "".join(codes), details, partial=partial
+                mode, agg, [r["id"] for r in rows], "".join(codes), details, partial=partial,
+                members=members if self.baseline is not None else None,
             )
             self.results[key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)

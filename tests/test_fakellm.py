@@ -400,12 +400,12 @@ def test_a_responder_that_raises_fails_the_test_loudly() -> None:
 # ---------------------------------------------------------- fault rate
 
 
-def _ask_all(server: FakeLLM, questions: list[str]) -> dict[str, str]:
+def _ask_all(server: FakeLLM, questions: list[str], timeout: float = SHORT_TIMEOUT) -> dict[str, str]:
     """Send every question concurrently; map each to how the client saw it end."""
 
     async def one(question: str) -> str:
         try:
-            response = await litellm.acompletion(**call_kwargs(server, content=question, timeout=SHORT_TIMEOUT))
+            response = await litellm.acompletion(**call_kwargs(server, content=question, timeout=timeout))
         except litellm.RateLimitError:
             return "429"
         except litellm.InternalServerError:
@@ -426,11 +426,13 @@ def test_fault_rate_is_reproducible_and_classified_correctly() -> None:
     questions = [f"question {i}" for i in range(60)]
     faults = FaultRate(0.3, seed=11)
 
-    with fakellm_server(responder=echo, fault_rate=faults) as first:
-        seen = _ask_all(first, questions)
+    # hangs last 3 s; a client timeout of 2 s tells them apart from answers that are only
+    # slow because the machine is loaded (0.5 s misread those as hangs on a busy CI box)
+    with fakellm_server(responder=echo, fault_rate=faults, hang_seconds=3.0) as first:
+        seen = _ask_all(first, questions, timeout=2.0)
         assert first.wait_until_idle(timeout=10)
-    with fakellm_server(responder=echo, fault_rate=faults) as second:
-        seen_again = _ask_all(second, list(reversed(questions)))
+    with fakellm_server(responder=echo, fault_rate=faults, hang_seconds=3.0) as second:
+        seen_again = _ask_all(second, list(reversed(questions)), timeout=2.0)
 
     # every call ended in a reply or a typed error, and the client's view
     # matches what the server actually did, call by call

@@ -739,6 +739,27 @@ failure-mode regression testing (pytest-failmodes):
                         before it counts as an error (default: 4).
   --failmodes-save-traces=PATH
                         Write the traces that targets produced to PATH (JSONL).
+  --failmodes-baseline=PATH
+                        Compare with a saved baseline: a cohort whose fail rate
+                        rose significantly fails the run.
+  --failmodes-save-baseline=[PATH]
+                        Save this run as a baseline (default path:
+                        .failmodes/baseline.json under the rootdir).
+  --failmodes-correction={holm,bh}
+                        Multiple-comparison correction across all mode x cohort
+                        comparisons (default: holm).
+  --failmodes-alpha=P   Significance level of a regression after correction
+                        (default: 0.05).
+  --failmodes-min-increase=RATE
+                        Smallest absolute rise of a fail rate that counts as a
+                        regression, e.g. 0.02 (default: 0; gate.min_increase
+                        wins).
+  --failmodes-markdown=PATH
+                        Write the summary as a Markdown table to PATH (also
+                        appended to $GITHUB_STEP_SUMMARY when set).
+  --failmodes-html=PATH
+                        Write a self-contained HTML report (heat map, table,
+                        failing traces) to PATH.
 """
 
 

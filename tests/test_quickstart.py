@@ -13,14 +13,18 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from fakellm import fakellm_server
 
 from pytest_failmodes.dataset import DatasetSpec, iter_traces
+from pytest_failmodes.judge import ENV_MODEL
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
 DATA = {"v3": EXAMPLE / "data" / "traces.jsonl", "v4": EXAMPLE / "data" / "candidate_traces.jsonl"}
 # the example's own `fields:` mapping (support_bot.failmodes.yaml)
 FIELDS = {"id": "trace_id", "input": "query", "output": "response"}
 EXAMPLE_FILES = ("conftest.py", "support_bot.failmodes.yaml", "test_python_modes.py", "data")
+#: the modes an LLM judges; without a model they are skipped, everything else runs as before
+JUDGE_MODES = ("wrong_language", "ignores_frustration")
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
@@ -136,8 +140,11 @@ def test_replies_are_varied_text() -> None:
 
 
 @pytest.fixture
-def example(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A copy of the example in pytester's directory (the example files stay untouched)."""
+def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A copy of the example in pytester's directory (the example files stay untouched),
+    run with no judge configured unless a test sets one."""
+    for name in (ENV_MODEL, "OPENAI_API_BASE", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
     for name in EXAMPLE_FILES:
         source = EXAMPLE / name
         if source.is_dir():
@@ -165,9 +172,18 @@ def planted(generate: ModuleType, version: str) -> dict[str, set[str]]:
     return {"leaks_system_prompt": set(), **{mode: by_mode.get(mode, set()) for mode in generate.MODES}}
 
 
+def skip_lines() -> list[str]:
+    """What `-rs` shows for the judge modes when no model is configured: the line that enables them."""
+    return [
+        f"SKIPPED [[]1[]] support_bot.failmodes.yaml:*: judge mode '{name}' needs a model: "
+        f"set {ENV_MODEL}=openai/gpt-4o-mini (any litellm model) or judge.model in support_bot.failmodes.yaml"
+        for name in JUDGE_MODES
+    ]
+
+
 @pytest.mark.slow
 def test_current_prompt_passes_every_gate(example: pytest.Pytester, generate: ModuleType) -> None:
-    result, report = run(example)
+    result, report = run(example, "-rs")
 
     assert result.ret == 0
     result.stdout.fnmatch_lines(
@@ -177,9 +193,14 @@ def test_current_prompt_passes_every_gate(example: pytest.Pytester, generate: Mo
             "mode*cohort*n*fail*rate*95% CI*limit*gate",
             "refund_without_policy_check*all*360*ok",
             "*route=billing*3.0%*ok",
-            "*8 passed*",
+            *skip_lines(),
+            "*8 passed, 2 skipped*",
         ]
     )
+    # offline: the judge modes were never evaluated, no model was called, nothing was cached
+    assert [m["name"] for m in report["modes"] if m["name"] in JUDGE_MODES] == []
+    assert "model calls" not in result.stdout.str()
+    assert not (example.path / ".failmodes").exists()
     assert "small (n<20)" in result.stdout.str()  # the order-status cohorts by persona
     assert all(m["status"] == "ok" for m in report["modes"])
     assert all(t["verdict"] != "error" for m in report["modes"] for t in m["traces"])
@@ -205,7 +226,7 @@ def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, ge
             "8 failure modes in 2 files: 1 gate breached",
             f"refund_without_policy_check*route=billing*{len(billing)}*{fails}*{rate}*3.0%*FAIL (limit)",
             "FAILED support_bot.failmodes.yaml::refund_without_policy_check*",
-            "1 failed, 7 passed*",
+            "1 failed, 7 passed, 2 skipped*",
         ]
     )
     breached = {m["name"]: m["breaches"] for m in report["modes"] if m["status"] != "ok"}
@@ -214,3 +235,77 @@ def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, ge
     overall = next(row for row in refund["cohorts"] if row["cohort"] == "all")
     assert overall["rate"] < 0.05, "the regression hides in one cohort: overall it looks fine"
     assert detected(report) == expected
+
+
+# -- the judge modes, with a model -------------------------------------------------------------
+
+
+def customer_message(row: dict[str, Any]) -> str:
+    if "query" in row:
+        return str(row["query"])
+    return next(str(m["content"]) for m in row["messages"] if m["role"] == "user")
+
+
+def between(text: str, start: str, end: str) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def quickstart_judge(request: dict[str, Any]) -> str:
+    """A scripted judge: reads the mode's name and the customer's message from the prompt.
+
+    ignores_frustration fails every conversation where the customer says they are
+    asking again; everything else passes.
+    """
+    prompt = request["messages"][-1]["content"]
+    name = between(prompt, "<name>", "</name>")
+    message = between(between(prompt, "<trace>", "</trace>"), "<input>\n", "\n</input>")
+    fails = name == "ignores_frustration" and "Second time I'm asking" in message
+    return json.dumps({"critique": f"{name}: {message[:40]}", "verdict": "fail" if fails else "pass"})
+
+
+@pytest.mark.slow
+def test_judge_modes_ask_the_configured_model(example: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = rows(DATA["v3"])
+    frustrated = [r for r in data if r["persona"] == "frustrated"]
+    asking_again = {r["trace_id"] for r in frustrated if "Second time I'm asking" in customer_message(r)}
+    assert 0 < len(asking_again) < len(frustrated)
+
+    with fakellm_server(responder=quickstart_judge) as server:
+        # the model from the environment, the server's address from litellm's own variable:
+        # the example's definition file is used as it is
+        monkeypatch.setenv(ENV_MODEL, "openai/fake-judge")
+        monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        result, report = run(example, "-rs", "-k", " or ".join(JUDGE_MODES))
+        prompts = [r.json["messages"][-1]["content"] for r in server.requests]
+
+    modes = {m["name"]: m for m in report["modes"]}
+    assert sorted(modes) == sorted(JUDGE_MODES)
+    assert all(m["detector"] == "judge(openai/fake-judge)" for m in modes.values())
+    assert "SKIPPED" not in result.stdout.str()
+
+    # every trace asked once: wrong_language on all 360, ignores_frustration only where it applies
+    language, frustration = modes["wrong_language"], modes["ignores_frustration"]
+    assert len(language["traces"]) == len(data)
+    assert {t["verdict"] for t in language["traces"]} == {"pass"}
+    assert len(frustration["traces"]) == len(frustrated)
+    assert frustration["skipped"] == len(data) - len(frustrated)
+    assert {t["id"] for t in frustration["traces"] if t["verdict"] == "fail"} == asking_again
+    assert server.call_count == len(data) + len(frustrated)
+
+    # the prompts carry each mode's definition and its boundary examples from the YAML
+    for name, example_text in (("wrong_language", "Sorry for my english."), ("ignores_frustration", "Sorry you had to ask twice.")):
+        mine = [p for p in prompts if f"<name>{name}</name>" in p]
+        assert mine and all(example_text in p for p in mine)
+
+    # the gate judges the judged rate: 15 of 78 frustrated customers is over the 5% limit
+    assert result.ret == 1
+    assert frustration["status"] == "breached" and language["status"] == "ok"
+    result.stdout.fnmatch_lines(
+        [
+            f"ignores_frustration*all*{len(frustrated)}*{len(asking_again)}*FAIL (limit)",
+            "model calls*",
+            f"openai/fake-judge*{len(data) + len(frustrated)}*0*0*0*",
+        ]
+    )
+

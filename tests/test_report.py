@@ -76,6 +76,7 @@ def test_report_mode_and_cohort_figures(reported) -> None:
         "max_errors": 0,
         "min_cohort_size": 5,
         "cohort_limits": {},
+        "min_increase": None,
     }
     # billing 2/6 = 33.3% > 30%
     assert leaks["status"] == "breached"

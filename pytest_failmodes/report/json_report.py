@@ -7,9 +7,13 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine import ModeResult
+
+if TYPE_CHECKING:
+    from ..baseline import BaselineComparison
+    from ..regression import Comparison
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "build_report", "write_report"]
 
@@ -17,17 +21,33 @@ SCHEMA = "pytest-failmodes/report"
 SCHEMA_VERSION = 1
 
 
-def build_report(results: Sequence[ModeResult], *, interrupted: bool = False) -> dict[str, Any]:
+def build_report(
+    results: Sequence[ModeResult], *, interrupted: bool = False, comparison: BaselineComparison | None = None
+) -> dict[str, Any]:
     """``interrupted``: the run stopped early (a collection error, Ctrl-C), so
-    ``modes`` may be incomplete and the report must not claim ``passed``."""
+    ``modes`` may be incomplete and the report must not claim ``passed``.
+    ``comparison``: the run compared with a baseline (figures per cohort row)."""
     from .. import __version__
 
+    found = comparison.comparisons if comparison else {}
     modes = []
+    regressed = False
     for r in results:
-        status = "broken" if r.broken else ("ok" if r.passed else "breached")
         breaches = [f"limit:{row.cohort}" for row in r.breached_rows]
         if r.error_breach:
             breaches.append("errors")
+        cohorts = []
+        for row in r.rows:
+            entry = row.to_dict()
+            c = found.get((r.key, row.cohort))
+            if c is not None:
+                entry["baseline"] = _baseline_figures(c)
+                if c.regression:
+                    breaches.append(f"regression:{row.cohort}")
+            cohorts.append(entry)
+        mode_regressed = any(b.startswith("regression:") for b in breaches)
+        regressed = regressed or mode_regressed
+        status = "broken" if r.broken else ("ok" if r.passed and not mode_regressed else "breached")
         modes.append(
             {
                 "key": r.key,
@@ -43,7 +63,7 @@ def build_report(results: Sequence[ModeResult], *, interrupted: bool = False) ->
                 "notes": r.notes,
                 "fingerprint": r.fingerprint,
                 "skipped": r.skipped,
-                "cohorts": [row.to_dict() for row in r.rows],
+                "cohorts": cohorts,
                 "traces": [
                     {"id": tid, "verdict": st, "reason": reason, "evidence": ev}
                     for tid, st, reason, ev in r.verdicts()
@@ -54,19 +74,50 @@ def build_report(results: Sequence[ModeResult], *, interrupted: bool = False) ->
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
         "generator": f"pytest-failmodes {__version__}",
-        "passed": not interrupted and all(r.passed for r in results),
+        "passed": not interrupted and not regressed and all(r.passed for r in results),
+        "baseline": comparison.baseline if comparison else None,
         "modes": modes,
     }
 
 
-def write_report(path: Path, results: Sequence[ModeResult], *, interrupted: bool = False) -> None:
-    """Write atomically: a crash mid-write never leaves a truncated report behind."""
+def _baseline_figures(c: Comparison) -> dict[str, Any]:
+    return {
+        "base_fails": c.base_fails,
+        "base_n": c.base_n,
+        "base_rate": c.base_fails / c.base_n if c.base_n else None,
+        "delta": c.delta,
+        "paired": c.paired,
+        "discordant": list(c.discordant) if c.discordant else None,
+        "test": c.test,
+        "p_value": c.p_value,
+        "p_adjusted": c.p_adjusted,
+        "regression": c.regression,
+        "improvement": c.improvement,
+    }
+
+
+def write_report(
+    path: Path,
+    results: Sequence[ModeResult],
+    *,
+    interrupted: bool = False,
+    comparison: BaselineComparison | None = None,
+) -> None:
+    """Write the JSON report to ``path``, atomically."""
+    report = build_report(results, interrupted=interrupted, comparison=comparison)
+    write_atomically(path, json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """A crash mid-write never leaves a truncated file behind (nor replaces a good one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(build_report(results, interrupted=interrupted), fh, ensure_ascii=False, indent=1)
-            fh.write("\n")
+            fh.write(text)
+        umask = os.umask(0)  # mkstemp makes 0600 files; a report is as readable as any other file
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

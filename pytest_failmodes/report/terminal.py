@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..engine import CohortRow, ModeResult
 
 if TYPE_CHECKING:
+    from ..baseline import BaselineComparison
     from ..llm import ModelStats
 
 __all__ = ["summary_lines", "breach_text", "plural", "pct"]
@@ -35,19 +36,34 @@ def _gate_text(result: ModeResult, row: CohortRow) -> str:
     return "ok" if row.gated else "not gated"
 
 
-def _table_rows(results: Sequence[ModeResult]) -> tuple[list[list[str]], bool]:
+def table_rows(
+    results: Sequence[ModeResult], comparison: BaselineComparison | None = None
+) -> tuple[list[list[str]], list[str], list[str]]:
+    """Rows, header and alignment; the err column only when there are errors, the
+    baseline columns only when comparing."""
+    found = comparison.comparisons if comparison else {}
+    with_errors = any(r.errors for r in results)
+    header = ["mode", "cohort", "n", "fail", "rate", "95% CI", "limit"]
+    align = ["left", "left", "right", "right", "right", "left", "right"]
+    if comparison:
+        header += ["base", "Δ", "p (adj.)"]
+        align += ["right", "right", "right"]
+    if with_errors:
+        header.append("err")
+        align.append("right")
+    header.append("gate")
+    align.append("left")
     breached: list[list[str]] = []
     rest: list[list[str]] = []
-    any_errors = any(r.errors for r in results)
     for result in results:
         if result.broken:
-            breached.append([_short(result.name), "-", "", "", "", "", "", "", "BROKEN"])
+            breached.append([_short(result.name), "-"] + [""] * (len(header) - 3) + ["BROKEN"])
             continue
         for row in result.rows:
             ci = row.ci
-            gate = _gate_text(result, row)
+            reasons = [row.breach] if row.breach else []
             if row.cohort == "all" and result.error_breach:
-                gate = (gate + "; " if row.breach else "") + f"FAIL (errors {row.errors} > {result.gate.max_errors})"
+                reasons.append(f"errors {row.errors} > {result.gate.max_errors}")
             cells = [
                 _short(result.name),
                 row.cohort,
@@ -56,31 +72,53 @@ def _table_rows(results: Sequence[ModeResult]) -> tuple[list[list[str]], bool]:
                 pct(row.rate),
                 f"[{pct(ci[0])}, {pct(ci[1])}]" if ci else "-",
                 pct(row.limit) if row.limit is not None else "-",
-                str(row.errors),
-                gate,
             ]
-            (breached if gate.startswith("FAIL") else rest).append(cells)
-    rows = breached + rest
-    if not any_errors:
-        rows = [r[:7] + r[8:] for r in rows]
-    return rows, any_errors
+            c = found.get((result.key, row.cohort))
+            if comparison:
+                if c is None:
+                    cells += ["-", "-", "-"]
+                else:
+                    cells += [
+                        pct(c.base_fails / c.base_n if c.base_n else None),
+                        f"{100 * c.delta:+.1f}pp" if c.delta is not None else "-",
+                        f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "-",
+                    ]
+                    if c.regression:
+                        reasons.append(f"regression p={c.p_adjusted:.2g}")
+            if with_errors:
+                cells.append(str(row.errors))
+            if reasons:
+                gate = f"FAIL ({'; '.join(reasons)})"
+            else:
+                gate = _gate_text(result, row)
+                if c is not None and c.improvement:
+                    gate += " (improved)"
+            cells.append(gate)
+            (breached if reasons else rest).append(cells)
+    return breached + rest, header, align
 
 
-def summary_lines(results: Sequence[ModeResult]) -> Iterator[str]:
-    """The table the team reads: breached rows first."""
-    from tabulate import tabulate
-
-    failed = [r for r in results if not r.passed]
+def summary_head(results: Sequence[ModeResult], comparison: BaselineComparison | None = None) -> str:
+    """One line: how many modes, files, breached gates, errors and regressions."""
+    regressed = {c.mode for c in comparison.regressions} if comparison else set()
+    failed = [r for r in results if not r.passed or r.key in regressed]
     errors = sum(r.errors for r in results)
     files = len({r.source for r in results})
     head = f"{plural(len(results), 'failure mode')} in {plural(files, 'file')}: "
     head += f"{plural(len(failed), 'gate')} breached" if failed else "all gates passed"
     if errors:
         head += f", {plural(errors, 'detector error')}"
-    yield head
-    rows, with_errors = _table_rows(results)
-    header = ["mode", "cohort", "n", "fail", "rate", "95% CI", "limit"] + (["err"] if with_errors else []) + ["gate"]
-    align = ["left", "left", "right", "right", "right", "left", "right"] + (["right"] if with_errors else []) + ["left"]
+    if comparison:
+        head += f"; against {comparison.baseline}: {plural(len(comparison.regressions), 'regression')}"
+    return head
+
+
+def summary_lines(results: Sequence[ModeResult], comparison: BaselineComparison | None = None) -> Iterator[str]:
+    """The table the team reads: breached rows first."""
+    from tabulate import tabulate
+
+    yield summary_head(results, comparison)
+    rows, header, align = table_rows(results, comparison)
     yield from tabulate(
         rows, headers=header, tablefmt="simple", disable_numparse=True, colalign=align
     ).splitlines()

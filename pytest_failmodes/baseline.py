@@ -1,0 +1,200 @@
+"""Baselines: a saved run to compare against, and the comparison itself.
+
+A baseline is a JSON report (``pytest-failmodes/report``) saved by
+``--failmodes-save-baseline``. Comparing a run with it pairs the two by mode
+key and cohort; a mode whose definition changed (its fingerprint differs) or
+that the baseline lacks is explained in a note and not compared. Within a
+cohort the test is paired (exact McNemar) when both runs evaluated the same
+trace ids, and an exact unpaired test otherwise; every comparison of the run
+is corrected together (see :mod:`pytest_failmodes.regression`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import FailmodesError
+
+if TYPE_CHECKING:
+    from .engine import ModeResult
+    from .regression import Comparison
+
+__all__ = ["Baseline", "load_baseline", "compare_with_baseline", "BaselineComparison"]
+
+_SCHEMA = "pytest-failmodes/report"
+_VERSIONS = (1,)
+
+
+@dataclass
+class Baseline:
+    path: str
+    modes: dict[str, dict[str, Any]]  # mode key -> the report's mode entry
+
+    def find(self, key: str) -> dict[str, Any] | None:
+        """The baseline entry of a mode key, also when one run's rootdir differed.
+
+        pytest picks the rootdir before plugin options exist, so
+        ``--failmodes-baseline /abs/path`` (a space, not ``=``) can make one
+        run's keys absolute; the same definition file then matches by suffix.
+        """
+        if key in self.modes:
+            return self.modes[key]
+        path, _sep, name = key.rpartition("::")
+        found = [
+            entry
+            for k, entry in self.modes.items()
+            if k.rpartition("::")[2] == name and _same_file(k.rpartition("::")[0], path)
+        ]
+        return found[0] if len(found) == 1 else None
+
+
+def _same_file(a: str, b: str) -> bool:
+    return a == b or a.endswith("/" + b) or b.endswith("/" + a)
+
+
+def load_baseline(path: Path, shown: str | None = None, kind: str = "baseline") -> Baseline:
+    """Read a saved baseline; a clear error for anything that is not one.
+
+    ``kind`` names the file in those errors (``failmodes compare`` reads the
+    new run's report with this too, as ``"report"``).
+    """
+    name = shown or str(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FailmodesError(
+            "no baseline here; save one with --failmodes-save-baseline on the reference branch", file=name
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FailmodesError(f"cannot read the {kind}: {exc}", file=name) from None
+    except ValueError as exc:
+        raise FailmodesError(f"the {kind} is not valid JSON: {exc}", file=name) from None
+    if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
+        raise FailmodesError(f"not a pytest-failmodes report (schema {data.get('schema')!r}, expected {_SCHEMA!r})" if isinstance(data, dict) else "not a pytest-failmodes report", file=name)
+    if data.get("version") not in _VERSIONS:
+        raise FailmodesError(
+            f"{kind} schema version {data.get('version')!r}; this version of pytest-failmodes reads "
+            f"version {', '.join(map(str, _VERSIONS))}: save the {kind} again",
+            file=name,
+        )
+    _check_entries(data, name, kind)
+    modes = {m["key"]: m for m in data.get("modes", []) if isinstance(m, dict) and "key" in m}
+    return Baseline(name, modes)
+
+
+#: what comparing reads from a report's modes, by list: field -> type
+_REQUIRED = {"cohorts": {"cohort": str, "n": int, "fails": int}, "traces": {"id": str, "verdict": str}}
+
+
+def _check_entries(data: dict[str, Any], name: str, kind: str) -> None:
+    """A damaged or hand-edited file: a clear error now, not a KeyError mid-comparison."""
+    modes = data.get("modes", [])
+    if not isinstance(modes, list):
+        raise FailmodesError(f"'modes' is not a list: the {kind} is damaged, save it again", file=name)
+    for i, mode in enumerate(modes):
+        if not isinstance(mode, dict) or not isinstance(mode.get("key"), str):
+            raise FailmodesError(f"a mode without a 'key': the {kind} is damaged, save it again", file=name, key=f"modes[{i}]")
+        for listed, fields in _REQUIRED.items():
+            rows = mode.get(listed, [])
+            for j, row in enumerate(rows if isinstance(rows, list) else [None]):
+                for field_name, kind_of in fields.items():
+                    value = row.get(field_name) if isinstance(row, dict) else None
+                    if not isinstance(value, kind_of) or isinstance(value, bool):
+                        raise FailmodesError(
+                            f"{field_name!r} missing or not {'an integer' if kind_of is int else 'a string'}: "
+                            f"the {kind} is damaged, save it again",
+                            file=name,
+                            key=f"modes[{i}].{listed}[{j}]",
+                        )
+
+
+@dataclass
+class BaselineComparison:
+    """The comparisons of a run, by (mode key, cohort), and what could not be compared."""
+
+    baseline: str
+    comparisons: dict[tuple[str, str], Comparison] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # mode key -> notes
+
+    @property
+    def regressions(self) -> list[Comparison]:
+        return [c for c in self.comparisons.values() if c.regression]
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {
+            "baseline": self.baseline,
+            "comparisons": [asdict(c) for c in self.comparisons.values()],
+            "notes": self.notes,
+        }
+
+
+def compare_with_baseline(
+    results: Sequence[ModeResult],
+    baseline: Baseline,
+    *,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    min_increase: float = 0.0,
+) -> BaselineComparison:
+    """Test every mode × cohort of the run against the baseline, corrected together."""
+    from .regression import compare
+
+    out = BaselineComparison(baseline.path)
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        notes = out.notes.setdefault(result.key, [])
+        base = baseline.find(result.key)
+        if result.broken:
+            continue
+        if base is None:
+            notes.append(f"not in the baseline {baseline.path}: nothing to compare")
+            continue
+        if base.get("fingerprint") and result.fingerprint and base["fingerprint"] != result.fingerprint:
+            notes.append("its definition changed since the baseline: not compared (save a new baseline)")
+            continue
+        base_rows = {r["cohort"]: r for r in base.get("cohorts", [])}
+        base_verdicts = {t["id"]: t["verdict"] for t in base.get("traces", []) if t.get("verdict") in ("pass", "fail")}
+        new_verdicts = {tid: st for tid, st, _r, _e in result.verdicts() if st in ("pass", "fail")}
+        overlap = len(base_verdicts.keys() & new_verdicts.keys())
+        if new_verdicts and overlap < len(new_verdicts):
+            notes.append(
+                f"the baseline evaluated other traces ({overlap} of {len(new_verdicts)} ids in common): "
+                "cohorts are compared unpaired"
+            )
+        members = result.members or {}
+        limit = result.gate.min_increase if result.gate.min_increase is not None else min_increase
+        for row in result.rows:
+            old = base_rows.get(row.cohort)
+            if old is None or row.n == 0:
+                continue
+            entry: dict[str, Any] = {
+                "mode": result.key,
+                "cohort": row.cohort,
+                "base_fails": int(old["fails"]),
+                "base_n": int(old["n"]),
+                "new_fails": row.fails,
+                "new_n": row.n,
+                "min_increase": limit,
+            }
+            ids = [result.ids[i] for i in members.get(row.cohort, ())]
+            ids = [i for i in ids if i in new_verdicts]
+            if ids and len(ids) == row.n and all(i in base_verdicts for i in ids) and int(old["n"]) == len(ids):
+                # the same traces in both runs: the paired test is the sensitive one
+                entry["base_verdicts"] = {i: base_verdicts[i] for i in ids}
+                entry["new_verdicts"] = {i: new_verdicts[i] for i in ids}
+                del entry["base_fails"], entry["base_n"], entry["new_fails"], entry["new_n"]
+            rows.append(entry)
+    for comparison in compare(rows, alpha=alpha, correction=correction, min_increase=min_increase):  # type: ignore[arg-type]
+        out.comparisons[(comparison.mode, comparison.cohort)] = comparison
+    out.notes = {k: v for k, v in out.notes.items() if v}
+    return out
+
+
+def base_rate(comparison: Comparison) -> float | None:
+    return comparison.base_fails / comparison.base_n if comparison.base_n else None

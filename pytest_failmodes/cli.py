@@ -1,0 +1,113 @@
+"""``failmodes``: commands that work on saved reports, without running pytest.
+
+``failmodes compare OLD.json NEW.json`` prints the comparison that
+``pytest --failmodes --failmodes-baseline=OLD.json`` would print for NEW.json,
+for a pull-request comment (``--markdown``) or a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import FailmodesError
+
+__all__ = ["main"]
+
+
+def _results_from_report(path: Path) -> list[Any]:
+    """ModeResults rebuilt from a saved JSON report (what comparing needs)."""
+    from .baseline import load_baseline
+
+    if not path.exists():
+        raise FailmodesError("no such report; write one with --failmodes-report", file=str(path))
+    report = load_baseline(path, shown=str(path), kind="report")
+    try:
+        return _rebuild(report.modes)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FailmodesError(
+            f"an incomplete report ({type(exc).__name__}: {exc}); write it again with --failmodes-report", file=str(path)
+        ) from None
+
+
+def _rebuild(modes: dict[str, dict[str, Any]]) -> list[Any]:
+    from .engine import CohortRow, Gate, ModeResult
+
+    codes = {"pass": "P", "fail": "F", "error": "E", "skip": "S"}
+    results = []
+    for order, (key, m) in enumerate(modes.items()):
+        traces = m.get("traces", [])
+        rows = [
+            CohortRow(r["cohort"], r["n"], r["fails"], r["errors"], r["limit"], r["small"], r["gated"], r["breach"])
+            for r in m.get("cohorts", [])
+        ]
+        gate = Gate.from_dict({k: v for k, v in m.get("gate", {}).items() if k in Gate.__dataclass_fields__})
+        results.append(
+            ModeResult(
+                key=key,
+                name=m.get("name", key.rpartition("::")[2]),
+                source=m.get("file", key.rpartition("::")[0]),
+                line=m.get("line", 1),
+                order=order,
+                description=m.get("description", ""),
+                detector=m.get("detector", ""),
+                gate=gate,
+                rows=rows,
+                skipped=m.get("skipped", 0),
+                ids=[t["id"] for t in traces],
+                codes="".join(codes.get(t.get("verdict"), "E") for t in traces),
+                details={i: [t.get("reason", ""), t.get("evidence")] for i, t in enumerate(traces) if t.get("verdict") != "pass"},
+                broken=m.get("broken"),
+                notes=list(m.get("notes", [])),
+                fingerprint=m.get("fingerprint", ""),
+                # a report does not record which traces made each cohort: only `all` pairs
+                members={"all": [i for i, t in enumerate(traces) if t.get("verdict") in ("pass", "fail")]},
+            )
+        )
+    return results
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .baseline import compare_with_baseline, load_baseline
+    from .report.markdown import markdown_lines
+    from .report.terminal import summary_lines
+
+    try:
+        baseline = load_baseline(Path(args.old), shown=args.old)
+        results = _results_from_report(Path(args.new))
+    except FailmodesError as exc:
+        print(f"failmodes compare: {exc}", file=sys.stderr)
+        return 2
+    comparison = compare_with_baseline(
+        results, baseline, alpha=args.alpha, correction=args.correction, min_increase=args.min_increase
+    )
+    for key, notes in comparison.notes.items():
+        for result in results:
+            if result.key == key:
+                result.notes.extend(f"baseline: {n}" for n in notes)
+    lines = markdown_lines(results, comparison) if args.markdown else summary_lines(results, comparison)
+    for line in lines:
+        print(line)
+    failed = comparison.regressions or any(not r.passed for r in results)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="failmodes", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmp = sub.add_parser("compare", help="compare two saved JSON reports (baseline first)")
+    cmp.add_argument("old", help="the baseline report (e.g. .failmodes/baseline.json)")
+    cmp.add_argument("new", help="the report of the run to judge")
+    cmp.add_argument("--markdown", action="store_true", help="print a Markdown table (for a PR comment)")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="significance after correction (default 0.05)")
+    cmp.add_argument("--correction", choices=("holm", "bh"), default="holm")
+    cmp.add_argument("--min-increase", type=float, default=0.0, help="smallest absolute rise that counts")
+    args = parser.parse_args(argv)
+    return _compare(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
