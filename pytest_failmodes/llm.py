@@ -286,8 +286,14 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - classified below
                 status = getattr(exc, "status_code", None)
                 throttled = status == 429
-                retryable = throttled or isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or (
-                    isinstance(status, int) and status >= 500
+                # SDK timeouts and dropped connections (openai/litellm/httpx) are named so
+                kind = type(exc).__name__
+                retryable = (
+                    throttled
+                    or isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError))
+                    or kind.endswith(("Timeout", "TimeoutError", "ConnectionError"))
+                    or status == 408
+                    or (isinstance(status, int) and status >= 500)
                 )
                 await self._limit.release(throttled=throttled)
                 if not retryable or attempt == self.max_retries:

@@ -119,3 +119,33 @@ def test_cached_target_outputs_are_reused(target_project) -> None:
     calls = (target_project.path / "calls.log").read_text().splitlines()
     # the first run asked all three (q3 failed, so it is asked again); the second only q3
     assert sorted(calls) == sorted(["Can I get a refund?", "Where is my order?", "boom", "boom"])
+
+
+def test_target_timeouts_and_dropped_connections_are_retried(target_project) -> None:
+    # an SDK-style timeout (no status code, named ...Timeout) and a dropped connection
+    # are retried; the second attempt answers
+    target_project.file(
+        "conftest.py",
+        '''
+import pytest
+
+class APITimeoutError(Exception):
+    pass
+
+@pytest.fixture
+def support_bot():
+    seen = {}
+    def app(text):
+        seen[text] = seen.get(text, 0) + 1
+        if seen[text] == 1:
+            raise APITimeoutError("slow") if "refund" in text else ConnectionError("reset")
+        return "ok"
+    return app
+''',
+    )
+
+    result = target_project.run("--failmodes-report", "r.json")
+
+    verdicts = {t["id"]: t["verdict"] for t in target_project.report("r.json")["modes"][0]["traces"]}
+    assert verdicts == {"q1": "pass", "q2": "pass", "q3": "pass"}
+    result.stdout.fnmatch_lines(["target:support_bot *3 *0 *0 *3 *"])

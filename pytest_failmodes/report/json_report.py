@@ -1,4 +1,5 @@
-"""The JSON report. Schema: docs/report-schema.md (bump SCHEMA_VERSION on any change)."""
+"""The JSON report. Schema: docs/report-schema.md. Adding an optional field keeps SCHEMA_VERSION;
+removing, renaming or changing the meaning of one bumps it (readers check it)."""
 
 from __future__ import annotations
 
