@@ -106,6 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp.add_argument("--correction", choices=("holm", "bh"), default="holm")
     cmp.add_argument("--min-increase", type=float, default=0.0, help="smallest absolute rise that counts")
     args = parser.parse_args(argv)
+    # `not (...)` also turns away nan
+    if not 0.0 < args.alpha < 1.0:
+        cmp.error(f"--alpha takes a number between 0 and 1, got {args.alpha}")
+    if not 0.0 <= args.min_increase < 1.0:
+        cmp.error(f"--min-increase takes a number >= 0 and < 1 (0.02 is two percentage points), got {args.min_increase}")
     return _compare(args)
 
 

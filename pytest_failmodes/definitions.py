@@ -65,7 +65,7 @@ class GateDef(_Strict):
     max_errors: int | None = Field(default=None, ge=0)
     min_cohort_size: int | None = Field(default=None, ge=0)
     cohort_limits: dict[str, float] = Field(default_factory=dict)
-    min_increase: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_increase: float | None = Field(default=None, ge=0.0, lt=1.0)
 
     @field_validator("cohort_limits")
     @classmethod

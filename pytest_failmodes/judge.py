@@ -197,13 +197,16 @@ class ModelContext:
         self.runner = runner
         self.cache = cache
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # cache lookups waiting for the next batch read, and the batch reads running
+        self._lookups: list[tuple[str, asyncio.Future[dict[str, Any] | None]]] = []
+        self._reads: set[asyncio.Future[Any]] = set()
 
     async def cached(self, key: str, model: str, produce: Any) -> dict[str, Any]:
         """The value for ``key``: from the cache, from a call already in flight here or in
         another process (xdist), or by calling ``produce()`` and storing its result."""
         cache = self.cache
         if cache is not None:
-            hit = await self._on_cache(cache.get, key)
+            hit = await self._lookup(key)
             if hit is not None:
                 self.runner.record_hit(model)
                 return hit
@@ -254,6 +257,59 @@ class ModelContext:
             await self._on_cache(cache.put, key, value)
         return value
 
+    async def _lookup(self, key: str) -> dict[str, Any] | None:
+        """``cache.get(key)``, off the event loop. The lookups made in one turn of the loop
+        share one thread hop: a warm re-run looks up every trace at once, and a hop per
+        lookup cost it more than the lookups themselves."""
+        cache = self.cache
+        assert cache is not None
+        if not getattr(cache, "enabled", True):
+            return cache.get(key)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        self._lookups.append((key, fut))
+        if len(self._lookups) == 1:
+            loop.call_soon(self._read_batch)
+        return await fut
+
+    def _read_batch(self) -> None:
+        batch = [(key, fut) for key, fut in self._lookups if not fut.done()]  # done: its waiter was cancelled
+        self._lookups = []
+        cache = self.cache
+        if not batch or cache is None:
+            return
+
+        def read() -> list[tuple[bool, Any]]:
+            out: list[tuple[bool, Any]] = []
+            for key, _ in batch:
+                try:
+                    out.append((True, cache.get(key)))
+                except Exception as exc:  # noqa: BLE001 - that lookup's own error, as without batching
+                    out.append((False, exc))
+            return out
+
+        def deliver(done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+            self._reads.discard(done)
+            if done.cancelled() or done.exception() is not None:
+                for _, fut in batch:
+                    if fut.done():
+                        continue
+                    if done.cancelled():
+                        fut.cancel()
+                    else:
+                        fut.set_exception(done.exception())  # type: ignore[arg-type]
+                return
+            for (_, fut), (ok, value) in zip(batch, done.result()):
+                if not fut.done():  # its waiter may have been cancelled
+                    if ok:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(value)
+
+        task = asyncio.ensure_future(asyncio.to_thread(read))
+        self._reads.add(task)  # a strong reference until it is done
+        task.add_done_callback(deliver)
+
     async def _on_cache(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         """Call a cache method off the event loop: SQLite blocks. A disabled cache does no
         I/O, so it is called in place, saving the thread hops of every model call."""
@@ -282,23 +338,42 @@ class JudgeDetector:
         from .cache import cache_key
 
         return cache_key(
-            kind="judge",
-            model=self.spec.resolved_model,
-            params=self.spec.call_params(),
-            structured=self.spec.structured_output,
-            template=self.spec.template_version,
-            mode={
-                "name": self.name,
-                "definition": self.definition,
-                "examples": [ex.__dict__ for ex in self.spec.examples],
-                "template": self.spec.template,
-            },
+            judge=self._judge_key(),
             trace={
                 "input": trace.input,
                 "output": trace.output,
                 "messages": [m.model_dump(mode="json", exclude_none=True) for m in trace.messages],
             },
         )
+
+    def _judge_key(self) -> str:
+        """The key of everything but the trace: the model, call parameters, prompt and mode.
+
+        Computed once per model (``FAILMODES_JUDGE_MODEL`` may change it) rather than for
+        every trace: checking these parts for credentials again on each cache hit made a
+        warm re-run markedly slower (bench/judge.py).
+        """
+        from .cache import cache_key
+
+        model = self.spec.resolved_model
+        memo: tuple[str | None, str] | None = self.__dict__.get("_judge_key_memo")
+        if memo is None or memo[0] != model:
+            key = cache_key(
+                kind="judge",
+                model=model,
+                params=self.spec.call_params(),
+                structured=self.spec.structured_output,
+                template=self.spec.template_version,
+                mode={
+                    "name": self.name,
+                    "definition": self.definition,
+                    "examples": [ex.__dict__ for ex in self.spec.examples],
+                    "template": self.spec.template,
+                },
+            )
+            memo = (model, key)
+            object.__setattr__(self, "_judge_key_memo", memo)  # frozen: a cache, not state
+        return memo[1]
 
     async def ajudge(self, trace: Trace, ctx: ModelContext) -> Verdict:
         model = self.spec.resolved_model

@@ -12,17 +12,19 @@ from . import options as opt
 from .api import SPEC_ATTR
 
 
-def _number(option: str, minimum: float, kind: type = int) -> Any:
-    """An argparse ``type=`` that names the option in its error."""
+def _number(option: str, minimum: float, kind: type = int, below: float | None = None) -> Any:
+    """An argparse ``type=`` that names the option in its error; ``below``: an exclusive maximum."""
 
     def parse(value: str) -> Any:
         try:
             n = kind(value)
         except ValueError:
             n = None
-        if n is None or n < minimum:
+        # `not >=` also turns away nan
+        if n is None or not n >= minimum or (below is not None and not n < below):
             what = "a whole number" if kind is int else "a number"
-            raise pytest.UsageError(f"{option} takes {what} >= {minimum}, got {value!r}")
+            upper = f" and < {below}" if below is not None else ""
+            raise pytest.UsageError(f"{option} takes {what} >= {minimum}{upper}, got {value!r}")
         return n
 
     return parse
@@ -150,7 +152,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         opt.ALPHA,
         metavar="P",
-        type=_number(opt.ALPHA, 1e-9, float),
+        type=_number(opt.ALPHA, 1e-9, float, below=1.0),
         dest=opt.dest(opt.ALPHA),
         default=0.05,
         help="Significance level of a regression after correction (default: 0.05).",
@@ -158,7 +160,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         opt.MIN_INCREASE,
         metavar="RATE",
-        type=_number(opt.MIN_INCREASE, 0.0, float),
+        type=_number(opt.MIN_INCREASE, 0.0, float, below=1.0),
         dest=opt.dest(opt.MIN_INCREASE),
         default=0.0,
         help="Smallest absolute rise of a fail rate that counts as a regression, e.g. 0.02 (default: 0; gate.min_increase wins).",

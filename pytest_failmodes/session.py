@@ -431,7 +431,10 @@ def _ignore_in_git(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         marker = directory / ".gitignore"
         if not marker.exists():
-            marker.write_text("# created by pytest-failmodes: cached model calls\n*\n", encoding="utf-8")
+            # only the cache: a baseline saved here may well be committed
+            marker.write_text(
+                "# created by pytest-failmodes: cached model calls\ncache.sqlite3*\n*.lock\n", encoding="utf-8"
+            )
     except OSError:
         pass  # a read-only checkout still runs; the cache reports its own problems
 

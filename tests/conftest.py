@@ -129,9 +129,12 @@ def _preloaded() -> None:
     ``pytester`` is set up are kept. (Whether a plain run imports them at all
     is checked in a subprocess, in test_inert.py.)
     """
-    for name in ("collect", "session", "report.terminal", "report.json_report", "detectors.rules"):
+    for name in (
+        "collect", "session", "report.terminal", "report.json_report", "detectors.rules", "baseline", "regression"
+    ):
         importlib.import_module(f"pytest_failmodes.{name}")
-    for name in ("tabulate", "hypothesis"):
+    # numpy and scipy refuse a second import in one process ("cannot load module more than once")
+    for name in ("tabulate", "hypothesis", "numpy", "scipy.stats"):
         importlib.import_module(name)
 
 

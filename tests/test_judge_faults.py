@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def requested(requests: Iterable[RecordedRequest]) -> Counter[tuple[str, str]]:
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch):
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLM]:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     for name in ("FAILMODES_JUDGE_MODEL", "OPENAI_API_BASE", "OPENAI_BASE_URL"):
@@ -117,7 +117,9 @@ def server(monkeypatch: pytest.MonkeyPatch):
         yield fake
 
 
-def write_suite(project, server: FakeLLM, n: int, modes: Iterable[str], gate: str = "{max_fail_rate: 1.0}") -> list[dict[str, Any]]:
+def write_suite(
+    project: Any, server: FakeLLM, n: int, modes: Iterable[str], gate: str = "{max_fail_rate: 1.0}"
+) -> list[dict[str, Any]]:
     data = rows(n)
     project.traces(data)
     lines = [
@@ -148,6 +150,14 @@ def check_counts(report: Mapping[str, Any], data: list[dict[str, Any]]) -> None:
         routes = [row for row in mode["cohorts"] if row["cohort"].startswith("route=")]
         assert sum(row["n"] for row in routes) == total["n"], mode["name"]
         assert sum(row["errors"] for row in routes) == total["errors"], mode["name"]
+
+
+def check_verdicts(report: Mapping[str, Any], data: list[dict[str, Any]]) -> None:
+    """Every verdict is the responder's for that mode and trace (a run without faults)."""
+    by_id = {row["id"]: row for row in data}
+    for mode in report["modes"]:
+        for t in mode["traces"]:
+            assert t["verdict"] == expected(by_id[t["id"]], mode["name"]), (mode["name"], t)
 
 
 def model_row(result: pytest.RunResult) -> dict[str, int]:
@@ -329,11 +339,8 @@ def test_interrupted_run_resumes_without_paying_twice(project, server, sig: sign
     assert set(requested(server.chat_requests)) == wanted  # a fresh cache pays for everything
     final = project.report("final.json")
     assert final == project.report("reference.json")
-    by_id = {row["id"]: row for row in data}
-    for mode in final["modes"]:
-        assert len(mode["traces"]) + mode["skipped"] == len(data)
-        for t in mode["traces"]:
-            assert t["verdict"] == expected(by_id[t["id"]], mode["name"]), (mode["name"], t)
+    check_counts(final, data)
+    check_verdicts(final, data)
 
 
 def test_claims_of_a_killed_run_are_taken_over_at_once(tmp_path: Path) -> None:
@@ -368,7 +375,9 @@ def test_two_workers_share_the_cache_and_pay_each_call_once(project, server, per
     wanted = all_pairs(data, modes)
     extra = ["--failmodes-per-trace"] if per_trace else []
 
-    parallel = project.run_subprocess("-n", "2", "-p", "no:cacheprovider", "--failmodes-report", "parallel.json", *extra)
+    parallel = project.run_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "--failmodes-report", "parallel.json", *extra
+    )
     parallel.stdout.fnmatch_lines(["*2 workers*"])
     calls = requested(server.chat_requests)
     assert set(calls) == wanted
@@ -391,11 +400,9 @@ def test_two_workers_share_the_cache_and_pay_each_call_once(project, server, per
     assert summary and summary == model_table_cut(project.summary(parallel))
     report = project.report("serial.json")
     assert report == project.report("parallel.json")
-    by_id = {row["id"]: row for row in data}
     assert {m["name"] for m in report["modes"]} == set(modes)
-    for mode in report["modes"]:
-        for t in mode["traces"]:
-            assert t["verdict"] == expected(by_id[t["id"]], mode["name"]), (mode["name"], t)
+    check_counts(report, data)
+    check_verdicts(report, data)
 
 
 # ---------------------------------------------------------------------- corrupt cache
@@ -418,17 +425,15 @@ def test_corrupt_cache_is_set_aside_and_the_calls_paid_again(project, server, wa
     assert result.ret == 0, text
     # in the warnings summary, naming the file, whatever the filters (a cache problem fails nothing)
     warned = text[text.index("warnings summary") :]
-    assert re.search(rf"CacheWarning: {re.escape(str(cache))}: not a readable cache .*; set aside as cache\.sqlite3\.corrupt-", warned), text
+    message = rf"CacheWarning: {re.escape(str(cache))}: not a readable cache .*; set aside as cache\.sqlite3\.corrupt-"
+    assert re.search(message, warned), text
     (aside,) = cache.parent.glob("cache.sqlite3.corrupt-*")
     assert aside.read_bytes() == garbage  # set aside, never deleted
     calls = requested(server.chat_requests)
     assert set(calls) == wanted and max(calls.values()) == 1  # every verdict paid (again), once
     report = project.report("report.json")
     check_counts(report, data)
-    by_id = {row["id"]: row for row in data}
-    for mode in report["modes"]:
-        for t in mode["traces"]:
-            assert t["verdict"] == expected(by_id[t["id"]], mode["name"]), (mode["name"], t)
+    check_verdicts(report, data)
 
     assert stored_pairs(cache) == wanted  # the fresh cache holds every verdict for the next run
     if warnings_are_errors:
@@ -438,7 +443,8 @@ def test_corrupt_cache_is_set_aside_and_the_calls_paid_again(project, server, wa
     # (every "fail" flipped to "pass") are misses, paid again, never a verdict
     conn = sqlite3.connect(cache)
     try:
-        flipped = conn.execute("UPDATE results SET value = replace(value, '\"fail\"', '\"pass\"') WHERE value LIKE '%\"fail\"%'").rowcount
+        flip = """UPDATE results SET value = replace(value, '"fail"', '"pass"') WHERE value LIKE '%"fail"%'"""
+        flipped = conn.execute(flip).rowcount
         conn.commit()
     finally:
         conn.close()
