@@ -51,7 +51,16 @@ def cache_key(**parts: object) -> str:
     the key material. Pass credentials to the call, not to the cache.
     """
     _refuse_secrets(parts, "")
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return content_key(parts)
+
+
+def content_key(data: object) -> str:
+    """The sha256 of ``data`` as canonical JSON, with no credential check.
+
+    For content the user's data decides (a trace's messages may well carry a
+    ``token_count`` field): only call parameters go through :func:`cache_key`'s check.
+    """
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -335,16 +335,17 @@ class JudgeDetector:
         return f"judge({self.spec.resolved_model})"
 
     def cache_key(self, trace: Trace) -> str:
-        from .cache import cache_key
+        from .cache import cache_key, content_key
 
-        return cache_key(
-            judge=self._judge_key(),
-            trace={
+        # the trace is data, not call parameters: its field names are not checked for credentials
+        trace_digest = content_key(
+            {
                 "input": trace.input,
                 "output": trace.output,
                 "messages": [m.model_dump(mode="json", exclude_none=True) for m in trace.messages],
-            },
+            }
         )
+        return cache_key(judge=self._judge_key(), trace=trace_digest)
 
     def _judge_key(self) -> str:
         """The key of everything but the trace: the model, call parameters, prompt and mode.

@@ -941,3 +941,18 @@ def test_the_api_key_never_reaches_the_cache_key() -> None:
     with pytest.raises(ValueError, match="secret-looking") as info:
         sneaky.cache_key(tr)
     assert KEY not in str(info.value)
+
+
+def test_trace_fields_that_look_like_credentials_do_not_block_the_cache_key() -> None:
+    # a message with extra fields such as token_count is user data, not a call parameter
+    from pytest_failmodes.judge import JudgeDetector, JudgeSpec
+    from pytest_failmodes.trace import Trace
+
+    judge = JudgeDetector("rude", "FAIL when rude.", JudgeSpec(model="openai/fake-judge"))
+    plain = Trace(id="t", input="hi", output="ok", messages=[{"role": "user", "content": "hi"}])
+    extra = Trace(
+        id="t", input="hi", output="ok", messages=[{"role": "user", "content": "hi", "token_count": 3, "session_token": "x"}]
+    )
+
+    assert judge.cache_key(extra) != judge.cache_key(plain)  # the extra fields are part of the content
+    assert judge.cache_key(extra) == judge.cache_key(extra.model_copy())
