@@ -34,9 +34,8 @@ def _results_from_report(path: Path) -> list[Any]:
 
 
 def _rebuild(modes: dict[str, dict[str, Any]]) -> list[Any]:
-    from .engine import CohortRow, Gate, ModeResult
+    from .engine import CODE_OF_STATUS, CohortRow, Gate, ModeResult
 
-    codes = {"pass": "P", "fail": "F", "error": "E", "skip": "S"}
     results = []
     for order, (key, m) in enumerate(modes.items()):
         traces = m.get("traces", [])
@@ -58,7 +57,7 @@ def _rebuild(modes: dict[str, dict[str, Any]]) -> list[Any]:
                 rows=rows,
                 skipped=m.get("skipped", 0),
                 ids=[t["id"] for t in traces],
-                codes="".join(codes.get(t.get("verdict"), "E") for t in traces),
+                codes="".join(CODE_OF_STATUS.get(t.get("verdict"), "E") for t in traces),
                 details={i: [t.get("reason", ""), t.get("evidence")] for i, t in enumerate(traces) if t.get("verdict") != "pass"},
                 broken=m.get("broken"),
                 notes=list(m.get("notes", [])),

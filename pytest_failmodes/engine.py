@@ -42,8 +42,9 @@ __all__ = [
 
 ALL = "all"
 MISSING_VALUE = "(missing)"
-_CODE = {PASS: "P", FAIL: "F", ERROR: "E", SKIP: "S"}
-STATUS_OF_CODE = {v: k for k, v in _CODE.items()}
+#: one status byte per trace in ModeResult.codes
+CODE_OF_STATUS = {PASS: "P", FAIL: "F", ERROR: "E", SKIP: "S"}
+STATUS_OF_CODE = {v: k for k, v in CODE_OF_STATUS.items()}
 
 
 @dataclass(frozen=True)
@@ -490,7 +491,7 @@ class _Live:
         if self.members is not None and status in (PASS, FAIL):
             for key in keys:
                 self.members.setdefault(key, []).append(idx)
-        code = _PASS_CODE if status == PASS else ord(_CODE[status])
+        code = _PASS_CODE if status == PASS else ord(CODE_OF_STATUS[status])
         if placed:
             self.codes[idx] = code  # one code per trace, in dataset order
         else:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import options as opt
-from .engine import Aggregator, Gate, ModeResult, ModeSpec, finish_mode
+from .engine import CODE_OF_STATUS, Aggregator, Gate, ModeResult, ModeSpec, finish_mode
 from .errors import FailmodesError
 
 from .llm import ModelStats
@@ -405,7 +405,7 @@ class FailmodesSession:
             members: dict[str, list[int]] = {}
             for i, row in enumerate(rows):
                 agg.add(row["cohorts"], row["status"])
-                codes.append(_CODES[row["status"]])
+                codes.append(CODE_OF_STATUS[row["status"]])
                 if row["status"] != "pass":
                     details[i] = [row["reason"], row["evidence"]]
                 if row["status"] in ("pass", "fail"):
@@ -422,7 +422,6 @@ class FailmodesSession:
             self.config.hook.pytest_failmodes_mode_result(result=result)
 
 
-_CODES = {"pass": "P", "fail": "F", "error": "E", "skip": "S"}
 
 
 def _ignore_in_git(directory: Path) -> None:

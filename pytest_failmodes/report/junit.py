@@ -52,16 +52,9 @@ def add_gates(path: Path, results: Sequence[ModeResult], comparison: BaselineCom
             tests += 1
             case = ET.SubElement(suite, "testcase", classname=result.key, name=f"gate[{row.cohort}]", time="0")
             props = ET.SubElement(case, "properties")
-            ci = row.ci
+            row_figures = row.to_dict()
             figures: dict[str, Any] = {
-                "n": row.n,
-                "fails": row.fails,
-                "errors": row.errors,
-                "rate": row.rate,
-                "ci_low": ci[0] if ci else None,
-                "ci_high": ci[1] if ci else None,
-                "limit": row.limit,
-                "gated": row.gated,
+                k: row_figures[k] for k in ("n", "fails", "errors", "rate", "ci_low", "ci_high", "limit", "gated")
             }
             c = found.get((result.key, row.cohort))
             if c is not None:
