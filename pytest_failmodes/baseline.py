@@ -139,7 +139,7 @@ def compare_with_baseline(
     baseline: Baseline,
     *,
     alpha: float = 0.05,
-    correction: str = "holm",
+    correction: str = "tarone-holm",
     min_increase: float = 0.0,
 ) -> BaselineComparison:
     """Test every mode × cohort of the run against the baseline, corrected together."""

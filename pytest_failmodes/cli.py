@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import options as opt
 from .errors import FailmodesError
 
 __all__ = ["main"]
@@ -62,11 +63,24 @@ def _rebuild(modes: dict[str, dict[str, Any]]) -> list[Any]:
                 broken=m.get("broken"),
                 notes=list(m.get("notes", [])),
                 fingerprint=m.get("fingerprint", ""),
-                # a report does not record which traces made each cohort: only `all` pairs
-                members={"all": [i for i, t in enumerate(traces) if t.get("verdict") in ("pass", "fail")]},
+                members=_members(m, traces),
             )
         )
     return results
+
+
+def _members(mode: dict[str, Any], traces: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Which traces (positions in ``traces``) make each cohort: ``all`` is every
+    decided trace; other cohorts come from their row's ``members`` (a report
+    written before rows carried them pairs ``all`` only)."""
+    out = {"all": [i for i, t in enumerate(traces) if t.get("verdict") in ("pass", "fail")]}
+    for row in mode.get("cohorts", []):
+        listed = row.get("members")
+        if row.get("cohort") != "all" and isinstance(listed, list):
+            if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(traces) for i in listed):
+                raise ValueError(f"cohort {row.get('cohort')!r}: 'members' must list positions in 'traces'")
+            out[row["cohort"]] = listed
+    return out
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -102,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp.add_argument("new", help="the report of the run to judge")
     cmp.add_argument("--markdown", action="store_true", help="print a Markdown table (for a PR comment)")
     cmp.add_argument("--alpha", type=float, default=0.05, help="significance after correction (default 0.05)")
-    cmp.add_argument("--correction", choices=("holm", "bh"), default="holm")
+    cmp.add_argument(
+        "--correction",
+        choices=opt.CORRECTION_CHOICES,
+        default=opt.DEFAULT_CORRECTION,
+        help=f"multiple-comparison correction (default {opt.DEFAULT_CORRECTION})",
+    )
     cmp.add_argument("--min-increase", type=float, default=0.0, help="smallest absolute rise that counts")
     args = parser.parse_args(argv)
     # `not (...)` also turns away nan

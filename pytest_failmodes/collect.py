@@ -283,7 +283,7 @@ class ModeItem(_FailmodesItem):
             traces=traces,
             failed=failed,
             progress=session.progress(f"judging {', '.join(models)}") if models else None,
-            track_members=bool(self.config.getoption(opt.dest(opt.BASELINE))),
+            track_members=session.tracks_members,
         ).modes
 
     def _run_target(self, session: FailmodesSession) -> tuple[list[Trace], dict[str, str]]:

@@ -15,6 +15,9 @@ SAVE_TRACES = "--failmodes-save-traces"
 BASELINE = "--failmodes-baseline"
 SAVE_BASELINE = "--failmodes-save-baseline"
 CORRECTION = "--failmodes-correction"
+#: the corrections a user can pick (regression.CORRECTIONS adds "none", for calibration only)
+CORRECTION_CHOICES = ("tarone-holm", "holm", "bh")
+DEFAULT_CORRECTION = "tarone-holm"
 ALPHA = "--failmodes-alpha"
 MIN_INCREASE = "--failmodes-min-increase"
 MARKDOWN = "--failmodes-markdown"

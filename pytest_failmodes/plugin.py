@@ -144,10 +144,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         opt.CORRECTION,
-        choices=("holm", "bh"),
+        choices=opt.CORRECTION_CHOICES,
         dest=opt.dest(opt.CORRECTION),
-        default="holm",
-        help="Multiple-comparison correction across all mode x cohort comparisons (default: holm).",
+        default=opt.DEFAULT_CORRECTION,
+        help="Multiple-comparison correction across all mode x cohort comparisons "
+        f"(default: {opt.DEFAULT_CORRECTION}; see docs/ci.md).",
     )
     group.addoption(
         opt.ALPHA,

@@ -12,8 +12,8 @@ The pieces:
   discordant pairs);
 * :func:`two_proportion_one_sided` tests unpaired runs (Boschloo's or Fisher's
   exact test);
-* :func:`adjust` corrects a family of p-values for multiplicity (Holm or
-  Benjamini-Hochberg);
+* :func:`adjust` corrects a family of p-values for multiplicity (Holm,
+  Holm with Tarone's refinement for discrete tests, or Benjamini-Hochberg);
 * :func:`compare` ties them together for every mode x cohort of a run.
 
 Every p-value here is one-sided, for the alternative "the new fail rate is
@@ -36,14 +36,17 @@ __all__ = [
     "adjust",
     "compare",
     "mcnemar_exact_one_sided",
+    "min_attainable_p",
     "paired_counts",
     "two_proportion_one_sided",
 ]
 
-Correction = Literal["holm", "bh", "none"]
+Correction = Literal["tarone-holm", "holm", "bh", "none"]
 UnpairedMethod = Literal["boschloo", "fisher"]
 
-CORRECTIONS = ("holm", "bh", "none")
+CORRECTIONS = ("tarone-holm", "holm", "bh", "none")
+#: what the plugin and ``failmodes compare`` use unless told otherwise
+DEFAULT_CORRECTION: Correction = "tarone-holm"
 UNPAIRED_METHODS = ("boschloo", "fisher")
 
 #: Boschloo's test through scipy costs more than linearly in the table's cells:
@@ -256,6 +259,36 @@ def _exact_2x2(base_fails: int, base_n: int, new_fails: int, new_n: int, method:
     return _clip(p)
 
 
+def min_attainable_p(test: str, *, discordant: int = 0, fails: int = 0, n: int = 0, other_n: int = 0) -> float:
+    """The smallest one-sided p-value a test can give, whatever the outcome, given
+    the margins it conditions on; what Tarone's refinement of Holm needs.
+
+    * ``"mcnemar"``: ``discordant`` pairs; all of them going the tested way gives
+      ``0.5 ** discordant`` (1.0 with none).
+    * ``"fisher"``: ``fails`` in both runs together, ``n`` traces in the run whose
+      rate the alternative says is higher, ``other_n`` in the other; the most
+      extreme table puts ``min(fails, n)`` fails in that run, and its
+      hypergeometric probability is the smallest p-value.
+    * ``"boschloo"`` (an unconditional test, no margin to condition on) and
+      anything else: 0.0, which makes the test count in full.
+    """
+    if test == "mcnemar":
+        _check_count("discordant", discordant)
+        return 0.5**discordant
+    if test == "fisher":
+        for name, value in (("fails", fails), ("n", n), ("other_n", other_n)):
+            _check_count(name, value)
+        if fails > n + other_n:
+            raise ValueError(f"fails={fails} exceeds n + other_n={n + other_n}")
+        if n == 0 or other_n == 0 or fails == 0 or fails == n + other_n:
+            return 1.0
+        from scipy.stats import hypergeom
+
+        most = min(fails, n)
+        return _clip(float(hypergeom.pmf(most, n + other_n, fails, n)))
+    return 0.0
+
+
 def _clip(p: float) -> float:
     # sums of probabilities can land a few ulps outside [0, 1]
     return min(1.0, max(0.0, p))
@@ -266,12 +299,29 @@ def _clip(p: float) -> float:
 # --------------------------------------------------------------------------------------
 
 
-def adjust(p_values: Sequence[float | None], method: Correction = "holm") -> list[float | None]:
+def adjust(
+    p_values: Sequence[float | None],
+    method: Correction = "holm",
+    *,
+    min_attainable: Sequence[float | None] | None = None,
+    alpha: float | None = None,
+) -> list[float | None]:
     """Adjusted p-values for a family, in input order; ``None`` entries pass through.
 
     * ``"holm"``: Holm's step-down; controls the family-wise error rate (the
       chance of any false regression) under any dependence between the tests.
       Sorted ascending, the i-th of m gets ``max_{j <= i} min(1, (m - j + 1) p_(j))``.
+    * ``"tarone-holm"``: Holm's step-down where, at each step, the family size
+      counts only the remaining tests that *can* reach significance: an exact
+      test of a row with few discordant pairs (or a small table) has a smallest
+      attainable p-value above ``alpha / K`` and can never be declared, so it
+      need not be paid for (Tarone 1990; step-down form as in Hommel and
+      Krummenauer 1998). Needs ``min_attainable`` (each test's smallest
+      attainable p-value given its margins, see :func:`min_attainable_p`; 0.0
+      when unknown, which counts the test in full) and ``alpha``, because the
+      family size depends on the level. Controls the family-wise error rate
+      like Holm, conditionally on the margins the exact tests condition on,
+      and is never less powerful than Holm.
     * ``"bh"``: Benjamini-Hochberg step-up; controls the false discovery rate
       (the expected share of false ones among declared regressions) for
       independent or positively dependent tests. More regressions found, more
@@ -287,7 +337,17 @@ def adjust(p_values: Sequence[float | None], method: Correction = "holm") -> lis
     for p in raw:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p-value {p!r} is outside [0, 1]")
-    if method == "holm":
+    if method == "tarone-holm":
+        if alpha is None or not 0.0 < alpha < 1.0:
+            raise ValueError(f"tarone-holm needs alpha in (0, 1), got {alpha!r}")
+        if min_attainable is None or len(min_attainable) != len(p_values):
+            raise ValueError("tarone-holm needs min_attainable, one value per p-value")
+        floors = [0.0 if min_attainable[i] is None else float(min_attainable[i]) for i in tested]  # type: ignore[arg-type]
+        for floor, p in zip(floors, raw):
+            if not 0.0 <= floor <= p + 1e-12:
+                raise ValueError(f"smallest attainable p-value {floor!r} is outside [0, p={p!r}]")
+        adjusted = _tarone_holm(raw, floors, alpha)
+    elif method == "holm":
         adjusted = _holm(raw)
     elif method == "bh":
         adjusted = _bh(raw)
@@ -296,6 +356,40 @@ def adjust(p_values: Sequence[float | None], method: Correction = "holm") -> lis
     out: list[float | None] = [None] * len(p_values)
     for i, p in zip(tested, adjusted):
         out[i] = p
+    return out
+
+
+def _tarone_k(floors_sorted: Sequence[float], alpha: float) -> int:
+    """Tarone's K for a set of tests: the smallest K >= 1 such that at most K of
+    them have a smallest attainable p-value <= alpha / K."""
+    from bisect import bisect_right
+
+    k = 1
+    while bisect_right(floors_sorted, alpha / k) > k:
+        k += 1
+    return k
+
+
+def _tarone_holm(raw: Sequence[float], floors: Sequence[float], alpha: float) -> list[float]:
+    """Step-down: the j-th smallest p-value is compared with ``alpha / K_j``, K_j being
+    Tarone's K over the tests not yet rejected. Adjusted values are the running
+    maximum of ``min(1, K_j * p_(j))``, so ``adjusted <= alpha`` is exactly the
+    procedure's decision at ``alpha``. (Any K_j counts only tests that could
+    still be rejected; K_j is never above Holm's m - j + 1.)"""
+    from bisect import bisect_left
+
+    m = len(raw)
+    order = sorted(range(m), key=raw.__getitem__)
+    remaining = sorted(floors)
+    out = [0.0] * m
+    running = 0.0
+    for i in order:
+        k = _tarone_k(remaining, alpha)
+        running = max(running, min(1.0, k * raw[i]))
+        out[i] = running
+        # the test leaves the remaining set whether or not it is rejected: once one
+        # step fails, every later adjusted value is above alpha through the maximum
+        del remaining[bisect_left(remaining, floors[i])]
     return out
 
 
@@ -350,6 +444,9 @@ class _Tested:
     p_up: float | None
     p_down: float | None
     test: str
+    #: smallest attainable p-value of each tail given the margins (Tarone); 0.0: unknown
+    floor_up: float | None = None
+    floor_down: float | None = None
 
 
 def _int_field(row: Mapping[str, Any], key: str, name: str) -> int:
@@ -389,7 +486,8 @@ def _test_row(row: Mapping[str, Any], name: str, unpaired_method: str, boschloo_
         if base_n == 0:
             return _Tested(0, 0, 0, 0, True, (0, 0), None, None, "")
         p_up, p_down = mcnemar_exact_one_sided(b, c), mcnemar_exact_one_sided(c, b)
-        return _Tested(base_fails, base_n, new_fails, new_n, True, (b, c), p_up, p_down, "mcnemar")
+        floor = min_attainable_p("mcnemar", discordant=b + c)
+        return _Tested(base_fails, base_n, new_fails, new_n, True, (b, c), p_up, p_down, "mcnemar", floor, floor)
 
     if base_fails > base_n or new_fails > new_n:
         raise ValueError(f"{name}: more fails than traces ({base_fails}/{base_n} -> {new_fails}/{new_n})")
@@ -404,14 +502,19 @@ def _test_row(row: Mapping[str, Any], name: str, unpaired_method: str, boschloo_
     down_method = method if new_fails * base_n < base_fails * new_n else "fisher"
     p_up = two_proportion_one_sided(base_fails, base_n, new_fails, new_n, up_method)  # type: ignore[arg-type]
     p_down = two_proportion_one_sided(new_fails, new_n, base_fails, base_n, down_method)  # type: ignore[arg-type]
-    return _Tested(base_fails, base_n, new_fails, new_n, False, None, p_up, p_down, up_method)
+    fails = base_fails + new_fails
+    floor_up = min_attainable_p(up_method, fails=fails, n=new_n, other_n=base_n)
+    floor_down = min_attainable_p(down_method, fails=fails, n=base_n, other_n=new_n)
+    return _Tested(
+        base_fails, base_n, new_fails, new_n, False, None, p_up, p_down, up_method, floor_up, floor_down
+    )
 
 
 def compare(
     rows: Sequence[Mapping[str, Any]],
     *,
     alpha: float = 0.05,
-    correction: Correction = "holm",
+    correction: Correction = DEFAULT_CORRECTION,
     min_increase: float = 0.0,
     unpaired_method: UnpairedMethod = "boschloo",
     boschloo_max_cells: int | None = BOSCHLOO_MAX_CELLS,
@@ -432,8 +535,10 @@ def compare(
       to Fisher's test for tables larger than ``boschloo_max_cells`` cells
       (``None``: never).
     * Every tested row is corrected together, across all modes and cohorts of
-      the run (``correction``: ``"holm"`` by default, ``"bh"``; ``"none"``
-      only to show what an uncorrected gate would do).
+      the run (``correction``: ``"tarone-holm"`` by default, ``"holm"``,
+      ``"bh"``; ``"none"`` only to show what an uncorrected gate would do).
+      With ``"tarone-holm"``, ``p_adjusted`` is relative to ``alpha``: the
+      family size at each step counts the rows that could reach ``alpha / K``.
     * ``min_increase`` is absolute: 0.02 means the new fail rate must be at
       least two percentage points above the baseline's, on top of being
       significant. It keeps a large cohort from gating on a tiny real change.
@@ -465,8 +570,12 @@ def compare(
         thresholds.append(float(threshold))
         tested.append(_test_row(row, name, unpaired_method, boschloo_max_cells))
 
-    up_adjusted = adjust([t.p_up for t in tested], correction)
-    down_adjusted = adjust([t.p_down for t in tested], correction)
+    up_adjusted = adjust(
+        [t.p_up for t in tested], correction, min_attainable=[t.floor_up for t in tested], alpha=alpha
+    )
+    down_adjusted = adjust(
+        [t.p_down for t in tested], correction, min_attainable=[t.floor_down for t in tested], alpha=alpha
+    )
     out = []
     for (mode, cohort), t, threshold, p_adj, p_adj_down in zip(names, tested, thresholds, up_adjusted, down_adjusted):
         delta = t.new_fails / t.new_n - t.base_fails / t.base_n if t.base_n and t.new_n else None

@@ -394,6 +394,12 @@ class FailmodesSession:
     def ordered_results(self) -> list[ModeResult]:
         return sorted(self.results.values(), key=lambda r: (r.source, r.order))
 
+    @property
+    def tracks_members(self) -> bool:
+        """Whether results record which traces make each cohort: the paired test against
+        a baseline needs it, and the JSON report records it for `failmodes compare`."""
+        return bool(self.config.getoption(opt.dest(opt.BASELINE)) or self.config.getoption(opt.dest(opt.REPORT)))
+
     def _finish_per_trace(self) -> None:
         for key, rows in self._trace_rows.items():
             spec = self._trace_specs[key]
@@ -416,7 +422,7 @@ class FailmodesSession:
             partial = (len(rows), applicable) if len(rows) < applicable else None
             result = finish_mode(  # type: ignore[arg-type]
                 mode, agg, [r["id"] for r in rows], "".join(codes), details, partial=partial,
-                members=members if self.baseline is not None else None,
+                members=members if self.tracks_members else None,
             )
             self.results[key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)

@@ -148,7 +148,7 @@ def assert_planted_regression(project: Any, result: Any, report_name: str) -> No
     """The candidate's shipping cohort (and with it `all`) regressed; nothing else did."""
     assert result.ret == 1
     summary = project.summary(result)
-    assert summary[0] == "2 failure modes in 1 file: 1 gate breached; against base/baseline.json: 2 regressions"
+    assert summary[0] == "2 failure modes in 1 file: 1 mode breached; against base/baseline.json: 2 regressions in 1 mode"
     rows = table(summary)
     shipping = rows[("leaks", "route=shipping")]
     assert (shipping["n"], shipping["fail"], shipping["rate"], shipping["limit"]) == ("200", "50", "25.0%", "90.0%")
@@ -322,7 +322,7 @@ def test_baseline_path_with_a_space_and_an_absolute_path(project, tmp_path_facto
     assert mode_of(json.loads(elsewhere.read_text(encoding="utf-8")), "leaks")["key"] == "failmodes.yaml::leaks"
     assert run_key == f"{project.path.name}/failmodes.yaml::leaks", "pytest no longer moves the rootdir here"
     summary = project.summary(result)
-    assert summary[0].endswith(f"against {elsewhere}: 2 regressions")
+    assert summary[0].endswith(f"against {elsewhere}: 2 regressions in 1 mode")
     assert notes(summary) == []
     rows = table(summary)
     assert rows[("leaks", "route=shipping")]["gate"].startswith("FAIL (regression p=")
@@ -376,17 +376,23 @@ def test_min_increase_below_the_rise_still_gates(project) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "ret", "p_adjusted"),
+    ("args", "ret", "p_adjusted", "exact"),
     [
-        ((), 1, "0.00781"),
-        (("--failmodes-alpha=0.005",), 0, "0.00781"),
-        (("--failmodes-alpha=0.005", "--failmodes-correction=bh"), 1, "0.00391"),
+        ((), 1, "0.00195", 2 / 1024),
+        (("--failmodes-alpha=0.005",), 1, "0.00195", 2 / 1024),
+        (("--failmodes-correction=holm",), 1, "0.00781", 8 / 1024),
+        (("--failmodes-alpha=0.005", "--failmodes-correction=holm"), 0, "0.00781", 8 / 1024),
+        (("--failmodes-alpha=0.005", "--failmodes-correction=bh"), 1, "0.00391", 4 / 1024),
     ],
-    ids=["holm", "holm-alpha", "bh-alpha"],
+    ids=["tarone-holm", "tarone-holm-alpha", "holm", "holm-alpha", "bh-alpha"],
 )
-def test_correction_spans_every_mode_and_cohort(project, args: tuple[str, ...], ret: int, p_adjusted: str) -> None:
+def test_correction_spans_every_mode_and_cohort(
+    project, args: tuple[str, ...], ret: int, p_adjusted: str, exact: float
+) -> None:
     # shipping: 4 -> 14 of 200, the same ids: 10 traces pass -> fail, p = 2**-10 for it and for
-    # `all`; the family is 2 modes x 4 cohorts = 8 tests: Holm gives 8 p, BH 8/2 p
+    # `all`; the family is 2 modes x 4 cohorts = 8 tests: Holm gives 8 p, BH 8/2 p. The other 6
+    # rows have no discordant pair, so they can never be significant: Tarone-Holm (the default)
+    # counts only the 2 rows that can, 2 p
     prepare(project, candidate={**MAIN, "shipping": (200, 14)})
     save_baseline(project)
 
@@ -397,7 +403,7 @@ def test_correction_spans_every_mode_and_cohort(project, args: tuple[str, ...], 
     for cohort in ("all", "route=shipping"):
         row = rows[("leaks", cohort)]
         assert row["p (adj.)"] == p_adjusted
-        assert row["gate"] == (f"FAIL (regression p={float(p_adjusted):.2g})" if ret else "ok")
+        assert row["gate"] == (f"FAIL (regression p={exact:.2g})" if ret else "ok")
     others = [r["p (adj.)"] for key, r in rows.items() if key not in {("leaks", "all"), ("leaks", "route=shipping")}]
     assert others == ["1"] * 6
 
@@ -638,7 +644,7 @@ def test_markdown_file_and_github_step_summary(project, monkeypatch, tmp_path) -
     assert result.ret == 1
     text = (project.path / "out" / "s.md").read_text(encoding="utf-8")
     lines = text.splitlines()
-    assert lines[0] == "### ❌ pytest-failmodes: 2 failure modes in 1 file: 1 gate breached; against base/baseline.json: 2 regressions"
+    assert lines[0] == "### ❌ pytest-failmodes: 2 failure modes in 1 file: 1 mode breached; against base/baseline.json: 2 regressions in 1 mode"
     assert lines[1] == ""
     assert lines[2] == "| mode | cohort | n | fail | rate | 95% CI | limit | base | Δ | p (adj.) | gate |"
     assert lines[3] == "|:---|:---|---:|---:|---:|:---|---:|---:|---:|---:|:---|"

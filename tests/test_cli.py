@@ -83,7 +83,7 @@ def test_regression_prints_the_table_and_exits_1(reports: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert done.stderr == ""
     lines = done.stdout.splitlines()
-    assert lines[0] == "2 failure modes in 1 file: 1 gate breached; against base.json: 2 regressions"
+    assert lines[0] == "2 failure modes in 1 file: 1 mode breached; against base.json: 2 regressions in 1 mode"
     assert re.split(r"\s{2,}", lines[1].strip()) == [
         "mode", "cohort", "n", "fail", "rate", "95% CI", "limit", "base", "Δ", "p (adj.)", "gate",
     ]  # fmt: skip
@@ -102,6 +102,51 @@ def test_regression_prints_the_table_and_exits_1(reports: Path) -> None:
     assert cli == _regressed_by_the_plugin(plugin) == {("leaks", "all"), ("leaks", "route=shipping")}
 
 
+def test_cohorts_are_paired_as_in_the_plugin(reports: Path) -> None:
+    # the report records which traces make each cohort, so compare pairs every cohort
+    # (not only `all`) and its adjusted p-values are the plugin's, row for row
+    plugin = json.loads((reports / "new.json").read_text(encoding="utf-8"))
+    leaks = next(m for m in plugin["modes"] if m["name"] == "leaks")
+    shipping = next(c for c in leaks["cohorts"] if c["cohort"] == "route=shipping")
+    assert len(shipping["members"]) == shipping["n"] == 200
+    assert {leaks["traces"][i]["id"] for i in shipping["members"]} <= {t["id"] for t in leaks["traces"]}
+    assert all(c["baseline"]["paired"] for m in plugin["modes"] for c in m["cohorts"])
+
+    rows = table(compare(reports, "base.json", "new.json").stdout.splitlines())
+
+    expected = {
+        (m["name"], c["cohort"]): f"{c['baseline']['p_adjusted']:.3g}" for m in plugin["modes"] for c in m["cohorts"]
+    }
+    assert {key: row["p (adj.)"] for key, row in rows.items()} == expected
+
+
+def test_a_report_without_cohort_members_pairs_only_all(reports: Path) -> None:
+    old = json.loads((reports / "new.json").read_text(encoding="utf-8"))
+    for mode in old["modes"]:
+        for cohort in mode["cohorts"]:
+            cohort.pop("members", None)
+    (reports / "old-format.json").write_text(json.dumps(old), encoding="utf-8")
+
+    done = compare(reports, "base.json", "old-format.json")
+
+    assert done.returncode == 1, done.stderr
+    rows = table(done.stdout.splitlines())
+    # shipping is still a regression, found by the unpaired test on its counts
+    assert rows[("leaks", "route=shipping")]["gate"].startswith("FAIL (regression p=")
+
+
+def test_bad_cohort_members_are_a_usage_error(reports: Path) -> None:
+    bad = json.loads((reports / "new.json").read_text(encoding="utf-8"))
+    bad["modes"][0]["cohorts"][1]["members"] = [0, 99999]
+    (reports / "bad.json").write_text(json.dumps(bad), encoding="utf-8")
+
+    done = compare(reports, "base.json", "bad.json")
+
+    assert done.returncode == 2
+    assert "'members' must list positions in 'traces'" in done.stderr
+    assert "bad.json" in done.stderr
+
+
 def test_a_a_exits_0(reports: Path) -> None:
     done = compare(reports, "base.json", "same.json")
 
@@ -118,7 +163,7 @@ def test_markdown(reports: Path) -> None:
 
     assert done.returncode == 1
     lines = done.stdout.splitlines()
-    assert lines[0] == "### ❌ pytest-failmodes: 2 failure modes in 1 file: 1 gate breached; against base.json: 2 regressions"
+    assert lines[0] == "### ❌ pytest-failmodes: 2 failure modes in 1 file: 1 mode breached; against base.json: 2 regressions in 1 mode"
     assert lines[2] == "| mode | cohort | n | fail | rate | 95% CI | limit | base | Δ | p (adj.) | gate |"
     assert lines[3] == "|:---|:---|---:|---:|---:|:---|---:|---:|---:|---:|:---|"
     body = lines[4:12]

@@ -258,7 +258,7 @@ def test_errors_after_retries_and_timeouts_are_reported_never_counted(project: A
 
     assert result.ret == 1  # max_errors defaults to 0
     lines = table(project, result)
-    assert lines[0] == "2 failure modes in 1 file: 1 gate breached, 2 detector errors"
+    assert lines[0] == "2 failure modes in 1 file: 1 mode breached, 2 detector errors"
     # 8 verdicts, 2 errors: the errors are in no rate
     assert mode_row(lines, "promised_refund", "all")[2:5] == ["8", "3", "37.5%"]
     mode = next(m for m in project.report("report.json")["modes"] if m["name"] == "promised_refund")

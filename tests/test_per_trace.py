@@ -90,7 +90,7 @@ def test_a_breach_fails_the_run(project) -> None:
     # escalation_missed: billing & new 1/3 = 33.3% -- all over 30%
     assert result.ret == 1
     summary = project.summary(result)
-    assert summary[0] == "3 failure modes in 1 file: 3 gates breached"
+    assert summary[0] == "3 failure modes in 1 file: 3 modes breached"
     assert summary[3].split()[:2] == ["leaks", "route=billing"]
     assert "Traceback" not in result.stdout.str()
 

@@ -99,12 +99,12 @@ def test_summary_puts_breached_rows_first(project) -> None:
     result.stdout.fnmatch_lines(
         [
             "*= failure modes =*",
-            "2 failure modes in 1 file: 1 gate breached",
+            "2 failure modes in 1 file: 1 mode breached",
             "mode*cohort*n*fail*rate*95% CI*limit*gate",
         ]
     )
     summary = project.summary(result)
-    assert summary[0] == "2 failure modes in 1 file: 1 gate breached"
+    assert summary[0] == "2 failure modes in 1 file: 1 mode breached"
     assert "err" not in summary[1].split()  # no error column without errors
     rows = table(summary)
     # leaks: all 3/12 = 25.0% and billing 2/6 = 33.3% are over 20%, shipping 1/6 = 16.7% is not;
@@ -142,11 +142,11 @@ def test_summary_plurals(project) -> None:
 
     assert result.ret == 1
     # leaks 3/12 = 25%, mentions_billing 6/12 = 50%
-    assert project.summary(result)[0] == "3 failure modes in 1 file: 2 gates breached"
+    assert project.summary(result)[0] == "3 failure modes in 1 file: 2 modes breached"
 
     one = project.run("-k", "leaks")
     assert one.ret == 1
-    assert project.summary(one)[0] == "1 failure mode in 1 file: 1 gate breached"
+    assert project.summary(one)[0] == "1 failure mode in 1 file: 1 mode breached"
 
 
 def test_summary_counts_files(project) -> None:
@@ -251,7 +251,7 @@ def test_detector_errors_are_reported_not_counted(project) -> None:
     assert result.ret == 1
     result.assert_outcomes(failed=1)
     summary = project.summary(result)
-    assert summary[0] == "1 failure mode in 1 file: 1 gate breached, 3 detector errors"
+    assert summary[0] == "1 failure mode in 1 file: 1 mode breached, 3 detector errors"
     assert cells(summary[1])[-2:] == ["err", "gate"]
     rows = table(summary)
     # n counts passes and fails only: 12 traces - 3 errors (t10-t12, all shipping)
@@ -580,7 +580,7 @@ def test_missing_detector_fixture_is_named_and_others_still_run(project) -> None
         ]
     )
     summary = project.summary(result)
-    assert summary[0] == "3 failure modes in 1 file: 1 gate breached"
+    assert summary[0] == "3 failure modes in 1 file: 1 mode breached"
     broken = table(summary)[0]
     assert broken[0] == "pii" and broken[-1] == "BROKEN"
     assert summary[-1].startswith("BROKEN pii: failmodes.yaml:5: detector: detector fixture 'pii_detectr' not found")
@@ -745,9 +745,9 @@ failure-mode regression testing (pytest-failmodes):
   --failmodes-save-baseline=[PATH]
                         Save this run as a baseline (default path:
                         .failmodes/baseline.json under the rootdir).
-  --failmodes-correction={holm,bh}
+  --failmodes-correction={tarone-holm,holm,bh}
                         Multiple-comparison correction across all mode x cohort
-                        comparisons (default: holm).
+                        comparisons (default: tarone-holm; see docs/ci.md).
   --failmodes-alpha=P   Significance level of a regression after correction
                         (default: 0.05).
   --failmodes-min-increase=RATE
@@ -793,7 +793,7 @@ def test_dataset_option_replaces_every_files_dataset(project) -> None:
     assert table(project.summary(baseline))[0][1:5] == ["all", "12", "3", "25.0%"]
     assert candidate.ret == 1
     # both files, each over the candidate's two traces
-    assert project.summary(candidate)[0] == "2 failure modes in 2 files: 2 gates breached"
+    assert project.summary(candidate)[0] == "2 failure modes in 2 files: 2 modes breached"
     rows = [r[:5] for r in table(project.summary(candidate)) if r[1] == "all"]
     assert rows == [["leaks_system_prompt", "all", "2", "1", "50.0%"]] * 2
     candidate.stdout.fnmatch_lines(["  c1: output matches *"])

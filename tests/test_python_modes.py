@@ -71,7 +71,7 @@ def test_failure_mode_functions_become_modes(modes) -> None:
         ]
     )
     summary = modes.summary(result)
-    assert summary[0] == "2 failure modes in 1 file: 2 gates breached, 1 detector error"
+    assert summary[0] == "2 failure modes in 1 file: 2 modes breached, 1 detector error"
     assert "Traceback" not in result.stdout.str()
 
 

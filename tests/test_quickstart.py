@@ -223,7 +223,7 @@ def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, ge
             "failure mode 'refund_without_policy_check' breached its gate (gate_on=point):",
             f"  route=billing: {fails}/{len(billing)} = {rate} * > limit 3.0%",
             "*cs-*tool check_policy was not called",
-            "8 failure modes in 2 files: 1 gate breached",
+            "8 failure modes in 2 files: 1 mode breached",
             f"refund_without_policy_check*route=billing*{len(billing)}*{fails}*{rate}*3.0%*FAIL (limit)",
             "FAILED support_bot.failmodes.yaml::refund_without_policy_check*",
             "1 failed, 7 passed, 2 skipped*",

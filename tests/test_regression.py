@@ -20,6 +20,7 @@ from pytest_failmodes.regression import (
     adjust,
     compare,
     mcnemar_exact_one_sided,
+    min_attainable_p,
     paired_counts,
     two_proportion_one_sided,
 )
@@ -274,6 +275,115 @@ def test_adjust_validates() -> None:
         adjust([1.5], "holm")
     with pytest.raises(ValueError, match="outside"):
         adjust([float("nan")], "bh")
+
+
+# --------------------------------------------------------------------------------------
+# Tarone's refinement: smallest attainable p-values, and the step-down that uses them
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d", range(0, 25))
+def test_mcnemar_floor_is_the_smallest_p_over_every_outcome(d: int) -> None:
+    smallest = min(mcnemar_exact_one_sided(b, d - b) for b in range(d + 1))
+    assert min_attainable_p("mcnemar", discordant=d) == pytest.approx(smallest, rel=1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.data())
+def test_fisher_floor_is_the_smallest_p_over_every_table_with_those_margins(n: int, other_n: int, data: Any) -> None:
+    fails = data.draw(st.integers(0, n + other_n))
+    tables = [(k, fails - k) for k in range(max(0, fails - other_n), min(fails, n) + 1)]
+    smallest = min(float(fisher_greater(k, n, rest, other_n)) for k, rest in tables)
+    assert min_attainable_p("fisher", fails=fails, n=n, other_n=other_n) == pytest.approx(smallest, rel=1e-9)
+
+
+def test_floor_of_a_test_without_margins_counts_it_in_full() -> None:
+    assert min_attainable_p("boschloo", fails=3, n=10, other_n=10) == 0.0
+
+
+def tarone_holm_by_procedure(p: list[float], floors: list[float], alpha: float) -> set[int]:
+    """The step-down as written in the docs, by brute force: reject the smallest remaining
+    p-value while it is at most alpha / K, K = Tarone's K of the remaining tests."""
+    remaining = set(range(len(p)))
+    rejected: set[int] = set()
+    while remaining:
+        k = 1
+        while sum(1 for i in remaining if floors[i] <= alpha / k) > k:
+            k += 1
+        i = min(remaining, key=lambda j: (p[j], j))
+        if p[i] > alpha / k:
+            break
+        rejected.add(i)
+        remaining.discard(i)
+    return rejected
+
+
+@st.composite
+def p_with_floors(draw: Any) -> tuple[list[float], list[float]]:
+    p = draw(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30))
+    floors = [draw(st.floats(0.0, 1.0)) * x for x in p]
+    return p, floors
+
+
+@settings(max_examples=300, deadline=None)
+@given(p_with_floors(), st.sampled_from([0.01, 0.05, 0.1]))
+def test_tarone_holm_decisions_match_the_procedure(case: tuple[list[float], list[float]], alpha: float) -> None:
+    p, floors = case
+    got = adjust(p, "tarone-holm", min_attainable=floors, alpha=alpha)
+    declared = {i for i, q in enumerate(got) if q is not None and q <= alpha}
+    assert declared == tarone_holm_by_procedure(p, floors, alpha)
+
+
+@settings(max_examples=300, deadline=None)
+@given(p_with_floors(), st.sampled_from([0.01, 0.05, 0.1]))
+def test_tarone_holm_is_never_above_holm_and_equals_it_when_every_test_can_reach_alpha(
+    case: tuple[list[float], list[float]], alpha: float
+) -> None:
+    p, floors = case
+    tarone = adjust(p, "tarone-holm", min_attainable=floors, alpha=alpha)
+    holm = adjust(p, "holm")
+    assert all(t <= h + 1e-12 for t, h in zip(tarone, holm))  # type: ignore[operator]
+    assert adjust(p, "tarone-holm", min_attainable=[0.0] * len(p), alpha=alpha) == pytest.approx(holm, abs=1e-15)
+
+
+def test_tarone_holm_known_values() -> None:
+    # the third test can never reach 0.05: the family is 2, then 1 (Holm: 3, then 2)
+    p, floors = [0.001, 0.02, 0.5], [0.0005, 0.02, 0.5]
+    assert adjust(p, "tarone-holm", min_attainable=floors, alpha=0.05) == pytest.approx([0.002, 0.02, 0.5])
+    assert adjust(p, "holm") == pytest.approx([0.003, 0.04, 0.5])
+    # step 1: all three can reach 0.05, only two can reach 0.05/2: K = 2 (Holm: 3); step 2:
+    # both remaining can reach 0.05, one 0.025: K = 2 again; 0.02 * 2 = 0.04 carries on
+    p, floors = [0.004, 0.02, 0.03], [0.001, 0.002, 0.03]
+    assert adjust(p, "tarone-holm", min_attainable=floors, alpha=0.05) == pytest.approx([0.008, 0.04, 0.04])
+    assert adjust(p, "holm") == pytest.approx([0.012, 0.04, 0.04])
+    # untested rows pass through and are not counted
+    got = adjust([None, 0.01, 0.02], "tarone-holm", min_attainable=[None, 0.0, 0.0], alpha=0.05)
+    assert got == [None, pytest.approx(0.02), pytest.approx(0.02)]
+
+
+def test_tarone_holm_validates() -> None:
+    with pytest.raises(ValueError, match="tarone-holm needs alpha"):
+        adjust([0.1], "tarone-holm", min_attainable=[0.0])
+    with pytest.raises(ValueError, match="needs min_attainable"):
+        adjust([0.1], "tarone-holm", alpha=0.05)
+    with pytest.raises(ValueError, match="smallest attainable p-value 0.2 is outside"):
+        adjust([0.1], "tarone-holm", min_attainable=[0.2], alpha=0.05)
+
+
+def test_compare_pays_only_for_rows_that_can_regress() -> None:
+    # one planted row (10 of 12 discordant pairs go pass -> fail) among 20 rows whose
+    # verdicts repeat exactly: those can never be significant and cost nothing
+    ids = [f"t{i}" for i in range(40)]
+    base = dict.fromkeys(ids, "pass")
+    moved = {**base, **{f"t{i}": "fail" for i in range(10)}}
+    back = {**base, **{f"t{i}": "fail" for i in range(30, 32)}}
+    planted = {"mode": "m", "cohort": "hot", "base_verdicts": back, "new_verdicts": moved}
+    quiet = [{"mode": "m", "cohort": f"c{i}", "base_verdicts": base, "new_verdicts": base} for i in range(20)]
+    p = mcnemar_exact_one_sided(10, 2)
+    tarone = compare([planted, *quiet])[0]
+    holm = compare([planted, *quiet], correction="holm")[0]
+    assert tarone.p_adjusted == pytest.approx(p) and tarone.regression
+    assert holm.p_adjusted == pytest.approx(min(1.0, 21 * p)) and not holm.regression
 
 
 p_lists = st.lists(st.one_of(st.none(), st.floats(0.0, 1.0)), max_size=40)

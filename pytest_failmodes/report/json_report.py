@@ -38,8 +38,12 @@ def build_report(
         if r.error_breach:
             breaches.append("errors")
         cohorts = []
+        # positions in this mode's "traces" list (skips are not in it)
+        position = {i: p for p, i in enumerate(i for i, code in enumerate(r.codes) if code != "S")}
         for row in r.rows:
             entry = row.to_dict()
+            if r.members is not None and row.cohort != "all" and row.cohort in r.members:
+                entry["members"] = [position[i] for i in r.members[row.cohort]]
             c = found.get((r.key, row.cohort))
             if c is not None:
                 entry["baseline"] = _baseline_figures(c)

@@ -99,17 +99,23 @@ def table_rows(
 
 
 def summary_head(results: Sequence[ModeResult], comparison: BaselineComparison | None = None) -> str:
-    """One line: how many modes, files, breached gates, errors and regressions."""
+    """One line: how many modes and files, how many modes breached, detector errors,
+    and regressed cohort rows (and the modes they are in)."""
     regressed = {c.mode for c in comparison.regressions} if comparison else set()
     failed = [r for r in results if not r.passed or r.key in regressed]
     errors = sum(r.errors for r in results)
     files = len({r.source for r in results})
     head = f"{plural(len(results), 'failure mode')} in {plural(files, 'file')}: "
-    head += f"{plural(len(failed), 'gate')} breached" if failed else "all gates passed"
+    # modes and cohort rows are different units: a mode is breached when any of its
+    # rows is, so the counts say which one they count
+    head += f"{plural(len(failed), 'mode')} breached" if failed else "all gates passed"
     if errors:
         head += f", {plural(errors, 'detector error')}"
     if comparison:
-        head += f"; against {comparison.baseline}: {plural(len(comparison.regressions), 'regression')}"
+        found = comparison.regressions
+        head += f"; against {comparison.baseline}: {plural(len(found), 'regression')}"
+        if found:
+            head += f" in {plural(len({c.mode for c in found}), 'mode')}"
     return head
 
 
