@@ -152,6 +152,9 @@ def compare_with_baseline(
         base = baseline.find(result.key)
         if result.broken:
             continue
+        if result.partial:
+            notes.append("a partial run: not compared with the baseline (a hand-picked subset says nothing of a rate)")
+            continue
         if base is None:
             notes.append(f"not in the baseline {baseline.path}: nothing to compare")
             continue
@@ -169,6 +172,7 @@ def compare_with_baseline(
             )
         members = result.members or {}
         limit = result.gate.min_increase if result.gate.min_increase is not None else min_increase
+        unpaired: list[str] = []
         for row in result.rows:
             old = base_rows.get(row.cohort)
             if old is None or row.n == 0:
@@ -189,7 +193,14 @@ def compare_with_baseline(
                 entry["base_verdicts"] = {i: base_verdicts[i] for i in ids}
                 entry["new_verdicts"] = {i: new_verdicts[i] for i in ids}
                 del entry["base_fails"], entry["base_n"], entry["new_fails"], entry["new_n"]
+            elif overlap == len(new_verdicts):
+                unpaired.append(row.cohort)
             rows.append(entry)
+        if unpaired:
+            # the ids match, yet a cohort could not pair: its decided traces differ (an error
+            # or skip in one run only) or the run does not record which traces it holds
+            why = "which traces make them is not recorded" if not members else "their decided traces differ"
+            notes.append(f"compared unpaired ({why}): {', '.join(unpaired)}")
     for comparison in compare(rows, alpha=alpha, correction=correction, min_increase=min_increase):  # type: ignore[arg-type]
         out.comparisons[(comparison.mode, comparison.cohort)] = comparison
     out.notes = {k: v for k, v in out.notes.items() if v}

@@ -61,7 +61,8 @@ def _rebuild(modes: dict[str, dict[str, Any]]) -> list[Any]:
                 codes="".join(CODE_OF_STATUS.get(t.get("verdict"), "E") for t in traces),
                 details={i: [t.get("reason", ""), t.get("evidence")] for i, t in enumerate(traces) if t.get("verdict") != "pass"},
                 broken=m.get("broken"),
-                notes=list(m.get("notes", [])),
+                # notes of an earlier comparison: this one makes its own
+                notes=[n for n in m.get("notes", []) if not n.startswith("baseline: ")],
                 fingerprint=m.get("fingerprint", ""),
                 members=_members(m, traces),
             )

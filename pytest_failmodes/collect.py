@@ -17,7 +17,17 @@ import pytest
 from . import options as opt
 from .definitions import load_suite, python_mode_definition, suite_from_mapping
 from .detectors.python import AssertionDetector, FixtureRef, PythonRef
-from .engine import Aggregator, ModeResult, ModeSpec, Suite, cohort_keys, detect_one, evaluate, finish_mode
+from .engine import (
+    Aggregator,
+    ModeResult,
+    ModeSpec,
+    Suite,
+    cohort_keys,
+    detect_one,
+    evaluate,
+    finish_mode,
+    trace_excerpt,
+)
 from .errors import FailmodesError
 from .verdict import ERROR, FAIL, SKIP, Verdict
 
@@ -284,6 +294,7 @@ class ModeItem(_FailmodesItem):
             failed=failed,
             progress=session.progress(f"judging {', '.join(models)}") if models else None,
             track_members=session.tracks_members,
+            samples=session.samples,
         ).modes
 
     def _run_target(self, session: FailmodesSession) -> tuple[list[Trace], dict[str, str]]:
@@ -350,6 +361,9 @@ class TraceItem(_FailmodesItem):
             "evidence": verdict.evidence,
             "cohorts": cohort_keys(self.trace, self.suite.cohorts),
             "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable),
+            "sample": trace_excerpt(self.trace)
+            if verdict.status in (FAIL, ERROR) and _session(self.config).samples
+            else None,
         }
         if verdict.status == FAIL:
             raise Detected(f"DETECTED {self.mode.name} in {self.trace.id}: {verdict.reason}")

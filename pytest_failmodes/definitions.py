@@ -447,14 +447,21 @@ def _fingerprint(mode: ModeDef, judge_defaults: JudgeDef) -> str:
     """What the mode detects, as a hash: name, description, where and detector.
 
     Its gate is left out: a new limit still compares with the old rates. A
-    judge mode also hashes the file-level judge defaults it inherits.
+    judge mode also hashes the file-level judge defaults it inherits, and the
+    model ``FAILMODES_JUDGE_MODEL`` puts in place of theirs: another judge is
+    another detector.
     """
     import hashlib
     import json
+    import os
+
+    from .judge import ENV_MODEL
 
     data = mode.model_dump(mode="json", exclude={"max_fail_rate", "gate"})
     if mode.judge is not None:
         data["judge_defaults"] = judge_defaults.model_dump(mode="json")
+        if os.environ.get(ENV_MODEL):
+            data["judge_model_from_env"] = os.environ[ENV_MODEL]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -256,6 +256,9 @@ class ModeResult:
     fingerprint: str = ""
     #: cohort -> indices (into ids) of its evaluated traces; kept only to compare with a baseline
     members: dict[str, list[int]] | None = None
+    #: trace id -> {"input", "output"} excerpts of the first failing or erroring traces,
+    #: kept only for reports that show them (the HTML report)
+    samples: dict[str, dict[str, str]] | None = None
 
     @property
     def errors(self) -> int:
@@ -268,6 +271,11 @@ class ModeResult:
     @property
     def breached_rows(self) -> list[CohortRow]:
         return [r for r in self.rows if r.breach]
+
+    @property
+    def partial(self) -> bool:
+        """Only some of the mode's traces ran (``-k`` / ``--lf`` on per-trace items)."""
+        return any(note.startswith(PARTIAL_NOTE) for note in self.notes)
 
     @property
     def passed(self) -> bool:
@@ -300,6 +308,7 @@ class ModeResult:
             "notes": self.notes,
             "fingerprint": self.fingerprint,
             "members": self.members,
+            "samples": self.samples,
         }
 
     @classmethod
@@ -326,7 +335,12 @@ class ModeResult:
             notes=list(d.get("notes", [])),
             fingerprint=d.get("fingerprint", ""),
             members=d.get("members"),
+            samples=d.get("samples"),
         )
+
+
+#: how the note of a partial run begins (see finish_mode)
+PARTIAL_NOTE = "partial run: "
 
 
 def finish_mode(
@@ -338,6 +352,7 @@ def finish_mode(
     broken: str | None = None,
     partial: tuple[int, int] | None = None,
     members: dict[str, list[int]] | None = None,
+    samples: dict[str, dict[str, str]] | None = None,
 ) -> ModeResult:
     """Aggregate counts into rows and gate decisions (shared by every way of running).
 
@@ -348,7 +363,7 @@ def finish_mode(
     rows = agg.rows(mode.gate, apply=partial is None) if broken is None else []
     notes = []
     if partial is not None:
-        notes.append(f"partial run: {partial[0]} of {partial[1]} traces ran, so the gates were not applied")
+        notes.append(f"{PARTIAL_NOTE}{partial[0]} of {partial[1]} traces ran, so the gates were not applied")
     seen = {row.cohort for row in rows}
     for cohort in mode.gate.cohort_limits:
         if broken is None and cohort not in seen:
@@ -371,6 +386,7 @@ def finish_mode(
         notes=notes,
         fingerprint=getattr(mode, "fingerprint", ""),
         members=members,
+        samples=samples,
     )
 
 
@@ -391,6 +407,7 @@ def evaluate(
     failed: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     track_members: bool = False,
+    samples: int = 0,
 ) -> SuiteResult:
     """Evaluate the suite's modes over its dataset in one streaming pass.
 
@@ -404,6 +421,10 @@ def evaluate(
     calls for every trace and mode are submitted as the pass streams, run
     concurrently under the runner's limit, and folded in as they finish;
     ``progress(done, submitted)`` is called as they do.
+
+    ``track_members`` records which traces make each cohort; ``samples`` keeps
+    the input and output (cut to :data:`SAMPLE_CHARS`) of up to that many
+    failing or erroring traces per mode, for reports that show them.
     """
     from .dataset import iter_traces
 
@@ -418,7 +439,7 @@ def evaluate(
         if getattr(det, "is_async", False) and ctx is None:
             broken[m.name] = f"{det!r} needs a model runner; evaluate() was given none"
             continue
-        live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None, track_members))
+        live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None, track_members, samples))
     ids: list[str] = []
     cohorts = suite.cohorts
     pending: deque[tuple[_Live, int, list[str], Future[Verdict]]] = deque()
@@ -436,13 +457,15 @@ def evaluate(
                 lv.codes.append(_SKIP)
                 continue
             if unproduced is not None:
-                lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"))
+                lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"), trace=trace)
                 continue
             if lv.ctx is None:
-                lv.record(idx, keys, detect_one(lv.detector, trace))
+                lv.record(idx, keys, detect_one(lv.detector, trace), trace=trace)
                 continue
             lv.codes.append(_WAIT)
-            pending.append((lv, idx, keys, lv.ctx.runner.submit(lv.detector.ajudge(trace, lv.ctx))))  # type: ignore[attr-defined]
+            call = lv.ctx.runner.submit(lv.detector.ajudge(trace, lv.ctx))  # type: ignore[attr-defined]
+            # the trace is held until its verdict only when an excerpt may be wanted
+            pending.append((lv, idx, keys, call, trace if lv.want else None))
             submitted += 1
             while len(pending) > window:  # bound the memory held by calls not yet made
                 _settle(*pending.popleft())
@@ -457,7 +480,8 @@ def evaluate(
     results = {}
     for lv in live:
         results[lv.mode.name] = finish_mode(
-            lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details, members=lv.members
+            lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details, members=lv.members,
+            samples=lv.samples if lv.want else None,
         )
     for mode in modes:
         if mode.name in broken:
@@ -471,10 +495,15 @@ _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")
 class _Live:
     """One mode during a pass: its detector and what it has found so far."""
 
-    __slots__ = ("mode", "where", "detector", "ctx", "agg", "codes", "details", "members")
+    __slots__ = ("mode", "where", "detector", "ctx", "agg", "codes", "details", "members", "want", "samples")
 
     def __init__(
-        self, mode: ModeSpec, detector: Callable[[Trace], Any], ctx: ModelContext | None, track: bool = False
+        self,
+        mode: ModeSpec,
+        detector: Callable[[Trace], Any],
+        ctx: ModelContext | None,
+        track: bool = False,
+        samples: int = 0,
     ) -> None:
         self.mode = mode
         self.where = mode.where
@@ -484,8 +513,12 @@ class _Live:
         self.codes = bytearray()
         self.details: dict[int, list[Any]] = {}
         self.members: dict[str, list[int]] | None = {} if track else None
+        self.want = samples
+        self.samples: dict[str, dict[str, str]] = {}
 
-    def record(self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False) -> None:
+    def record(
+        self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False, trace: Trace | None = None
+    ) -> None:
         status = verdict.status
         self.agg.add(keys, status)
         if self.members is not None and status in (PASS, FAIL):
@@ -498,13 +531,28 @@ class _Live:
             self.codes.append(code)
         if status != PASS:
             self.details[idx] = [verdict.reason, verdict.evidence]
+            if trace is not None and status in (FAIL, ERROR) and len(self.samples) < self.want:
+                self.samples[trace.id] = trace_excerpt(trace)
 
 
-def _settle(lv: _Live, idx: int, keys: list[str], future: Future[Verdict]) -> None:
+#: how much of a trace's input and output a report keeps with a failing verdict
+SAMPLE_CHARS = 4000
+
+
+def trace_excerpt(trace: Trace) -> dict[str, str]:
+    """A trace's input and output as a report shows them, each cut to SAMPLE_CHARS."""
+
+    def cut(text: str) -> str:
+        return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS] + f" … [{len(text) - SAMPLE_CHARS} more characters]"
+
+    return {"input": cut(str(trace.input or "")), "output": cut(str(trace.output or ""))}
+
+
+def _settle(lv: _Live, idx: int, keys: list[str], future: Future[Verdict], trace: Trace | None = None) -> None:
     try:
         verdict = future.result()
     except BaseException as exc:  # noqa: BLE001 - a call that died is an error, never a verdict
         if isinstance(exc, KeyboardInterrupt):
             raise
         verdict = Verdict.error(f"{type(exc).__name__}: {exc}")
-    lv.record(idx, keys, verdict, placed=True)
+    lv.record(idx, keys, verdict, placed=True, trace=trace)

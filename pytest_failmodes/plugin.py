@@ -12,6 +12,18 @@ from . import options as opt
 from .api import SPEC_ATTR
 
 
+def _baseline_path(value: str) -> str:
+    """The path of --failmodes-save-baseline. Its value is optional, so in
+    ``--failmodes-save-baseline tests/x.failmodes.yaml`` argparse takes the next
+    word as the path: writing JSON over it would destroy a user's file."""
+    if not value.endswith(".json"):
+        raise pytest.UsageError(
+            f"{opt.SAVE_BASELINE} writes a .json file, got {value!r}; "
+            f"write {opt.SAVE_BASELINE}=PATH.json (with '='), or the option alone for {opt.DEFAULT_BASELINE}"
+        )
+    return value
+
+
 def _number(option: str, minimum: float, kind: type = int, below: float | None = None) -> Any:
     """An argparse ``type=`` that names the option in its error; ``below``: an exclusive maximum."""
 
@@ -138,6 +150,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         nargs="?",
         const=opt.DEFAULT_BASELINE,
+        type=_baseline_path,
         dest=opt.dest(opt.SAVE_BASELINE),
         default=None,
         help=f"Save this run as a baseline (default path: {opt.DEFAULT_BASELINE} under the rootdir).",

@@ -381,7 +381,12 @@ class FailmodesSession:
                 interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
                 comparison=self.comparison,
             )
-            write_atomically(Path(config.invocation_params.dir, html_path), render_html(report))
+            # trace ids are unique within a dataset; across files the first excerpt wins
+            excerpts: dict[str, dict[str, str]] = {}
+            for result in results:
+                for tid, sample in (result.samples or {}).items():
+                    excerpts.setdefault(tid, sample)
+            write_atomically(Path(config.invocation_params.dir, html_path), render_html(report, traces=excerpts))
         xml = config.getoption("xmlpath", None)
         if xml:
             from .report.junit import add_gates
@@ -397,8 +402,18 @@ class FailmodesSession:
     @property
     def tracks_members(self) -> bool:
         """Whether results record which traces make each cohort: the paired test against
-        a baseline needs it, and the JSON report records it for `failmodes compare`."""
-        return bool(self.config.getoption(opt.dest(opt.BASELINE)) or self.config.getoption(opt.dest(opt.REPORT)))
+        a baseline needs it, and JSON reports and baselines record it for `failmodes compare`."""
+        return any(self.config.getoption(opt.dest(name)) for name in (opt.BASELINE, opt.SAVE_BASELINE, opt.REPORT))
+
+    @property
+    def samples(self) -> int:
+        """How many failing traces per mode keep their input and output: the HTML
+        report shows them; nothing else needs them."""
+        if not self.config.getoption(opt.dest(opt.HTML)):
+            return 0
+        from .report.html import DEFAULT_MAX_TRACES
+
+        return DEFAULT_MAX_TRACES
 
     def _finish_per_trace(self) -> None:
         for key, rows in self._trace_rows.items():
@@ -409,7 +424,10 @@ class FailmodesSession:
             details: dict[int, list[Any]] = {}
             codes = []
             members: dict[str, list[int]] = {}
+            samples: dict[str, dict[str, str]] = {}
             for i, row in enumerate(rows):
+                if row.get("sample") and len(samples) < self.samples:
+                    samples[row["id"]] = row["sample"]
                 agg.add(row["cohorts"], row["status"])
                 codes.append(CODE_OF_STATUS[row["status"]])
                 if row["status"] != "pass":
@@ -423,6 +441,7 @@ class FailmodesSession:
             result = finish_mode(  # type: ignore[arg-type]
                 mode, agg, [r["id"] for r in rows], "".join(codes), details, partial=partial,
                 members=members if self.tracks_members else None,
+                samples=samples if self.samples else None,
             )
             self.results[key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)

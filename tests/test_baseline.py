@@ -631,6 +631,28 @@ def test_junit_gates_without_a_baseline_fail_on_the_limit(project) -> None:
     assert "base_rate" not in properties(cases[0])
 
 
+def test_junit_counts_a_broken_mode_as_an_error(project) -> None:
+    project.support_traces()
+    project.definitions(
+        """
+        dataset: {path: data/traces.jsonl}
+        failure_modes:
+          - name: fine
+            rule: {contains: "zzz-never", field: output}
+          - name: broken
+            detector: no_such_fixture
+        """
+    )
+
+    result = project.run("--junitxml=j.xml")
+
+    assert result.ret == 1
+    suite = gates_suite(project.path / "j.xml")
+    (case,) = [c for c in suite.findall("testcase") if c.get("classname") == "failmodes.yaml::broken"]
+    assert case.find("error") is not None and case.find("failure") is None
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "1")
+
+
 def test_markdown_file_and_github_step_summary(project, monkeypatch, tmp_path) -> None:
     main = {"billing": (40, 1), "shipping": (200, 4), "gift|card": (20, 0)}
     prepare(project, main=main, candidate={**main, "shipping": (200, 50)})
@@ -696,3 +718,82 @@ def test_html_report_is_one_offline_file(project) -> None:
     shipping = [r for r in rows if '<td class="cohort">route=shipping</td>' in r]
     assert len(rows) == 2 and len(shipping) == 1
     assert "FAIL (regression)" in shipping[0] and "25.0%" in shipping[0] and "+23.0 pp" in shipping[0]
+
+
+# --------------------------------------------------------------------------------------
+# guards found while writing docs/ci.md
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["failmodes.yaml", "tests", "base/baseline"])
+def test_save_baseline_refuses_a_path_that_is_not_json(project, value: str) -> None:
+    # the value is optional, so `--failmodes-save-baseline failmodes.yaml` takes the next word
+    prepare(project)
+    before = (project.path / "failmodes.yaml").read_text(encoding="utf-8")
+
+    result = project.run("--failmodes-save-baseline", value)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --failmodes-save-baseline writes a .json file, got '{value}'; write *"])
+    assert (project.path / "failmodes.yaml").read_text(encoding="utf-8") == before
+
+
+def test_a_baseline_saved_alone_records_cohort_members(project) -> None:
+    prepare(project)
+    saved = json.loads(save_baseline(project).read_text(encoding="utf-8"))
+
+    shipping = cohort_of(mode_of(saved, "leaks"), "route=shipping")
+    assert len(shipping["members"]) == shipping["n"] == 200
+
+
+def test_a_partial_per_trace_run_is_not_compared(project) -> None:
+    prepare(project)
+    save_baseline(project)
+
+    result = run_candidate(project, "--failmodes-per-trace", "-k", "shipping", "--failmodes-report=r.json")
+
+    assert result.ret == 0, result.outlines
+    leaks = mode_of(project.report("r.json"), "leaks")
+    assert all("baseline" not in c for c in leaks["cohorts"])
+    assert any("a partial run: not compared with the baseline" in n for n in leaks["notes"])
+
+
+def test_cohorts_that_cannot_pair_say_so(project) -> None:
+    # one shipping trace is gone from the new run: every new id is in the baseline, yet
+    # shipping (and `all`) hold other traces than the baseline's and cannot pair
+    prepare(project)
+    save_baseline(project)
+    rows = rows_of(CANDIDATE)
+    assert rows.pop(250)["id"] == "shipping-050"
+    project.traces(rows, "data/candidate.jsonl")
+
+    result = run_candidate(project, "--failmodes-report=r.json")
+
+    leaks = mode_of(project.report("r.json"), "leaks")
+    assert cohort_of(leaks, "route=shipping")["baseline"]["paired"] is False
+    assert cohort_of(leaks, "route=billing")["baseline"]["paired"] is True
+    assert "baseline: compared unpaired (their decided traces differ): all, route=shipping" in leaks["notes"]
+    assert result.ret == 1  # shipping still regressed, found by the unpaired test
+
+
+def test_judge_model_from_the_environment_is_part_of_the_fingerprint(monkeypatch, tmp_path: Path) -> None:
+    # another judge is another detector: its verdicts must not be compared with the old judge's
+    from pytest_failmodes.definitions import load_suite
+    from pytest_failmodes.detectors.rules import BUILTIN_RULE_KINDS
+
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "input": "q", "output": "r"}\n', encoding="utf-8")
+    definition = tmp_path / "f.failmodes.yaml"
+    definition.write_text(
+        "dataset: d.jsonl\njudge: {model: openai/a}\nfailure_modes:\n  - name: m\n    description: FAIL when x.\n    judge: {}\n",
+        encoding="utf-8",
+    )
+
+    def fingerprint() -> str:
+        return load_suite(definition, {k.name: k for k in BUILTIN_RULE_KINDS}).modes[0].fingerprint
+
+    monkeypatch.delenv("FAILMODES_JUDGE_MODEL", raising=False)
+    plain = fingerprint()
+    monkeypatch.setenv("FAILMODES_JUDGE_MODEL", "openai/b")
+    assert fingerprint() != plain
+    monkeypatch.setenv("FAILMODES_JUDGE_MODEL", "openai/c")
+    assert len({plain, fingerprint()}) == 2

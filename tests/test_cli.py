@@ -267,3 +267,16 @@ def test_console_script(reports: Path) -> None:
     assert missing.stderr.startswith("failmodes compare: nothing.json: no baseline here")
     help_text = subprocess.run([script, "--help"], capture_output=True, text=True, env=_env(), timeout=60)
     assert help_text.returncode == 0 and help_text.stdout.startswith("usage: failmodes ")
+
+
+def test_notes_of_an_earlier_comparison_are_not_repeated(reports: Path) -> None:
+    # a report written by a run that compared with a baseline carries that run's notes;
+    # compare makes its own comparison and prints only its own notes
+    new = json.loads((reports / "new.json").read_text(encoding="utf-8"))
+    new["modes"][0]["notes"] = ["baseline: an old note from the run that wrote this report", "kept: not a baseline note"]
+    (reports / "noted.json").write_text(json.dumps(new), encoding="utf-8")
+
+    done = compare(reports, "base.json", "noted.json")
+
+    notes = [line for line in done.stdout.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {new['modes'][0]['name']}: kept: not a baseline note"]

@@ -665,3 +665,39 @@ def test_browser_shows_the_quickstart_report(chromium: str, pytester: pytest.Pyt
     assert len([td for td in heat.find_all("td") if "data-mode" in td.attrs]) == sum(
         len(m["cohorts"]) for m in report["modes"]
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("--failmodes-per-trace",), ("-n", "2")],
+    ids=["per-mode", "per-trace", "xdist"],
+)
+def test_plugin_page_shows_input_and_output_of_failing_traces(project: Any, args: tuple[str, ...]) -> None:
+    project.traces(
+        [
+            {"id": "t1", "input": "Where is my <b>order</b>?", "output": "It shipped.", "metadata": {"route": "a"}},
+            {"id": "t2", "input": "Refund me", "output": "Refund approved <script>alert(1)</script>", "metadata": {"route": "a"}},
+            {"id": "t3", "input": "Hi", "output": "Hello", "metadata": {"route": "b"}},
+        ]
+    )
+    project.definitions(
+        """
+        dataset: {path: data/traces.jsonl}
+        cohorts: [route]
+        gate: {max_fail_rate: 0.9}
+        failure_modes:
+          - name: promises_refund
+            rule: {contains: "Refund approved", field: output}
+        """
+    )
+
+    result = project.run_subprocess("--failmodes-html=r.html", "-p", "no:cacheprovider", *args)
+
+    assert result.ret == 0, result.stdout.str()
+    page = (project.path / "r.html").read_text(encoding="utf-8")
+    dom = parse_html(page)
+    (item,) = dom.find_all("li", cls="trace")
+    assert item.find(cls="tid").text == "t2"
+    assert [pre.text for pre in item.find_all("pre")] == ["Refund me", "Refund approved <script>alert(1)</script>"]
+    assert "<script>alert(1)" not in page  # escaped, inert
+    assert "Where is my" not in page  # passing traces keep no content

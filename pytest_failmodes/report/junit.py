@@ -39,14 +39,14 @@ def add_gates(path: Path, results: Sequence[ModeResult], comparison: BaselineCom
         tree = ET.ElementTree(suites)
     suite = ET.SubElement(suites, "testsuite", name="failmodes-gates")
     found = comparison.comparisons if comparison else {}
-    tests = failures = skipped = 0
+    tests = failures = errors = skipped = 0
     for result in results:
         rows = result.rows or []
         if result.broken:
             case = ET.SubElement(suite, "testcase", classname=result.key, name="gate[all]", time="0")
             ET.SubElement(case, "error", message=result.broken[:500])
             tests += 1
-            failures += 1
+            errors += 1
             continue
         for row in rows:
             tests += 1
@@ -76,6 +76,6 @@ def add_gates(path: Path, results: Sequence[ModeResult], comparison: BaselineCom
                 ET.SubElement(case, "skipped", message="not gated (no limit, small cohort or partial run)")
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
-    suite.set("errors", "0")
+    suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
     tree.write(path, encoding="utf-8", xml_declaration=True)
