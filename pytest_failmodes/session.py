@@ -220,6 +220,7 @@ class FailmodesSession:
             "fingerprint": mode.fingerprint,
             "where_skipped": where_skipped,
             "applicable": applicable,
+            "labels": mode.labels.to_dict() if mode.labels is not None else None,
         }
 
     # -- hooks --------------------------------------------------------------------------
@@ -308,6 +309,12 @@ class FailmodesSession:
             # per-trace detections are results, not crashes: pytest lists them nowhere else
             limit = self.config.getoption(opt.dest(opt.MAX_EXAMPLES))
             for line in detection_lines([r for r in results if r.key in self._trace_rows], limit):
+                terminalreporter.write_line(line)
+        if any(r.calibration is not None for r in results):
+            from .report.calibration import calibration_lines
+
+            terminalreporter.write_line("")
+            for line in calibration_lines(results, self.config.getoption(opt.dest(opt.MAX_EXAMPLES))):
                 terminalreporter.write_line(line)
         if self.model_stats:
             from .report.terminal import model_lines
@@ -403,10 +410,14 @@ class FailmodesSession:
             details: dict[int, list[Any]] = {}
             codes = []
             members: dict[str, list[int]] = {}
+            labelled = []
             for i, row in enumerate(rows):
                 agg.add(row["cohorts"], row["status"])
                 codes.append(CODE_OF_STATUS[row["status"]])
-                if row["status"] != "pass":
+                if row.get("human"):
+                    human, note, role = row["human"]
+                    labelled.append((i, human, note, role, row["cohorts"]))
+                if row["status"] != "pass" or row.get("human"):
                     details[i] = [row["reason"], row["evidence"]]
                 if row["status"] in ("pass", "fail"):
                     for cohort in row["cohorts"]:
@@ -417,6 +428,7 @@ class FailmodesSession:
             result = finish_mode(  # type: ignore[arg-type]
                 mode, agg, [r["id"] for r in rows], "".join(codes), details, partial=partial,
                 members=members if self.baseline is not None else None,
+                labelled=labelled, calibrate_only=bool(self.config.getoption(opt.dest(opt.CALIBRATE))),
             )
             self.results[key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)
@@ -474,6 +486,13 @@ class _SpecView:
         self.detector = _Repr(spec["detector"])
         self.gate = Gate.from_dict(spec["gate"])
         self.fingerprint = spec.get("fingerprint", "")
+        labels = spec.get("labels")
+        if labels is not None:
+            from .labels import HumanLabels
+
+            self.labels: Any = HumanLabels.from_dict(labels)
+        else:
+            self.labels = None
 
 
 class _Repr:
