@@ -46,7 +46,7 @@ def calibration_lines(results: Sequence[ModeResult], max_examples: int) -> Itera
         assert c is not None
         what = f"{r.name}: {r.detector} against {c['labelled']} labels from {c['source']}"
         if c["excluded"]:
-            what += " (not measured: " + ", ".join(f"{n} {_role(k)}" for k, n in sorted(c["excluded"].items())) + ")"
+            what += " (not measured: " + ", ".join(f"{n} {_role(k)}" for k, n in sorted(c["excluded"].items(), key=_role_order)) + ")"
         yield what
         for w in c["warnings"]:
             yield f"  warning: {w}"
@@ -77,6 +77,11 @@ def _ci(entry: Mapping[str, Any]) -> tuple[float, float] | None:
 
 def _observed(r: ModeResult) -> float | None:
     return r.rows[0].rate if r.rows else None
+
+
+def _role_order(item: tuple[str, int]) -> int:
+    order = ["example", "train", "dev", "test", "not judged"]
+    return order.index(item[0]) if item[0] in order else len(order)
 
 
 def _role(role: str) -> str:
