@@ -269,16 +269,25 @@ def test_labels_file_covers_a_subset_and_notes_unknown_ids(project: Any, server:
     write(project, server, labels="", extra="labels: data/labels.jsonl")
     rows_ = [{"id": f"hf{i:02d}", "mode": "promised_refund", "verdict": "fail"} for i in range(20)]
     rows_ += [{"id": f"hp{i:02d}", "mode": "promised_refund", "verdict": "pass", "note": f"checked {i}"} for i in range(40)]
+    rows_[20]["note"] = "<b>checked</b> & fine"  # hp00: notes are escaped in the HTML report
     rows_ += [{"id": "gone1", "mode": "promised_refund", "verdict": "pass"}]
     rows_ += [{"id": "u001", "mode": "leaks", "verdict": "pass"}]  # any detector can be measured
     labels_file(project, rows_)
 
-    result = project.run("--failmodes-max-examples=20")
+    result = project.run("--failmodes-max-examples=20", "--failmodes-html=report.html")
 
     lines = section(result)
     assert cells(lines, "promised_refund", "all")[2:8] == ["60", "20/40", "16", "4", "4", "36"]
     assert "promised_refund: judge(openai/fake-judge) against 60 labels from data/labels.jsonl" in lines
-    assert "    hp00: human pass, detector fail: the reply promises a refund [note: checked 0]" in lines
+    assert "    hp00: human pass, detector fail: the reply promises a refund [note: <b>checked</b> & fine]" in lines
+    assert "    hp01: human pass, detector fail: the reply promises a refund [note: checked 1]" in lines
+    html = (project.path / "report.html").read_text()
+    assert '<section id="calibration">' in html and '<a href="#calibration">Judge calibration</a>' in html
+    assert "<td>hp00</td><td>pass</td><td>fail</td><td>the reply promises a refund</td><td>&lt;b&gt;checked&lt;/b&gt; &amp; fine</td>" in html
+    assert "<b>checked" not in html
+    tpr_ci = wilson_interval(16, 20)
+    assert tpr_ci is not None
+    assert f'<td class="num rate">80.0%</td><td class="num ci">{pct(tpr_ci[0])} – {pct(tpr_ci[1])}</td>' in html
     assert cells(lines, "leaks", "all")[2:4] == ["1", "0/1"]
     result.stdout.fnmatch_lines([
         "note: promised_refund: labels: 1 labels in data/labels.jsonl name traces that are not in the dataset: gone1",
