@@ -373,3 +373,65 @@ def test_split_measures_only_the_test_share(project: Any, server: FakeLLM) -> No
     tp = sum(1 for t in test if t.startswith("hf") and int(t[2:]) < 16)
     assert cal["confusion"]["tp"] == tp
     assert "(not measured: 1 few-shot examples" in "\n".join(section(result))
+
+
+# --------------------------------------------------------------------------- the HTML page, in a browser
+
+HOSTILE = '<script>document.title="pwned"</script><img src=x onerror="document.body.id=\'pwned\'">'
+
+
+def calibrated_report() -> dict[str, Any]:
+    from pytest_failmodes.calibration import Pair, measure
+
+    pairs = [Pair(f"t{i}", "fail", "fail" if i < 18 else "pass", HOSTILE if i >= 18 else "ok", HOSTILE, ("all",))
+             for i in range(20)]
+    pairs += [Pair(f"p{i}", "pass", "pass", "fine", "", ("all",)) for i in range(30)]
+    cal = measure(pairs, {"all": (150, 40)}, resamples=200)
+    corrected = cal["corrected"]["all"]
+    return {
+        "schema": "pytest-failmodes/report", "version": 1, "generator": "test", "passed": True, "baseline": None,
+        "modes": [{
+            "key": "f.yaml::m", "name": "m", "file": "f.yaml", "line": 1, "description": "d", "detector": f"judge({HOSTILE})",
+            "gate": {}, "status": "ok", "breaches": [], "broken": None, "notes": [], "fingerprint": "", "skipped": 0,
+            "cohorts": [{"cohort": "all", "n": 150, "fails": 40, "errors": 0, "rate": 40 / 150, "ci_low": 0.2,
+                         "ci_high": 0.35, "limit": None, "small": False, "gated": False, "breach": None,
+                         "corrected": corrected}],
+            "calibration": {**cal, "source": HOSTILE, "excluded": {}, "split": None, "calibrate_only": False},
+            "traces": [],
+        }],
+    }
+
+
+def test_html_calibration_section_escapes_reasons_and_notes() -> None:
+    from html import escape
+
+    from pytest_failmodes.report.html import render_html
+
+    html = render_html(calibrated_report(), title="T")
+
+    assert HOSTILE not in html and escape(HOSTILE) in html
+    assert html.lower().count("<script") == 1
+    assert '<th scope="col">corrected</th><th scope="col">corr. 95% CI</th>' in html
+    assert "<td>t18</td><td>fail</td><td>pass</td>" in html
+
+
+def test_html_calibration_section_in_a_browser(tmp_path: Any) -> None:
+    from browser import dump_dom, find_chromium, parse_html
+
+    from pytest_failmodes.report.html import render_html
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium binary found; on Debian: apt-get install -y chromium")
+    page = tmp_path / "report.html"
+    page.write_text(render_html(calibrated_report(), title="T"), encoding="utf-8")
+
+    dom = parse_html(dump_dom(chromium, page.as_uri()))
+
+    assert dom.find("title").text == "T"  # no payload ran
+    assert dom.find_all(id="pwned") == []
+    assert [n.tag for n in dom.iter() if n.tag == "img"] == []
+    rows = dom.find("section", id="calibration").find_all("tr")
+    assert [td.text for td in rows[1].find_all("td")][:8] == ["all", "50", "20", "30", "18", "2", "0", "30"]
+    cells = [[td.text for td in tr.find_all("td")] for tr in rows if tr.find_all("td")]
+    assert ["t18", "fail", "pass", HOSTILE, HOSTILE] in cells
