@@ -371,6 +371,8 @@ def finish_mode(
     notes = []
     if partial is not None:
         notes.append(f"partial run: {partial[0]} of {partial[1]} traces ran, so the gates were not applied")
+    if calibrate_only and broken is None:
+        notes.append("calibration run: only the labelled traces were judged; the rates are theirs, and the gates were not applied")
     calibration = None
     labels = getattr(mode, "labels", None)
     if labels is not None and broken is None:
@@ -418,7 +420,7 @@ def _gate_on_corrected(gate: Gate, rows: list[CohortRow]) -> list[str]:
             why = c.get("reason") or "the labels allow no corrected rate"
             notes.append(f"gate_on_corrected: {row.cohort} is gated on the observed rate ({why})")
             continue
-        row.breach = "limit (corrected)" if figure > row.limit else None  # type: ignore[operator]
+        row.breach = "corrected limit" if figure > row.limit else None  # type: ignore[operator]
     return notes
 
 

@@ -218,7 +218,7 @@ def test_gate_on_corrected_gates_the_corrected_rate(project: Any, server: FakeLL
     breached = project.run("-k", "promised_refund")
     assert breached.ret == 1
     breached.stdout.fnmatch_lines([
-        f"  all: corrected {pct(THETA)} [[]*[]] > limit 20.0% (observed {FAILS}/{JUDGED} = {pct(FAILS / JUDGED)} [[]*[]])",
+        f"  all: corrected {pct(THETA)} > limit 20.0% (corrected {pct(THETA)} [[]*[]]; observed {FAILS}/{JUDGED} = {pct(FAILS / JUDGED)} [[]*[]])",
     ])
 
 
@@ -254,6 +254,8 @@ def test_calibrate_judges_only_the_labelled_traces_of_labelled_modes(project: An
     lines = section(result)
     assert cells(lines, "promised_refund", "all")[2:8] == ["60", "20/40", "16", "4", "4", "36"]
     assert "  only the labelled traces were judged (--failmodes-calibrate): no fail rate, no gate" in lines
+    result.stdout.fnmatch_lines(["note: promised_refund: calibration run: only the labelled traces were judged; "
+                                 "the rates are theirs, and the gates were not applied"])
     assert "corrected" not in project.summary(result)[1]
 
 

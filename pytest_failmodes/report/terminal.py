@@ -159,11 +159,13 @@ def breach_text(result: ModeResult, max_examples: int) -> str:
     for row in result.breached_rows:
         ci = row.ci
         observed = f"{row.fails}/{row.n} = {pct(row.rate)} [{pct(ci[0]) if ci else '-'}, {pct(ci[1]) if ci else '-'}]"
-        if row.breach == "limit (corrected)" and row.corrected:
+        if row.breach == "corrected limit" and row.corrected:
             c = row.corrected
+            figure = {"point": "corrected", "upper": "corrected upper bound", "lower": "corrected lower bound"}
+            value = {"point": c["rate"], "upper": c["ci_high"], "lower": c["ci_low"]}[result.gate.gate_on]
             lines.append(
-                f"  {row.cohort}: corrected {pct(c['rate'])} [{pct(c['ci_low'])}, {pct(c['ci_high'])}] "
-                f"> limit {pct(row.limit)} (observed {observed})"
+                f"  {row.cohort}: {figure[result.gate.gate_on]} {pct(value)} > limit {pct(row.limit)} "
+                f"(corrected {pct(c['rate'])} [{pct(c['ci_low'])}, {pct(c['ci_high'])}]; observed {observed})"
             )
             continue
         lines.append(f"  {row.cohort}: {observed} > limit {pct(row.limit)}")
