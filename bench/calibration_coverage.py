@@ -5,9 +5,10 @@ with a given TPR and TNR, and a random subset of the traces labelled by a
 person; ``p_obs`` is the judge's rate over all judged traces, as in a run.
 Two intervals for the Rogan-Gladen rate are computed from the same draws:
 
-- ours (pytest_failmodes.calibration.bootstrap_theta): resamples the labelled
-  pairs *and* the unlabelled verdicts;
-- the judgy method: resamples only the labelled pairs, ``p_obs`` held fixed.
+- ours (pytest_failmodes.calibration.bootstrap_theta): ``p_obs`` over every
+  judged trace; resamples the labelled pairs *and* the unlabelled verdicts;
+- the judgy method (its ``estimate_success_rate``): ``p_obs`` over the
+  unlabelled verdicts, held fixed; resamples only the labelled pairs.
 
 It prints how often each covers the true rate, and the mean widths (and the
 ratio of the widths, ours / judgy, measured in the same run).
@@ -26,21 +27,25 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_failmodes.calibration import bootstrap_theta, labelled_weights, percentile_interval  # noqa: E402
+from pytest_failmodes.calibration import bootstrap_theta, labelled_draws, percentile_interval  # noqa: E402
 
 CASES = [
     # (name, true rate, TPR, TNR, labelled, unlabelled)
     ("100 labelled + 1,000 unlabelled", 0.20, 0.85, 0.90, 100, 1000),
     ("50 labelled + 200 unlabelled", 0.20, 0.85, 0.90, 50, 200),
+    # not in the issue's list: many labels next to few unlabelled traces, where the
+    # sampling error of p_obs is as large as that of TPR and TNR
+    ("400 labelled + 400 unlabelled", 0.20, 0.85, 0.90, 400, 400),
 ]
 
 
 def judgy_interval(human: np.ndarray, judge: np.ndarray, p_obs: float, resamples: int, rng: np.random.Generator) -> tuple[float, float] | None:
-    """Resample the labelled pairs only; ``p_obs`` fixed at the run's observed rate."""
-    w = labelled_weights(len(human), resamples, rng).astype(float)
+    """Resample the labelled pairs only; ``p_obs`` (over the unlabelled verdicts) fixed."""
+    draws = labelled_draws(len(human), resamples, rng)
+    h, j = human[draws], judge[draws]
     with np.errstate(divide="ignore", invalid="ignore"):
-        tpr = (w @ (human & judge)) / (w @ human)
-        tnr = (w @ (~human & ~judge)) / (w @ ~human)
+        tpr = (h & j).sum(axis=1) / h.sum(axis=1)
+        tnr = (~h & ~j).sum(axis=1) / (~h).sum(axis=1)
         youden = tpr + tnr - 1
         theta = np.clip((p_obs + tnr - 1) / youden, 0.0, 1.0)
     ok = np.isfinite(theta) & (youden > 0)
@@ -62,7 +67,9 @@ def simulate(rate: float, tpr: float, tnr: float, n_lab: int, n_unl: int, reps: 
         mask[labelled] = True
         human, judge = human_all[mask], judge_all[mask]
         unl_fail, unl_n = int(judge_all[~mask].sum()), int((~mask).sum())
-        p_obs = judge_all.mean()  # over every judged trace
+        # judgy's estimate_success_rate(test_labels, test_preds, unlabeled_preds) takes the
+        # observed rate over the unlabelled verdicts and holds it fixed while it resamples
+        p_obs_unlabelled = unl_fail / unl_n
 
         thetas, _dropped = bootstrap_theta(human, judge, unl_fail, unl_n, resamples=resamples, seed=seed * 100_003 + rep)
         if len(thetas) >= resamples / 2:
@@ -71,7 +78,7 @@ def simulate(rate: float, tpr: float, tnr: float, n_lab: int, n_unl: int, reps: 
             out["ours_width"].append(high - low)
         else:
             out["ours_none"].append(1.0)
-        judgy = judgy_interval(human, judge, p_obs, resamples, rng)
+        judgy = judgy_interval(human, judge, p_obs_unlabelled, resamples, rng)
         if judgy is not None:
             out["judgy_cover"].append(float(judgy[0] <= rate <= judgy[1]))
             out["judgy_width"].append(judgy[1] - judgy[0])

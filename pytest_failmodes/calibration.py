@@ -108,15 +108,15 @@ def bootstrap_theta(
     in_cohort: Sequence[bool] | Any | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
-    weights: Any = None,
+    draws: Any = None,
 ) -> tuple[Any, int]:
     """Bootstrap draws of the corrected rate: ``(thetas, dropped)``.
 
     ``human``/``judge``: the labelled pairs (True = FAIL). ``unlabelled_*``:
     the detector's verdicts on the other traces of the cohort. ``in_cohort``
     marks the pairs that belong to the cohort (all of them by default): they
-    count in ``p_obs`` too. ``weights`` (resamples x pairs multinomial counts)
-    lets cohorts share one draw of the labelled set. Resamples where a class
+    count in ``p_obs`` too. ``draws`` (:func:`labelled_draws`) lets cohorts
+    share one resampling of the labelled set. Resamples where a class
     drew no label, or TPR + TNR <= 1, have no estimate and are dropped; their
     number is returned so the caller can say so.
     """
@@ -126,19 +126,21 @@ def bootstrap_theta(
     j = np.asarray(judge, dtype=bool)
     member = np.ones_like(h) if in_cohort is None else np.asarray(in_cohort, dtype=bool)
     rng = np.random.default_rng(seed)
-    if weights is None:
-        weights = labelled_weights(len(h), resamples, rng)
-    w = weights.astype(float)
-    tp = w @ (h & j)
-    pos = w @ h
-    tn = w @ (~h & ~j)
-    neg = w @ ~h
-    lab_fail = w @ (member & j)
-    lab_n = w @ member
+    if draws is None:
+        draws = labelled_draws(len(h), resamples, rng)
+    count = _counter(draws)
+    tp = count(h & j)
+    pos = count(h)
+    tn = count(~h & ~j)
+    neg = count(~h)
+    lab_fail = count(member & j)
+    lab_n = count(member)
+    rows = draws.shape[0]
     if unlabelled_n > 0:
-        unl_fail = rng.binomial(unlabelled_n, unlabelled_fails / unlabelled_n, size=w.shape[0])
+        # drawing the unlabelled verdicts again with replacement: the fails among them are binomial
+        unl_fail = rng.binomial(unlabelled_n, unlabelled_fails / unlabelled_n, size=rows)
     else:
-        unl_fail = np.zeros(w.shape[0])
+        unl_fail = np.zeros(rows)
     with np.errstate(divide="ignore", invalid="ignore"):
         tpr = tp / pos
         tnr = tn / neg
@@ -149,13 +151,20 @@ def bootstrap_theta(
     return theta[ok], int((~ok).sum())
 
 
-def labelled_weights(n: int, resamples: int, rng: Any) -> Any:
-    """How often each labelled pair is drawn in each resample (a multinomial per row)."""
-    import numpy as np
+def labelled_draws(n: int, resamples: int, rng: Any) -> Any:
+    """Indices of the labelled pairs drawn with replacement: one row of ``n`` per resample."""
+    return rng.integers(0, max(n, 1), size=(resamples, n))
 
-    if n == 0:
-        return np.zeros((resamples, 0), dtype=np.int64)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
+
+def _counter(draws: Any) -> Any:
+    """``count(mask)``: per resample, how many drawn pairs have ``mask`` set."""
+
+    def count(mask: Any) -> Any:
+        if draws.shape[1] == 0:
+            return draws.sum(axis=1).astype(float)
+        return mask[draws].sum(axis=1).astype(float)
+
+    return count
 
 
 def percentile_interval(draws: Any, level: float = 0.95) -> tuple[float, float]:
@@ -234,7 +243,7 @@ def measure(
     if not correct:
         return out
     rng = np.random.default_rng(seed)
-    weights = labelled_weights(len(pairs), resamples, rng)
+    draws = labelled_draws(len(pairs), resamples, rng)
     for i, (cohort, (n, fails)) in enumerate(cohort_counts.items()):
         member = np.array([cohort in p.cohorts for p in pairs], dtype=bool)
         lab_n = int(member.sum())
@@ -254,7 +263,7 @@ def measure(
             continue
         entry["rate"] = corrected_rate(fails, n, tp, fn, tn, fp)
         thetas, dropped = bootstrap_theta(
-            human, judge, unl_fail, unl_n, in_cohort=member, weights=weights, seed=seed + 1 + i
+            human, judge, unl_fail, unl_n, in_cohort=member, draws=draws, seed=seed + 1 + i
         )
         entry["dropped"] = dropped
         if len(thetas) < resamples / 2:
