@@ -297,7 +297,16 @@ class FailmodesSession:
             write_report(Path(base, save), self.ordered_results())
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.results:
+        if self.is_worker:
+            return
+        if not self.results and self.config.getoption(opt.dest(opt.CALIBRATE)):
+            terminalreporter.section("failure modes")
+            terminalreporter.write_line(
+                f"{opt.CALIBRATE}: no failure mode has human labels to measure its detector against; "
+                "add labels: to a mode or a labels file (docs/calibration.md)"
+            )
+            return
+        if not self.results:
             return
         from .report.terminal import detection_lines, summary_lines
 

@@ -437,3 +437,16 @@ def test_html_calibration_section_in_a_browser(tmp_path: Any) -> None:
     assert [td.text for td in rows[1].find_all("td")][:8] == ["all", "50", "20", "30", "18", "2", "0", "30"]
     cells = [[td.text for td in tr.find_all("td")] for tr in rows if tr.find_all("td")]
     assert ["t18", "fail", "pass", HOSTILE, HOSTILE] in cells
+
+
+def test_calibrate_without_any_labels_says_what_to_add(project: Any, server: FakeLLM) -> None:
+    write(project, server, labels="")
+
+    result = project.run("--failmodes-calibrate")
+
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert server.call_count == 0
+    result.stdout.fnmatch_lines([
+        "--failmodes-calibrate: no failure mode has human labels to measure its detector against; "
+        "add labels: to a mode or a labels file (docs/calibration.md)",
+    ])
