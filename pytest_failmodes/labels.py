@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DefinitionError
+from .errors import DefinitionError, did_you_mean
 from .trace import MISSING, Trace
 
 __all__ = ["HumanLabels", "load_labels_file", "split_of", "SPLITS", "MEASURE"]
@@ -155,8 +155,6 @@ def load_labels_file(path: Path, shown: str, modes: Mapping[str, Any]) -> dict[s
             raise error(f"expected an object {{id, mode, verdict, note?}}, got {type(row).__name__}")
         for key in row:
             if key not in ("id", "mode", "verdict", "note"):
-                from .errors import did_you_mean
-
                 raise error(f"unknown key {key!r}{did_you_mean(str(key), ['id', 'mode', 'verdict', 'note'])}", str(key))
         for key in ("id", "mode", "verdict"):
             if key not in row:
@@ -165,8 +163,6 @@ def load_labels_file(path: Path, shown: str, modes: Mapping[str, Any]) -> dict[s
         if isinstance(tid, bool) or not isinstance(tid, (str, int)) or str(tid) == "":
             raise error("a trace id is a non-empty string or a number", "id")
         if not isinstance(mode, str) or mode not in modes:
-            from .errors import did_you_mean
-
             hint = did_you_mean(str(mode), list(modes)) if isinstance(mode, str) else ""
             raise error(f"no failure mode named {mode!r} in this definition file{hint}", "mode")
         if verdict not in ("fail", "pass"):
