@@ -119,6 +119,10 @@ def _fixture_signature(func: Callable[..., Any] | None) -> Callable[..., None]:
 
 def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | None) -> Iterator[pytest.Item]:
     callobj = _fixture_signature(func)
+    calibrate = parent.config.getoption(opt.dest(opt.CALIBRATE))
+    if calibrate:
+        # a calibration run measures detectors against labels: modes without labels have nothing to measure
+        suite = dataclasses.replace(suite, modes=tuple(m for m in suite.modes if m.labels is not None))
     if not parent.config.getoption(opt.dest(opt.PER_TRACE)):
         for mode in suite.modes:
             yield ModeItem.from_parent(parent, name=mode.name, callobj=callobj, suite=suite, mode=mode, func=func)
@@ -137,6 +141,8 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
         raise parent.CollectError(str(exc)) from None
     for mode in suite.modes:
         selected = [(i, t) for i, t in enumerate(traces) if mode.where is None or mode.where(t)]
+        if calibrate:
+            selected = [(i, t) for i, t in selected if mode.labels.human(t)[0] is not None]  # type: ignore[union-attr]
         where_skipped = len(traces) - len(selected)
         for index, trace in selected:
             yield TraceItem.from_parent(
@@ -295,6 +301,7 @@ class ModeItem(_FailmodesItem):
             progress=session.progress(f"judging {', '.join(models)}") if models else None,
             track_members=session.tracks_members,
             samples=session.samples,
+            calibrate_only=bool(self.config.getoption(opt.dest(opt.CALIBRATE))),
         ).modes
 
     def _run_target(self, session: FailmodesSession) -> tuple[list[Trace], dict[str, str]]:
@@ -365,6 +372,10 @@ class TraceItem(_FailmodesItem):
             if verdict.status in (FAIL, ERROR) and _session(self.config).samples
             else None,
         }
+        if self.mode.labels is not None:
+            human, note = self.mode.labels.human(self.trace)
+            if human is not None:
+                self.failmodes_payload["human"] = [human, note, self.mode.labels.role(self.trace)]
         if verdict.status == FAIL:
             raise Detected(f"DETECTED {self.mode.name} in {self.trace.id}: {verdict.reason}")
         if verdict.status == ERROR:

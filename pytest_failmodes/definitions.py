@@ -66,6 +66,8 @@ class GateDef(_Strict):
     min_cohort_size: int | None = Field(default=None, ge=0)
     cohort_limits: dict[str, float] = Field(default_factory=dict)
     min_increase: float | None = Field(default=None, ge=0.0, lt=1.0)
+    #: gate on the judge-error-corrected rate (a mode with human labels; see docs/calibration.md)
+    gate_on_corrected: bool | None = None
 
     @field_validator("cohort_limits")
     @classmethod
@@ -103,6 +105,37 @@ class LabelDef(_Strict):
     field: str = Field(min_length=1)
     fail_values: list[str | int | bool] = Field(min_length=1)
     pass_values: list[str | int | bool] | None = None
+
+
+class LabelsFileDef(_Strict):
+    """``labels:`` at file level: a file of human verdicts ``{id, mode, verdict, note?}``."""
+
+    path: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+
+class CalibrationDef(_Strict):
+    """``calibration:``: how labelled traces are split and resampled."""
+
+    split: dict[Literal["train", "dev", "test"], float] | None = None
+    use: Literal["train", "dev", "test"] | list[Literal["train", "dev", "test"]] = "test"
+    resamples: int = Field(default=2000, ge=100, le=100_000)
+    seed: int = 0
+
+    @field_validator("split")
+    @classmethod
+    def _shares(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        if any(not 0.0 <= v <= 1.0 for v in value.values()):
+            raise ValueError("split shares are between 0 and 1")
+        if abs(sum(value.values()) - 1.0) > 1e-9:
+            raise ValueError(f"split shares must add up to 1, got {sum(value.values()):g}")
+        return value
 
 
 class ExampleDef(_Strict):
@@ -173,6 +206,8 @@ class ModeDef(_Strict):
     where: dict[str, Any] | None = None
     rule: dict[str, Any] | None = None
     label: LabelDef | None = None
+    #: human verdicts in a dataset column, to measure this mode's detector
+    labels: LabelDef | None = None
     detector: str | None = None
     judge: JudgeDef | None = None
     max_fail_rate: float | None = Rate
@@ -222,6 +257,8 @@ class FileDef(_Strict):
     gate: GateDef = Field(default_factory=GateDef)
     judge: JudgeDef = Field(default_factory=JudgeDef)
     target: TargetDef | None = None
+    labels: LabelsFileDef | None = None
+    calibration: CalibrationDef | None = None
     failure_modes: list[ModeDef] = Field(min_length=1)
 
     @field_validator("judge")
@@ -370,6 +407,13 @@ def suite_from_mapping(
             raise error("a cohort is a field name or a non-empty list of field names", ("cohorts", i))
         cohorts.append(group)
 
+    labels_file: dict[str, dict[str, tuple[str, str]]] = {}
+    if fdef.labels is not None:
+        from .labels import load_labels_file
+
+        lpath = base / fdef.labels.path
+        labels_file = load_labels_file(lpath, _shown_beside(shown, fdef.labels.path), {m.name: m for m in fdef.failure_modes})
+
     modes = []
     for i, m in enumerate(fdef.failure_modes):
         at: Path_ = ("failure_modes", i)
@@ -397,6 +441,12 @@ def suite_from_mapping(
             assert m.detector is not None
             detector = FixtureRef(m.detector)
         gate = _merge_gate(fdef.gate, m)
+        if m.labels is not None and m.name in labels_file:
+            raise error(
+                f"{m.name!r} has labels here and in {fdef.labels.path}: give its labels in one place",  # type: ignore[union-attr]
+                (*at, "labels"),
+            )
+        human = _human_labels(m, labels_file.get(m.name), fdef)
         modes.append(
             ModeSpec(
                 name=m.name,
@@ -408,6 +458,7 @@ def suite_from_mapping(
                 gate=gate,
                 order=i,
                 fingerprint=_fingerprint(m, fdef.judge),
+                labels=human,
             )
         )
     target = None
@@ -416,6 +467,39 @@ def suite_from_mapping(
 
         target = TargetSpec(fdef.target.fixture, fdef.target.cache, fdef.target.version)
     return Suite(source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target)
+
+
+def _shown_beside(shown: str, relative: str) -> str:
+    """A file named in a definition file, shown as the user sees the definition file."""
+    parent = Path(shown).parent
+    return (parent / relative).as_posix() if str(parent) != "." else relative
+
+
+def _human_labels(mode: ModeDef, rows: dict[str, tuple[str, str]] | None, fdef: FileDef) -> Any:
+    """The mode's human labels (column or labels file), or None when it has none."""
+    if mode.labels is None and rows is None:
+        return None
+    from .labels import SPLITS, HumanLabels, content_key
+
+    cal = fdef.calibration or CalibrationDef()
+    examples = frozenset(content_key(e.input, e.output) for e in (mode.judge.examples if mode.judge else ()))
+    common: dict[str, Any] = {
+        "examples": examples,
+        "split": tuple(cal.split.get(s, 0.0) for s in SPLITS) if cal.split else None,
+        "use": (cal.use,) if isinstance(cal.use, str) else tuple(cal.use),
+        "resamples": cal.resamples,
+        "seed": cal.seed,
+    }
+    if mode.labels is not None:
+        return HumanLabels(
+            source=f"field {mode.labels.field}",
+            field=mode.labels.field,
+            fail_values=frozenset(_as_text(v) for v in mode.labels.fail_values),
+            pass_values=frozenset(_as_text(v) for v in mode.labels.pass_values) if mode.labels.pass_values is not None else None,
+            **common,
+        )
+    assert fdef.labels is not None
+    return HumanLabels(source=fdef.labels.path, by_id=rows or {}, **common)
 
 
 def _judge(mode: ModeDef, defaults: JudgeDef) -> Any:
@@ -457,7 +541,7 @@ def _fingerprint(mode: ModeDef, judge_defaults: JudgeDef) -> str:
 
     from .judge import ENV_MODEL
 
-    data = mode.model_dump(mode="json", exclude={"max_fail_rate", "gate"})
+    data = mode.model_dump(mode="json", exclude={"max_fail_rate", "gate", "labels"})
     if mode.judge is not None:
         data["judge_defaults"] = judge_defaults.model_dump(mode="json")
         if os.environ.get(ENV_MODEL):
@@ -470,7 +554,7 @@ def _merge_gate(file_gate: GateDef, mode: ModeDef) -> Gate:
     values: dict[str, Any] = {}
     limits: dict[str, float] = {}
     for layer in layers:
-        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size", "min_increase"):
+        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size", "min_increase", "gate_on_corrected"):
             v = getattr(layer, key)
             if v is not None:
                 values[key] = v

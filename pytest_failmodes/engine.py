@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .detectors import Detector
     from .detectors.python import FixtureRef
     from .judge import ModelContext
+    from .labels import HumanLabels
     from .target import TargetSpec
     from .trace import Trace
     from .where import Where
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 ALL = "all"
+#: a labelled trace during a pass: (index, human verdict, note, role, cohort keys)
+Labelled = tuple[int, str, str, str, list[str]]
 MISSING_VALUE = "(missing)"
 #: one status byte per trace in ModeResult.codes
 CODE_OF_STATUS = {PASS: "P", FAIL: "F", ERROR: "E", SKIP: "S"}
@@ -58,6 +61,8 @@ class Gate:
     cohort_limits: Mapping[str, float] = field(default_factory=dict)
     #: a regression against a baseline needs at least this absolute increase (None: the run's default)
     min_increase: float | None = None
+    #: gate on the judge-error-corrected rate where the mode has one (human labels)
+    gate_on_corrected: bool = False
 
     def limit_for(self, cohort: str) -> float | None:
         return self.cohort_limits.get(cohort, self.max_fail_rate)
@@ -70,6 +75,7 @@ class Gate:
             "min_cohort_size": self.min_cohort_size,
             "cohort_limits": dict(self.cohort_limits),
             "min_increase": self.min_increase,
+            "gate_on_corrected": self.gate_on_corrected,
         }
 
     @classmethod
@@ -91,6 +97,8 @@ class ModeSpec:
     order: int = 0
     #: hash of the mode's definition: a baseline of another definition is not compared
     fingerprint: str = ""
+    #: human verdicts that measure the detector (calibration), if any
+    labels: HumanLabels | None = None
 
     @property
     def key(self) -> str:
@@ -155,6 +163,8 @@ class CohortRow:
     small: bool
     gated: bool
     breach: str | None  # None, "limit"
+    #: the judge-error-corrected rate of a mode with human labels: rate, ci_low, ci_high, reason
+    corrected: dict[str, Any] | None = None
 
     @property
     def rate(self) -> float | None:
@@ -178,6 +188,7 @@ class CohortRow:
             "small": self.small,
             "gated": self.gated,
             "breach": self.breach,
+            **({"corrected": self.corrected} if self.corrected is not None else {}),
         }
 
 
@@ -259,6 +270,8 @@ class ModeResult:
     #: trace id -> {"input", "output"} excerpts of the first failing or erroring traces,
     #: kept only for reports that show them (the HTML report)
     samples: dict[str, dict[str, str]] | None = None
+    #: the detector measured against human labels (calibration.measure), if the mode has labels
+    calibration: dict[str, Any] | None = None
 
     @property
     def errors(self) -> int:
@@ -309,12 +322,16 @@ class ModeResult:
             "fingerprint": self.fingerprint,
             "members": self.members,
             "samples": self.samples,
+            "calibration": self.calibration,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModeResult:
         rows = [
-            CohortRow(r["cohort"], r["n"], r["fails"], r["errors"], r["limit"], r["small"], r["gated"], r["breach"])
+            CohortRow(
+                r["cohort"], r["n"], r["fails"], r["errors"], r["limit"], r["small"], r["gated"], r["breach"],
+                r.get("corrected"),
+            )
             for r in d["rows"]
         ]
         return cls(
@@ -336,6 +353,7 @@ class ModeResult:
             fingerprint=d.get("fingerprint", ""),
             members=d.get("members"),
             samples=d.get("samples"),
+            calibration=d.get("calibration"),
         )
 
 
@@ -353,17 +371,32 @@ def finish_mode(
     partial: tuple[int, int] | None = None,
     members: dict[str, list[int]] | None = None,
     samples: dict[str, dict[str, str]] | None = None,
+    labelled: list[Labelled] | None = None,
+    calibrate_only: bool = False,
 ) -> ModeResult:
     """Aggregate counts into rows and gate decisions (shared by every way of running).
 
     ``partial`` = (traces run, traces the mode applies to) when only some of a
     mode's traces ran (``-k`` or ``--lf`` on per-trace items): a rate over a
     hand-picked subset says nothing about the mode, so its gates are not applied.
+    ``labelled``: the mode's human-labelled traces, measured against its verdicts
+    (``calibrate_only``: only they were judged, so there is no rate to gate).
     """
-    rows = agg.rows(mode.gate, apply=partial is None) if broken is None else []
+    rows = agg.rows(mode.gate, apply=partial is None and not calibrate_only) if broken is None else []
     notes = []
     if partial is not None:
         notes.append(f"{PARTIAL_NOTE}{partial[0]} of {partial[1]} traces ran, so the gates were not applied")
+    if calibrate_only and broken is None:
+        notes.append("calibration run: only the labelled traces were judged; the rates are theirs, and the gates were not applied")
+    calibration = None
+    labels = getattr(mode, "labels", None)
+    if labels is not None and broken is None:
+        from .labels import measure_mode
+
+        calibration = measure_mode(labels, labelled or [], ids, codes, details, rows, calibrate_only=calibrate_only)
+        notes.extend(calibration.pop("notes"))
+        if mode.gate.gate_on_corrected and not calibrate_only:
+            notes.extend(_gate_on_corrected(mode.gate, rows))
     seen = {row.cohort for row in rows}
     for cohort in mode.gate.cohort_limits:
         if broken is None and cohort not in seen:
@@ -387,7 +420,24 @@ def finish_mode(
         fingerprint=getattr(mode, "fingerprint", ""),
         members=members,
         samples=samples,
+        calibration=calibration,
     )
+
+
+def _gate_on_corrected(gate: Gate, rows: list[CohortRow]) -> list[str]:
+    """Decide the gated rows on the corrected rate; a row without one keeps the observed rate, and says so."""
+    notes = []
+    for row in rows:
+        if not row.gated:
+            continue
+        c = row.corrected or {}
+        figure = c.get("rate") if gate.gate_on == "point" else c.get("ci_high" if gate.gate_on == "upper" else "ci_low")
+        if figure is None:
+            why = c.get("reason") or "the labels allow no corrected rate"
+            notes.append(f"gate_on_corrected: {row.cohort} is gated on the observed rate ({why})")
+            continue
+        row.breach = "corrected limit" if figure > row.limit else None  # type: ignore[operator]
+    return notes
 
 
 @dataclass
@@ -408,6 +458,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     track_members: bool = False,
     samples: int = 0,
+    calibrate_only: bool = False,
 ) -> SuiteResult:
     """Evaluate the suite's modes over its dataset in one streaming pass.
 
@@ -425,6 +476,9 @@ def evaluate(
     ``track_members`` records which traces make each cohort; ``samples`` keeps
     the input and output (cut to :data:`SAMPLE_CHARS`) of up to that many
     failing or erroring traces per mode, for reports that show them.
+
+    Modes with human labels record which traces are labelled, to measure their
+    detector; ``calibrate_only`` judges only those traces.
     """
     from .dataset import iter_traces
 
@@ -456,6 +510,10 @@ def evaluate(
                 lv.agg.skipped += 1
                 lv.codes.append(_SKIP)
                 continue
+            if lv.labels is not None and not lv.label(idx, trace, keys) and calibrate_only:
+                lv.agg.skipped += 1
+                lv.codes.append(_SKIP)
+                continue
             if unproduced is not None:
                 lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"), trace=trace)
                 continue
@@ -482,6 +540,7 @@ def evaluate(
         results[lv.mode.name] = finish_mode(
             lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details, members=lv.members,
             samples=lv.samples if lv.want else None,
+            labelled=lv.labelled, calibrate_only=calibrate_only,
         )
     for mode in modes:
         if mode.name in broken:
@@ -495,7 +554,10 @@ _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")
 class _Live:
     """One mode during a pass: its detector and what it has found so far."""
 
-    __slots__ = ("mode", "where", "detector", "ctx", "agg", "codes", "details", "members", "want", "samples")
+    __slots__ = (
+        "mode", "where", "detector", "ctx", "agg", "codes", "details", "members", "want", "samples",
+        "labels", "labelled", "keep",
+    )
 
     def __init__(
         self,
@@ -515,6 +577,19 @@ class _Live:
         self.members: dict[str, list[int]] | None = {} if track else None
         self.want = samples
         self.samples: dict[str, dict[str, str]] = {}
+        self.labels = getattr(mode, "labels", None)
+        self.labelled: list[Labelled] = []
+        self.keep: set[int] = set()  # labelled traces: their reasons are kept even when they pass
+
+    def label(self, idx: int, trace: Trace, keys: list[str]) -> bool:
+        """Record the trace's human label, if it has one."""
+        assert self.labels is not None
+        human, note = self.labels.human(trace)
+        if human is None:
+            return False
+        self.labelled.append((idx, human, note, self.labels.role(trace), keys))
+        self.keep.add(idx)
+        return True
 
     def record(
         self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False, trace: Trace | None = None
@@ -529,7 +604,7 @@ class _Live:
             self.codes[idx] = code  # one code per trace, in dataset order
         else:
             self.codes.append(code)
-        if status != PASS:
+        if status != PASS or idx in self.keep:
             self.details[idx] = [verdict.reason, verdict.evidence]
             if trace is not None and status in (FAIL, ERROR) and len(self.samples) < self.want:
                 self.samples[trace.id] = trace_excerpt(trace)

@@ -22,6 +22,7 @@ ALPHA = "--failmodes-alpha"
 MIN_INCREASE = "--failmodes-min-increase"
 MARKDOWN = "--failmodes-markdown"
 HTML = "--failmodes-html"
+CALIBRATE = "--failmodes-calibrate"
 #: where --failmodes-save-baseline writes when given no path (relative to the rootdir)
 DEFAULT_BASELINE = ".failmodes/baseline.json"
 

@@ -193,6 +193,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Write a self-contained HTML report (heat map, table, failing traces) to PATH.",
     )
+    group.addoption(
+        opt.CALIBRATE,
+        action="store_true",
+        dest=opt.dest(opt.CALIBRATE),
+        default=False,
+        help="Only measure detectors against their human labels: run the modes that have labels, on the labelled traces, and print the judge report.",
+    )
     parser.addini("failmodes_cache_dir", "failmodes: directory of cached model-call results (the option wins).", default=None)
     parser.addini("failmodes_max_concurrency", "failmodes: model calls in flight at once (the option wins).", default="8")
 

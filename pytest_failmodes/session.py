@@ -220,6 +220,7 @@ class FailmodesSession:
             "fingerprint": mode.fingerprint,
             "where_skipped": where_skipped,
             "applicable": applicable,
+            "labels": mode.labels.to_dict() if mode.labels is not None else None,
         }
 
     # -- hooks --------------------------------------------------------------------------
@@ -296,7 +297,16 @@ class FailmodesSession:
             write_report(Path(base, save), self.ordered_results())
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.results:
+        if self.is_worker:
+            return
+        if not self.results and self.config.getoption(opt.dest(opt.CALIBRATE)):
+            terminalreporter.section("failure modes")
+            terminalreporter.write_line(
+                f"{opt.CALIBRATE}: no failure mode has human labels to measure its detector against; "
+                "add labels: to a mode or a labels file (docs/calibration.md)"
+            )
+            return
+        if not self.results:
             return
         from .report.terminal import detection_lines, summary_lines
 
@@ -308,6 +318,12 @@ class FailmodesSession:
             # per-trace detections are results, not crashes: pytest lists them nowhere else
             limit = self.config.getoption(opt.dest(opt.MAX_EXAMPLES))
             for line in detection_lines([r for r in results if r.key in self._trace_rows], limit):
+                terminalreporter.write_line(line)
+        if any(r.calibration is not None for r in results):
+            from .report.calibration import calibration_lines
+
+            terminalreporter.write_line("")
+            for line in calibration_lines(results, self.config.getoption(opt.dest(opt.MAX_EXAMPLES))):
                 terminalreporter.write_line(line)
         if self.model_stats:
             from .report.terminal import model_lines
@@ -425,12 +441,16 @@ class FailmodesSession:
             codes = []
             members: dict[str, list[int]] = {}
             samples: dict[str, dict[str, str]] = {}
+            labelled = []
             for i, row in enumerate(rows):
                 if row.get("sample") and len(samples) < self.samples:
                     samples[row["id"]] = row["sample"]
                 agg.add(row["cohorts"], row["status"])
                 codes.append(CODE_OF_STATUS[row["status"]])
-                if row["status"] != "pass":
+                if row.get("human"):
+                    human, note, role = row["human"]
+                    labelled.append((i, human, note, role, row["cohorts"]))
+                if row["status"] != "pass" or row.get("human"):
                     details[i] = [row["reason"], row["evidence"]]
                 if row["status"] in ("pass", "fail"):
                     for cohort in row["cohorts"]:
@@ -442,6 +462,7 @@ class FailmodesSession:
                 mode, agg, [r["id"] for r in rows], "".join(codes), details, partial=partial,
                 members=members if self.tracks_members else None,
                 samples=samples if self.samples else None,
+                labelled=labelled, calibrate_only=bool(self.config.getoption(opt.dest(opt.CALIBRATE))),
             )
             self.results[key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)
@@ -499,6 +520,13 @@ class _SpecView:
         self.detector = _Repr(spec["detector"])
         self.gate = Gate.from_dict(spec["gate"])
         self.fingerprint = spec.get("fingerprint", "")
+        labels = spec.get("labels")
+        if labels is not None:
+            from .labels import HumanLabels
+
+            self.labels: Any = HumanLabels.from_dict(labels)
+        else:
+            self.labels = None
 
 
 class _Repr:

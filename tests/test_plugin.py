@@ -760,6 +760,10 @@ failure-mode regression testing (pytest-failmodes):
   --failmodes-html=PATH
                         Write a self-contained HTML report (heat map, table,
                         failing traces) to PATH.
+  --failmodes-calibrate
+                        Only measure detectors against their human labels: run
+                        the modes that have labels, on the labelled traces, and
+                        print the judge report.
 """
 
 

@@ -77,6 +77,7 @@ def test_report_mode_and_cohort_figures(reported) -> None:
         "min_cohort_size": 5,
         "cohort_limits": {},
         "min_increase": None,
+        "gate_on_corrected": False,
     }
     # billing 2/6 = 33.3% > 30%
     assert leaks["status"] == "breached"

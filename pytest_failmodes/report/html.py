@@ -85,6 +85,7 @@ def render_html(
         *page.baseline_section(),
         *page.heatmap_section(),
         *page.summary_section(),
+        *page.calibration_section(),
         *page.traces_section(),
         "</main>",
         f"<script>{_SCRIPT}</script>",
@@ -92,6 +93,10 @@ def render_html(
         "</html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _ci_text(ci: Sequence[float] | None) -> str:
+    return f"{pct(ci[0])} – {pct(ci[1])}" if ci else "-"
 
 
 def _e(value: Any) -> str:
@@ -206,6 +211,8 @@ class _Page:
                 self.comps[(key, str(comp.get("cohort")))] = _with_base_rate(comp)
         self.has_comps = bool(self.comps)
         self.has_errors = any(row.get("errors") for m in self.modes for row in m.get("cohorts", []))
+        self.calibrated = [m for m in self.modes if isinstance(m.get("calibration"), Mapping)]
+        self.has_corrected = any(isinstance(row.get("corrected"), Mapping) for m in self.modes for row in m.get("cohorts", []))
 
     # -- header ------------------------------------------------------------------------
 
@@ -236,6 +243,8 @@ class _Page:
         links = [("heatmap", "Heat map"), ("summary", "Summary table"), ("traces", "Failing traces")]
         if self.has_comps:
             links.insert(0, ("baseline", "Baseline"))
+        if self.calibrated:
+            links.insert(-1, ("calibration", "Judge calibration"))
         yield "<nav>" + " ".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
         yield "</header>"
 
@@ -324,7 +333,9 @@ class _Page:
         return ("ok", "ok") if row.get("gated") else ("not gated", "muted")
 
     def summary_section(self) -> Iterator[str]:
-        head = ["mode", "cohort", "n", "fails", "rate", "95% CI", "limit"]
+        head = ["mode", "cohort", "n", "fails", "rate", "95% CI"]
+        head += ["corrected", "corr. 95% CI"] if self.has_corrected else []
+        head += ["limit"]
         head += ["errors"] if self.has_errors else []
         head += ["baseline", "Δ", "p (adj.)"] if self.has_comps else []
         head += ["gate"]
@@ -385,8 +396,15 @@ class _Page:
             f'<td class="num">{_e(row.get("fails"))}</td>',
             f'<td class="num rate">{_e(pct(row.get("rate")))}</td>',
             f'<td class="num ci">{_e(f"{pct(lo)} – {pct(hi)}" if lo is not None else "-")}</td>',
-            f'<td class="num">{_e(pct(row.get("limit")))}</td>',
         ]
+        if self.has_corrected:
+            c = row.get("corrected") if isinstance(row.get("corrected"), Mapping) else {}
+            clo, chi = c.get("ci_low"), c.get("ci_high")
+            cells += [
+                f'<td class="num rate">{_e(pct(c.get("rate")))}</td>',
+                f'<td class="num ci">{_e(f"{pct(clo)} – {pct(chi)}" if clo is not None else "-")}</td>',
+            ]
+        cells.append(f'<td class="num">{_e(pct(row.get("limit")))}</td>')
         if self.has_errors:
             cells.append(f'<td class="num">{_e(row.get("errors", 0))}</td>')
         if self.has_comps:
@@ -403,6 +421,73 @@ class _Page:
             f'<td class="num delta {css}">{f"{arrow} " if arrow else ""}{_e(_pp(comp.get("delta")))}</td>',
             f'<td class="num">{_e(_p(comp.get("p_adjusted")))}</td>',
         ]
+
+    # -- judge calibration -------------------------------------------------------------
+
+    def calibration_section(self) -> Iterator[str]:
+        """Each labelled mode's detector against the human labels: counts, TPR, TNR, disagreements."""
+        if not self.calibrated:
+            return
+        yield '<section id="calibration">'
+        yield "<h2>Judge calibration</h2>"
+        yield (
+            '<p class="hint">Detector verdicts against human labels. TPR: the share of traces a person '
+            "labelled FAIL that the detector calls FAIL; TNR: the share labelled PASS that it calls PASS "
+            "(95% Wilson intervals). The corrected fail rate undoes the detector's errors "
+            "(Rogan-Gladen), with a bootstrap interval over labelled and unlabelled traces.</p>"
+        )
+        head = ["cohort", "labels", "human FAIL", "human PASS", "TP", "FN", "FP", "TN", "TPR", "95% CI", "TNR", "95% CI"]
+        for mode in self.calibrated:
+            c = mode["calibration"]
+            yield f'<section class="calibration" id="calibration-{self._mode_index(mode["key"])}">'
+            yield (
+                f"<h3>{_e(self.label[mode['key']])}</h3>"
+                f'<p class="hint">{_e(mode.get("detector"))} against {_e(c.get("labelled"))} labels from '
+                f"{_e(c.get('source'))}</p>"
+            )
+            yield '<div class="scroll"><table class="summary">'
+            yield "<thead><tr>" + "".join(f'<th scope="col">{_e(h)}</th>' for h in head) + "</tr></thead><tbody>"
+            for cohort, part in [(_ALL, c), *[(k.get("cohort"), k) for k in c.get("cohorts") or []]]:
+                m = part.get("confusion") or {}
+                counts = [m.get(k, 0) for k in ("tp", "fn", "fp", "tn")]
+                cells = [cohort, sum(counts), m.get("tp", 0) + m.get("fn", 0), m.get("tn", 0) + m.get("fp", 0), *counts]
+                yield (
+                    "<tr>" + f'<td class="cohort">{_e(cells[0])}</td>'
+                    + "".join(f'<td class="num">{_e(v)}</td>' for v in cells[1:])
+                    + f'<td class="num rate">{_e(pct(part.get("tpr")))}</td><td class="num ci">{_e(_ci_text(part.get("tpr_ci")))}</td>'
+                    + f'<td class="num rate">{_e(pct(part.get("tnr")))}</td><td class="num ci">{_e(_ci_text(part.get("tnr_ci")))}</td>'
+                    + "</tr>"
+                )
+            yield "</tbody></table></div>"
+            notes = [f"warning: {w}" for w in c.get("warnings") or []]
+            excluded = c.get("excluded") or {}
+            if excluded:
+                notes.append("not measured: " + ", ".join(f"{n} {k}" for k, n in excluded.items()))
+            entry = (c.get("corrected") or {}).get(_ALL)
+            if isinstance(entry, Mapping) and entry.get("rate") is not None:
+                ci = [entry["ci_low"], entry["ci_high"]] if entry.get("ci_low") is not None else None
+                notes.append(f"corrected fail rate (all): {pct(entry['rate'])} {_ci_text(ci)}")
+            elif isinstance(entry, Mapping):
+                notes.append(f"corrected fail rate (all): none: {entry.get('reason')}")
+            if notes:
+                yield "<ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
+            dis = c.get("disagreements") or []
+            if dis:
+                shown = dis if self.max_traces is None else dis[: self.max_traces]
+                more = f" (first {len(shown)} of {len(dis)})" if len(shown) < len(dis) else ""
+                yield f"<h4>Disagreements{_e(more)}</h4>"
+                yield '<div class="scroll"><table class="summary"><thead><tr>' + "".join(
+                    f'<th scope="col">{h}</th>' for h in ("trace", "human", "detector", "detector's reason", "note")
+                ) + "</tr></thead><tbody>"
+                for d in shown:
+                    yield (
+                        "<tr>" + "".join(
+                            f"<td>{_e(d.get(k))}</td>" for k in ("id", "human", "judge", "reason", "note")
+                        ) + "</tr>"
+                    )
+                yield "</tbody></table></div>"
+            yield "</section>"
+        yield "</section>"
 
     # -- heat map ----------------------------------------------------------------------
 

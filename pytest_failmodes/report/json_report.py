@@ -69,6 +69,7 @@ def build_report(
                 "fingerprint": r.fingerprint,
                 "skipped": r.skipped,
                 "cohorts": cohorts,
+                "calibration": r.calibration,
                 "traces": [
                     {"id": tid, "verdict": st, "reason": reason, "evidence": ev}
                     for tid, st, reason, ev in r.verdicts()

@@ -43,8 +43,15 @@ def table_rows(
     baseline columns only when comparing."""
     found = comparison.comparisons if comparison else {}
     with_errors = any(r.errors for r in results)
-    header = ["mode", "cohort", "n", "fail", "rate", "95% CI", "limit"]
-    align = ["left", "left", "right", "right", "right", "left", "right"]
+    corrected = any(row.corrected is not None for r in results for row in r.rows)
+    header = ["mode", "cohort", "n", "fail", "rate", "95% CI"]
+    align = ["left", "left", "right", "right", "right", "left"]
+    if corrected:
+        # observed and judge-error-corrected rates side by side, only when some mode has labels
+        header += ["corrected", "corr. 95% CI"]
+        align += ["right", "left"]
+    header.append("limit")
+    align.append("right")
     if comparison:
         header += ["base", "Δ", "p (adj.)"]
         align += ["right", "right", "right"]
@@ -71,8 +78,14 @@ def table_rows(
                 str(row.fails),
                 pct(row.rate),
                 f"[{pct(ci[0])}, {pct(ci[1])}]" if ci else "-",
-                pct(row.limit) if row.limit is not None else "-",
             ]
+            if corrected:
+                cr = row.corrected or {}
+                cells += [
+                    pct(cr.get("rate")),
+                    f"[{pct(cr['ci_low'])}, {pct(cr['ci_high'])}]" if cr.get("ci_low") is not None else "-",
+                ]
+            cells.append(pct(row.limit) if row.limit is not None else "-")
             c = found.get((result.key, row.cohort))
             if comparison:
                 if c is None:
@@ -151,10 +164,17 @@ def breach_text(result: ModeResult, max_examples: int) -> str:
     lines.append(f"failure mode {result.name!r} breached its gate (gate_on={result.gate.gate_on}):")
     for row in result.breached_rows:
         ci = row.ci
-        lines.append(
-            f"  {row.cohort}: {row.fails}/{row.n} = {pct(row.rate)} "
-            f"[{pct(ci[0]) if ci else '-'}, {pct(ci[1]) if ci else '-'}] > limit {pct(row.limit)}"
-        )
+        observed = f"{row.fails}/{row.n} = {pct(row.rate)} [{pct(ci[0]) if ci else '-'}, {pct(ci[1]) if ci else '-'}]"
+        if row.breach == "corrected limit" and row.corrected:
+            c = row.corrected
+            figure = {"point": "corrected", "upper": "corrected upper bound", "lower": "corrected lower bound"}
+            value = {"point": c["rate"], "upper": c["ci_high"], "lower": c["ci_low"]}[result.gate.gate_on]
+            lines.append(
+                f"  {row.cohort}: {figure[result.gate.gate_on]} {pct(value)} > limit {pct(row.limit)} "
+                f"(corrected {pct(c['rate'])} [{pct(c['ci_low'])}, {pct(c['ci_high'])}]; observed {observed})"
+            )
+            continue
+        lines.append(f"  {row.cohort}: {observed} > limit {pct(row.limit)}")
     if result.error_breach:
         lines.append(f"  errors: {result.errors} > max_errors {result.gate.max_errors}")
     lines.extend(_examples(result, "fail", "failing traces", max_examples))
