@@ -61,6 +61,11 @@ class DefinitionFile(pytest.File):
         except FailmodesError as exc:
             raise self.CollectError(str(exc)) from None
         yield from _items(self, suite, func=None)
+        if suite.probes:
+            from .probes.item import ProbeItem
+
+            for probe in suite.probes:
+                yield ProbeItem.from_parent(self, name=probe.name, callobj=_fixture_signature(None), suite=suite, mode=probe.mode(), func=None, probe=probe)
 
 
 def python_mode_items(
@@ -109,6 +114,8 @@ def _fixture_signature(func: Callable[..., Any] | None) -> Callable[..., None]:
 
 def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | None) -> Iterator[pytest.Item]:
     callobj = _fixture_signature(func)
+    if not suite.modes:
+        return  # a file of probes alone
     if not parent.config.getoption(opt.dest(opt.PER_TRACE)):
         for mode in suite.modes:
             yield ModeItem.from_parent(parent, name=mode.name, callobj=callobj, suite=suite, mode=mode, func=func)
@@ -188,6 +195,27 @@ class _FailmodesItem(pytest.Function):
                 key="detector",
             )
         return value  # type: ignore[no-any-return]
+
+    def _target_app(self, name: str, *, file: str, line: int | None, key: str) -> Callable[[str], Any]:
+        """The application a target fixture returns; FailmodesError when it cannot be had."""
+        try:
+            app = self._request.getfixturevalue(name)
+        except pytest.FixtureLookupError:
+            raise FailmodesError(
+                f"target fixture {name!r} not found; define it in a conftest.py this file can see",
+                file=file,
+                line=line,
+                key=key,
+            ) from None
+        if not callable(app):
+            raise FailmodesError(
+                f"target fixture {name!r} returned {type(app).__name__}; it must return "
+                "a callable input -> output (str, Trace or mapping)",
+                file=file,
+                line=line,
+                key=key,
+            )
+        return app  # type: ignore[no-any-return]
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
         exc = excinfo.value
@@ -293,21 +321,7 @@ class ModeItem(_FailmodesItem):
 
         spec = self.suite.target
         assert spec is not None
-        try:
-            app = self._request.getfixturevalue(spec.fixture)
-        except pytest.FixtureLookupError:
-            raise FailmodesError(
-                f"target fixture {spec.fixture!r} not found; define it in a conftest.py this file can see",
-                file=self.suite.source,
-                key="target",
-            ) from None
-        if not callable(app):
-            raise FailmodesError(
-                f"target fixture {spec.fixture!r} returned {type(app).__name__}; it must return "
-                "a callable input -> output (str, Trace or mapping)",
-                file=self.suite.source,
-                key="target",
-            )
+        app = self._target_app(spec.fixture, file=self.suite.source, line=None, key="target")
         inputs = (trace for _line, trace in iter_traces(self.suite.dataset))
         traces, failed = produce(
             spec, app, inputs, session.model_context(), progress=session.progress(f"running {spec.fixture}")
