@@ -228,6 +228,12 @@ def _tables() -> dict[str, Any]:
     }
 
 
+def _contraction_how(before: str, after: str) -> str:
+    if "'" in before and after.lower() == before.replace("'", "").lower():
+        return "apostrophe dropped"
+    return "expanded" if len(after) > len(before) else "contracted"
+
+
 def _number_options(token: str, number_range: tuple[float, float] | None) -> tuple[tuple[str, str], ...]:
     decimals = len(token.split(".", 1)[1]) if "." in token else 0
     value = float(token)
@@ -290,7 +296,7 @@ def _sites(text: str, kind: str, number_range: tuple[float, float] | None) -> It
         for m in t["contraction_re"].finditer(text):
             w = m.group()
             opts = t["contractions"].get(w.lower(), [])
-            yield Site(kind, m.start(), m.end(), w, tuple((_match_case(w, o), "expanded" if len(o) > len(w) else "contracted") for o in opts))
+            yield Site(kind, m.start(), m.end(), w, tuple((_match_case(w, o), _contraction_how(w, o)) for o in opts))
     elif kind == "synonym":
         for m in t["synonym_re"].finditer(text):
             w = m.group()
