@@ -63,10 +63,15 @@ def variants(
         [st.tuples(st.just(kind), st.integers(0, len(found) - 1), st.integers(0, _OPTIONS - 1)) for kind, found in table.items()]
     )
 
-    def build(choices: list[tuple[str, int, int]]) -> Variant:
-        return realize(text, [table[kind][site].edit(option) for kind, site, option in choices])
+    edits = st.lists(choice, min_size=1, max_size=max_edits)
 
-    return st.lists(choice, min_size=1, max_size=max_edits).map(build)
+    # composite rather than .map: Hypothesis then prints a failing example as the
+    # Variant's repr (its text and edits) instead of the edit choices it was built from
+    @st.composite
+    def variant(draw: st.DrawFn) -> Variant:
+        return realize(text, [table[kind][site].edit(option) for kind, site, option in draw(edits)])
+
+    return variant()
 
 
 def paraphrases(

@@ -122,6 +122,10 @@ class Variant:
         # what Hypothesis prints for a falsifying example: the text and the edits, not offsets
         return f"Variant({self.text!r}, edits=[{self.describe()}])"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Hypothesis prints falsifying examples with its pretty printer, which would spell out offsets
+        printer.text(repr(self))
+
 
 # -- finding sites ------------------------------------------------------------------------
 
