@@ -303,7 +303,7 @@ class SameWhenDef(_Strict):
                 raise PydanticCustomError(
                     "unknown_comparator",
                     "unknown comparator '{name}'{hint}; use one of exact, normalized, numeric, judge, "
-                    "or a mapping such as {{extract: REGEX}}, {{json_field: PATH}}, {{fixture: NAME}}",
+                    "or a mapping with one key: extract, json_field or fixture",
                     {"name": data, "hint": did_you_mean(data, COMPARATORS)},
                 )
             return {data: True if data in ("exact", "normalized") else {}}

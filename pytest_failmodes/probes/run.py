@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine import ALL, Aggregator, Gate, ModeResult, ModeSpec, finish_mode
 from .compare import CannotCompare, Comparator, Comparison
-from .perturb import Edit, Variant, perturb, realize
+from .perturb import Edit, Variant, perturb, realize, sites
 
 if TYPE_CHECKING:
     from ..judge import ModelContext
@@ -210,18 +210,32 @@ def plan_variants(spec: ProbeSpec, inputs: Sequence[ProbeInput]) -> list[_Case]:
     for i, inp in enumerate(inputs):
         for kind in spec.kinds:
             rng = random.Random(f"{spec.seed}:{inp.id}:{kind}")
-            seen: set[str] = set()
-            for _ in range(spec.variants * 4):  # edits that collide give a repeat: try a few more
-                if len(seen) >= spec.variants:
-                    break
-                v = perturb(inp.text, kind, rng, spec.protected, max_edits=spec.max_edits, number_range=spec.number_range)
-                if v is None:
-                    break
-                if v.text in seen or v.text == inp.text:
-                    continue
-                seen.add(v.text)
-                cases.append(_Case(i, kind, v, f"{inp.id}~{kind}.{len(seen)}"))
+            seen: set[str] = {inp.text}
+            for v in _sample(spec, inp.text, kind, rng):
+                if v.text not in seen:
+                    seen.add(v.text)
+                    cases.append(_Case(i, kind, v, f"{inp.id}~{kind}.{len(seen) - 1}"))
     return cases
+
+
+def _sample(spec: ProbeSpec, text: str, kind: str, rng: random.Random) -> list[Variant]:
+    if spec.max_edits == 1:
+        # single edits: drawn without replacement, so a small space is covered whole
+        found = sites(text, kind, spec.protected, number_range=spec.number_range)
+        singles = [(s, o) for s in found for o in range(len(s.options))]
+        if len(singles) > spec.variants:
+            picked = sorted(rng.sample(range(len(singles)), spec.variants))
+            singles = [singles[j] for j in picked]
+        return [realize(text, [s.edit(o)]) for s, o in singles]
+    out = []
+    for _ in range(spec.variants * 4):  # draws that repeat a variant are dropped: try a few more
+        v = perturb(text, kind, rng, spec.protected, max_edits=spec.max_edits, number_range=spec.number_range)
+        if v is None:
+            break
+        out.append(v)
+        if len({x.text for x in out}) >= spec.variants:
+            break
+    return out
 
 
 def run_probe(
