@@ -362,7 +362,8 @@ def test_paraphrases_and_a_judge_against_the_loopback_server(probes, server: Fak
     paraphrase_calls = [r for r in server.chat_requests if "<message>" in r.messages[-1]["content"]]
     assert len(paraphrase_calls) == 1
     judged = [r for r in server.chat_requests if "<answer_a>" in r.messages[-1]["content"]]
-    assert len(judged) == 5  # 3 paraphrases + 2 case variants, each compared once
+    # 5 comparisons (3 paraphrases, 2 case variants) but 2 distinct pairs of outputs: each asked once
+    assert len(judged) == 2
     assert all("<question>Do both answers reach the same refund decision?</question>" in r.messages[-1]["content"] for r in judged)
     model_table = "\n".join(result.outlines)
     assert "openai/fake-judge" in model_table and "target:llm_bot" in model_table
