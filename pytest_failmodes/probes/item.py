@@ -35,7 +35,7 @@ class ProbeItem(_FailmodesItem):
             app = self._target_app(probe.target, file=probe.source, line=probe.line, key=f"probes.{probe.name}.target")
             comparator = self._comparator()
             inputs, notes = self._inputs()
-            result = run_probe(probe, app, session.model_context(), inputs, comparator)
+            result = self._run(session, app, inputs, comparator)
         except FailmodesError as exc:
             broken = finish_mode(self.mode, Aggregator(), [], "", {}, broken=str(exc))
             self.failmodes_payload = {"kind": "mode", "result": broken.to_dict()}
@@ -48,6 +48,19 @@ class ProbeItem(_FailmodesItem):
             limit = self.config.getoption(opt.dest(opt.MAX_EXAMPLES))
             text = breach_text(result, limit).replace(f"failure mode {probe.name!r}", f"probe {probe.name!r}", 1)
             raise GateBreach("\n".join([text, *failure_lines(result, limit)]))
+
+    def _run(self, session: Any, app: Any, inputs: list[ProbeInput], comparator: Any) -> Any:
+        probe = self.probe
+        if probe.paraphrase is not None or isinstance(comparator, EquivalenceSpec):
+            return run_probe(probe, app, session.model_context(), inputs, comparator)
+        # no model call: the run's settings, but no cache opened (nothing to cache; no .failmodes/)
+        from ..judge import ModelContext
+
+        with session.make_runner() as runner:
+            try:
+                return run_probe(probe, app, ModelContext(runner, None), inputs, comparator)
+            finally:
+                session.merge_model_stats(runner.stats_dict())
 
     def _skip_without_model(self) -> None:
         from ..judge import ENV_MODEL
