@@ -128,29 +128,30 @@ Compare = Callable[[str, str], "Future[Comparison] | Comparison"]
 
 
 class _Outputs:
-    """The application's output per input text, each text run once, batches concurrently."""
+    """The application's output per input text: each text run once, batches concurrently,
+    under the runner's limit and retries like a target's calls (stats as ``target:<fixture>``)."""
 
     def __init__(self, spec: ProbeSpec, app: Callable[[str], Any], ctx: ModelContext) -> None:
-        from ..target import TargetSpec
+        from ..target import app_caller
 
-        self.target = TargetSpec(spec.target)
-        self.app = app
+        self.label = f"target:{spec.target}"
+        self.call = app_caller(app)
         self.ctx = ctx
         self.known: dict[str, tuple[bool, str]] = {}
-        self.calls = 0
+
+    async def _one(self, text: str) -> str:
+        from ..target import output_of
+
+        return output_of(await self.ctx.runner.guarded(self.label, lambda: self.call(text)))
 
     def fetch(self, texts: Iterable[str]) -> None:
-        from ..target import produce
-        from ..trace import Trace
-
         todo = list(dict.fromkeys(t for t in texts if t not in self.known))
-        if not todo:
-            return
-        self.calls += len(todo)
-        traces, failed = produce(self.target, self.app, [Trace(id=str(i), input=t, output="") for i, t in enumerate(todo)], self.ctx)
-        for i, (text, trace) in enumerate(zip(todo, traces)):
-            err = failed.get(str(i))
-            self.known[text] = (False, err) if err is not None else (True, trace.output or "")
+        futures = [self.ctx.runner.submit(self._one(t)) for t in todo]
+        for text, fut in zip(todo, futures):
+            try:
+                self.known[text] = (True, fut.result())
+            except Exception as exc:  # noqa: BLE001 - an input the app could not answer is an error
+                self.known[text] = (False, f"{type(exc).__name__}: {exc}"[:500])
 
     def get(self, text: str) -> tuple[bool, str]:
         return self.known[text]
