@@ -15,6 +15,7 @@ concurrently.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -146,12 +147,18 @@ class _Outputs:
 
     def fetch(self, texts: Iterable[str]) -> None:
         todo = list(dict.fromkeys(t for t in texts if t not in self.known))
-        futures = [self.ctx.runner.submit(self._one(t)) for t in todo]
-        for text, fut in zip(todo, futures):
-            try:
-                self.known[text] = (True, fut.result())
-            except Exception as exc:  # noqa: BLE001 - an input the app could not answer is an error
-                self.known[text] = (False, f"{type(exc).__name__}: {exc}"[:500])
+        if not todo:
+            return
+        # one hop to the runner's loop for the whole batch: a future per call from this
+        # thread cost more than a fast in-process app (bench/probes.py)
+        results = self.ctx.runner.submit(_gather([self._one(t) for t in todo])).result()
+        for text, result in zip(todo, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # KeyboardInterrupt, cancellation: not an answer of the app
+                self.known[text] = (False, f"{type(result).__name__}: {result}"[:500])
+            else:
+                self.known[text] = (True, result)
 
     def get(self, text: str) -> tuple[bool, str]:
         return self.known[text]
@@ -176,17 +183,25 @@ def _comparer(comparator: Comparator | EquivalenceSpec, ctx: ModelContext) -> Ca
     spec = comparator
 
     def judged(pairs: Sequence[tuple[str, str]]) -> list[Comparison | Exception]:
-        futures = [ctx.runner.submit(equivalent(ctx, a, b, spec)) for a, b in pairs]
+        if not pairs:
+            return []
+        results = ctx.runner.submit(_gather([equivalent(ctx, a, b, spec) for a, b in pairs])).result()
         out: list[Comparison | Exception] = []
-        for fut in futures:
-            try:
-                same, critique = fut.result()
-                out.append(Comparison(same, f"judge: {critique}"))
-            except Exception as exc:  # noqa: BLE001 - an unreachable judge is an error, never a verdict
-                out.append(exc)
+        for result in results:
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                out.append(result)  # an unreachable judge is an error, never a verdict
+            else:
+                out.append(Comparison(result[0], f"judge: {result[1]}"))
         return out
 
     return judged
+
+
+async def _gather(coros: list[Any]) -> list[Any]:
+    """Every coroutine's result or exception, in order (the runner's limit bounds them)."""
+    return list(await asyncio.gather(*coros, return_exceptions=True))
 
 
 def _judge_outcome(spec: ProbeSpec, cmp: Comparison) -> tuple[bool, str]:
