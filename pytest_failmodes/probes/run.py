@@ -151,7 +151,8 @@ class _Outputs:
             return
         # one hop to the runner's loop for the whole batch: a future per call from this
         # thread cost more than a fast in-process app (bench/probes.py)
-        results = self.ctx.runner.submit(_gather([self._one(t) for t in todo])).result()
+        runner = self.ctx.runner
+        results = runner.submit(_gather([self._one(t) for t in todo], _window(runner))).result()
         for text, result in zip(todo, results):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
@@ -185,7 +186,7 @@ def _comparer(comparator: Comparator | EquivalenceSpec, ctx: ModelContext) -> Ca
     def judged(pairs: Sequence[tuple[str, str]]) -> list[Comparison | Exception]:
         if not pairs:
             return []
-        results = ctx.runner.submit(_gather([equivalent(ctx, a, b, spec) for a, b in pairs])).result()
+        results = ctx.runner.submit(_gather([equivalent(ctx, a, b, spec) for a, b in pairs], _window(ctx.runner))).result()
         out: list[Comparison | Exception] = []
         for result in results:
             if isinstance(result, BaseException):
@@ -199,9 +200,29 @@ def _comparer(comparator: Comparator | EquivalenceSpec, ctx: ModelContext) -> Ca
     return judged
 
 
-async def _gather(coros: list[Any]) -> list[Any]:
-    """Every coroutine's result or exception, in order (the runner's limit bounds them)."""
-    return list(await asyncio.gather(*coros, return_exceptions=True))
+def _window(runner: Any) -> int:
+    return max(256, 4 * runner.max_concurrency)
+
+
+async def _gather(coros: list[Any], window: int) -> list[Any]:
+    """Every coroutine's result or exception, in order. At most ``window`` are started at
+    once: thousands of tasks queued on the runner's limit cost more than they save."""
+    pending = iter(coros)
+    results: list[Any] = [None] * len(coros)
+    index = 0
+
+    async def worker() -> None:
+        nonlocal index
+        for coro in pending:
+            i = index
+            index += 1
+            try:
+                results[i] = await coro
+            except BaseException as exc:  # noqa: BLE001 - returned to the caller, which decides
+                results[i] = exc
+
+    await asyncio.gather(*(worker() for _ in range(min(window, len(coros)))))
+    return results
 
 
 def _judge_outcome(spec: ProbeSpec, cmp: Comparison) -> tuple[bool, str]:
