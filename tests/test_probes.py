@@ -98,6 +98,36 @@ def test_a_probe_catches_the_contraction_bug(probes, target: str) -> None:
     assert failing[0]["evidence"]["minimal"]["edits"] == ["contraction: \"can't\" -> 'cant' (apostrophe dropped)"]
 
 
+def test_a_failing_variant_with_several_edits_is_shrunk_to_the_one_that_matters(probes) -> None:
+    probes.definitions(
+        """
+        probes:
+          - name: shrinks
+            target: support_bot
+            inputs: ["I can't get a refund, I don't know why it isn't working and I won't wait, I haven't time"]
+            perturb: [contraction]
+            max_edits: 4
+            variants: 10
+            same_when: {extract: "REFUND (APPROVED|DENIED)"}
+            max_fail_rate: 0
+        """,
+        "shrink.failmodes.yaml",
+    )
+
+    result = probes.run()
+
+    assert result.ret == 1
+    # every failing variant of the sample carries other edits besides "cant"
+    failing = [line for line in result.outlines if line.startswith("  in1~contraction.")]
+    assert failing and all(line.count("; contraction:") >= 1 for line in failing)
+    result.stdout.fnmatch_lines(
+        [
+            "  variant:        \"I cant get a refund, I don't know why it isn't working and I won't wait, I haven't time\"",
+            "  edit:           contraction: \"can't\" -> 'cant' (apostrophe dropped) (shrunk from * edits)",
+        ]
+    )
+
+
 def test_a_stable_app_passes_and_the_protected_entity_is_never_edited(probes) -> None:
     probes.definitions(PROBE.replace("[typo, case, contraction]", "[typo, case, whitespace, filler, number]"), "bot.failmodes.yaml")
     probes.file(
