@@ -625,7 +625,7 @@ def suite_from_mapping(
     if fdef.probes:
         from .probes.build import build_probes
 
-        probes = build_probes(fdef, shown, lines.line if lines.lines else (lambda _p: first_line), error, len(modes))
+        probes = build_probes(fdef, shown, lines.line if lines.lines else (lambda _p: first_line), len(modes))
     return Suite(
         source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target,  # type: ignore[arg-type]
         probes=probes,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["build_probes"]
 
 
-def build_probes(fdef: FileDef, source: str, line_of: Callable[[Any], int | None], error: Any, first_order: int) -> tuple[ProbeSpec, ...]:
+def build_probes(fdef: FileDef, source: str, line_of: Callable[[Any], int | None], first_order: int) -> tuple[ProbeSpec, ...]:
     from ..definitions import _merge_gate
     from ..where import compile_where
 

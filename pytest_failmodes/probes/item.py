@@ -76,6 +76,8 @@ class ProbeItem(_FailmodesItem):
 
     def _comparator(self) -> compare.Comparator | EquivalenceSpec:
         cmp = self.probe.comparator
+        if cmp is None:
+            return compare.exact()
         if not isinstance(cmp, str):
             return cmp
         where = {"file": self.probe.source, "line": self.probe.line, "key": f"probes.{self.probe.name}.same_when.fixture"}

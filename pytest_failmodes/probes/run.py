@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..engine import ALL, Aggregator, Gate, ModeResult, ModeSpec, finish_mode
-from .compare import CannotCompare, Comparator, Comparison
+from .compare import CannotCompare, Comparator, Comparison, exact
 from .perturb import Edit, Variant, perturb, realize, sites
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ class ProbeSpec:
     protected: tuple[str, ...] = ()
     number_range: tuple[float, float] | None = None
     paraphrase: ParaphraseSpec | None = None
-    #: a Comparator, an EquivalenceSpec (LLM judge) or the name of a fixture
-    comparator: Comparator | EquivalenceSpec | str = field(default=None)  # type: ignore[assignment]
+    #: a Comparator, an EquivalenceSpec (LLM judge) or the name of a fixture (default: exact)
+    comparator: Comparator | EquivalenceSpec | str | None = None
     expect: str = "same"
     direction: str | None = None
     gate: Gate = field(default_factory=Gate)
@@ -75,8 +75,11 @@ class ProbeSpec:
 
     def describe(self) -> str:
         what = list(self.kinds) + ([f"paraphrase x{self.paraphrase.n}"] if self.paraphrase else [])
-        cmp = self.comparator if isinstance(self.comparator, str) else repr(self.comparator)
-        if not isinstance(self.comparator, (str, Comparator)):
+        if self.comparator is None or isinstance(self.comparator, Comparator):
+            cmp = repr(self.comparator or exact())
+        elif isinstance(self.comparator, str):
+            cmp = f"fixture({self.comparator})"
+        else:
             cmp = "judge"
         expect = self.expect + (f" ({self.direction})" if self.direction else "")
         return f"probe({', '.join(what)}; {cmp}; expect {expect})"
@@ -121,6 +124,8 @@ class _Case:
     id: str
     status: str = ""
     reason: str = ""
+    #: the comparison's account of a failure, without the edits
+    why: str = ""
     evidence: Any = None
     output: str | None = None
 
@@ -355,6 +360,7 @@ def _settle(
             continue
         failed, why = _judge_outcome(spec, cmp)
         case.status = "fail" if failed else "pass"
+        case.why = why
         case.reason = f"{why} [{case.variant.describe()}]" if failed else ""
         case.evidence = evidence if failed else None
 
@@ -420,7 +426,7 @@ class _Shrink:
     def __init__(self, case: _Case) -> None:
         self.case = case
         ev = case.evidence
-        self.best: tuple[Variant, str, str, str] = (case.variant, ev["output"], ev["variant_output"], case.reason.split(" [", 1)[0])
+        self.best: tuple[Variant, str, str, str] = (case.variant, ev["output"], ev["variant_output"], case.why)
         self.phase = "singles"
         self.candidates: list[Variant] = self._next()
 
