@@ -325,7 +325,7 @@ class ProbeDef(_Strict):
     perturb: list[str] = Field(default_factory=list)
     variants: int = Field(default=5, ge=1, le=1000)
     max_edits: int = Field(default=1, ge=1, le=20)
-    protect: list[str] = Field(default_factory=list)
+    protect: list[str | dict[str, str]] = Field(default_factory=list)
     number_range: tuple[float, float] | None = None
     paraphrase: ParaphraseDef | None = None
     same_when: SameWhenDef = Field(default_factory=lambda: SameWhenDef(exact=True))
@@ -376,6 +376,19 @@ class ProbeDef(_Strict):
 
         if value:
             parse_kinds(value)
+        return value
+
+    @field_validator("protect")
+    @classmethod
+    def _protect(cls, value: list[str | dict[str, str]]) -> list[str | dict[str, str]]:
+        for item in value:
+            if isinstance(item, str):
+                if not item:
+                    raise ValueError("a protected text cannot be empty")
+                continue
+            if set(item) != {"regex"}:
+                raise ValueError("protect holds texts or {regex: PATTERN} mappings")
+            _check_regex(item["regex"])
         return value
 
     @field_validator("number_range")

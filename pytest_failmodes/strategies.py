@@ -22,6 +22,7 @@ Importing this module imports Hypothesis; the pytest plugin never does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -40,13 +41,14 @@ def variants(
     kinds: Iterable[str] | str | None = None,
     *,
     max_edits: int = 1,
-    protected: Iterable[str] = (),
+    protected: Iterable[str | re.Pattern[str]] = (),
     number_range: tuple[float, float] | None = None,
 ) -> st.SearchStrategy[Variant]:
     """Variants of ``text`` with 1 to ``max_edits`` edits of the given kinds.
 
     ``kinds``: names from :data:`KINDS` (default: every meaning-preserving
-    kind). ``protected``: strings never edited (order numbers, product names).
+    kind). ``protected``: strings (matched case-insensitively) or compiled regexes
+    whose text is never edited (order numbers, product names).
     ``number_range``: for the ``number`` kind, draw replacements in this range
     instead of within ±20%. Raises ``ValueError`` when none of the kinds can
     edit ``text``.

@@ -186,6 +186,16 @@ def test_unknown_kinds_are_named_with_a_suggestion() -> None:
     assert parse_kinds(None) == INVARIANT_KINDS
 
 
+@settings(max_examples=60, derandomize=True, database=None)
+@given(text=texts, kind=st.sampled_from(KINDS), seed=st.integers(0, 2**32 - 1), order=st.integers(100000, 999999))
+def test_a_protected_regex_keeps_every_match(text: str, kind: str, seed: int, order: int) -> None:
+    full = f"Order HG-{order}: {text}"
+    v = perturb(full, kind, seed, [re.compile(r"HG-\d+")], max_edits=4)
+    if v is not None:
+        assert f"HG-{order}" in v.text
+        assert all(not (e.start < full.index("HG-") + 9 and full.index("HG-") < e.end) for e in v.edits)
+
+
 def test_nothing_to_edit_gives_none() -> None:
     assert perturb("hello there", "number", 0) is None
     assert perturb("hello there", "name", 0) is None

@@ -257,11 +257,12 @@ def test_app_errors_are_errors_and_breach_max_errors(probes) -> None:
         ("probes:\n  - name: p\n    target: support_bot\n    inputs: [hi]\n    perturb: [typo]\n    number_range: [5, 1]\n", "bot.failmodes.yaml:6: probes[0].number_range: number_range is [low, high] with low < high, got [5.0, 1.0]"),
         ("probes:\n  - name: p\n    target: t\n    inputs: [hi]\n    paraphrase: {n: 2, params: {api_key: x}}\n", "bot.failmodes.yaml:5: probes[0].paraphrase.params: 'api_key' looks like a secret*"),
         ("cohorts: [route]\n", "bot.failmodes.yaml:1: dataset: required key is missing"),
+        (PROBE.replace('protect: ["order 1234", "refund"]', 'protect: [{regex: "HG-("}]'), "bot.failmodes.yaml:8: probes[0].protect: invalid regular expression*"),
     ],
     ids=[
         "unknown-key", "unknown-kind", "unknown-comparator", "bad-regex", "two-comparators", "direction-without-changes",
         "negation-in-inv", "rate", "inputs-typo", "from-dataset-without-dataset", "no-inputs", "nothing-to-do",
-        "bad-range", "secret-param", "no-modes-no-probes",
+        "bad-range", "secret-param", "no-modes-no-probes", "bad-protect-regex",
     ],
 )
 def test_bad_probe_definitions_name_file_line_and_key(probes, yaml_text: str, expected: str) -> None:

@@ -257,7 +257,7 @@ def test_the_probe_catches_the_candidate_refund_desk(example: pytest.Pytester, m
             "minimal failing variants (3 of * failing inputs):",
             "  input:          *",
             "  variant:        *",
-            "  edit:           case: *",
+            "  edit:           *",
             "  output:         'REFUND APPROVED*",
             "  variant output: *",
             f"FAILED refund_desk.failmodes.yaml::{PROBE} - *",

@@ -130,11 +130,14 @@ class Variant:
 # -- finding sites ------------------------------------------------------------------------
 
 
-def protected_spans(text: str, protected: Iterable[str]) -> list[tuple[int, int]]:
-    """Every occurrence of each protected string (case-insensitive)."""
+def protected_spans(text: str, protected: Iterable[str | re.Pattern[str]]) -> list[tuple[int, int]]:
+    """Every occurrence of each protected string (case-insensitive) or match of a compiled regex."""
     spans = []
     lowered = text.lower()
     for entity in protected:
+        if isinstance(entity, re.Pattern):
+            spans.extend(m.span() for m in entity.finditer(text) if m.end() > m.start())
+            continue
         needle = entity.lower()
         if not needle:
             continue
@@ -261,7 +264,7 @@ def _number_options(token: str, number_range: tuple[float, float] | None) -> tup
 def sites(
     text: str,
     kind: str,
-    protected: Iterable[str] = (),
+    protected: Iterable[str | re.Pattern[str]] = (),
     *,
     number_range: tuple[float, float] | None = None,
 ) -> list[Site]:
@@ -369,7 +372,7 @@ def perturb(
     text: str,
     kind: str,
     rng: random.Random | int,
-    protected: Iterable[str] = (),
+    protected: Iterable[str | re.Pattern[str]] = (),
     *,
     max_edits: int = 1,
     number_range: tuple[float, float] | None = None,
@@ -405,7 +408,7 @@ def parse_kinds(kinds: Iterable[str] | str | None) -> tuple[str, ...]:
 
 
 def site_table(
-    text: str, kinds: Sequence[str], protected: Iterable[str] = (), number_range: tuple[float, float] | None = None
+    text: str, kinds: Sequence[str], protected: Iterable[str | re.Pattern[str]] = (), number_range: tuple[float, float] | None = None
 ) -> Mapping[str, list[Site]]:
     """Sites of each kind (kinds with none are left out)."""
     prot = tuple(protected)

@@ -55,7 +55,8 @@ class ProbeSpec:
     where: Where | None = None
     variants: int = 5
     max_edits: int = 1
-    protected: tuple[str, ...] = ()
+    #: texts (case-insensitive) and compiled regexes never edited
+    protected: tuple[Any, ...] = ()
     number_range: tuple[float, float] | None = None
     paraphrase: ParaphraseSpec | None = None
     #: a Comparator, an EquivalenceSpec (LLM judge) or the name of a fixture (default: exact)
