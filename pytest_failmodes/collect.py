@@ -71,6 +71,20 @@ class DefinitionFile(pytest.File):
         except FailmodesError as exc:
             raise self.CollectError(str(exc)) from None
         yield from _items(self, suite, func=None)
+        # a calibration run measures detectors against labels: a probe has none
+        if suite.probes and not self.config.getoption(opt.dest(opt.CALIBRATE)):
+            from .probes.item import ProbeItem
+
+            for probe in suite.probes:
+                yield ProbeItem.from_parent(
+                    self,
+                    name=probe.name,
+                    callobj=_fixture_signature(None),
+                    suite=suite,
+                    mode=probe.mode(),
+                    func=None,
+                    probe=probe,
+                )
 
 
 def python_mode_items(
@@ -123,6 +137,8 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
     if calibrate:
         # a calibration run measures detectors against labels: modes without labels have nothing to measure
         suite = dataclasses.replace(suite, modes=tuple(m for m in suite.modes if m.labels is not None))
+    if not suite.modes:
+        return  # a file of probes alone
     if not parent.config.getoption(opt.dest(opt.PER_TRACE)):
         for mode in suite.modes:
             yield ModeItem.from_parent(parent, name=mode.name, callobj=callobj, suite=suite, mode=mode, func=func)
@@ -204,6 +220,27 @@ class _FailmodesItem(pytest.Function):
                 key="detector",
             )
         return value  # type: ignore[no-any-return]
+
+    def _target_app(self, name: str, *, file: str, line: int | None, key: str) -> Callable[[str], Any]:
+        """The application a target fixture returns; FailmodesError when it cannot be had."""
+        try:
+            app = self._request.getfixturevalue(name)
+        except pytest.FixtureLookupError:
+            raise FailmodesError(
+                f"target fixture {name!r} not found; define it in a conftest.py this file can see",
+                file=file,
+                line=line,
+                key=key,
+            ) from None
+        if not callable(app):
+            raise FailmodesError(
+                f"target fixture {name!r} returned {type(app).__name__}; it must return "
+                "a callable input -> output (str, Trace or mapping)",
+                file=file,
+                line=line,
+                key=key,
+            )
+        return app  # type: ignore[no-any-return]
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
         exc = excinfo.value
@@ -311,21 +348,7 @@ class ModeItem(_FailmodesItem):
 
         spec = self.suite.target
         assert spec is not None
-        try:
-            app = self._request.getfixturevalue(spec.fixture)
-        except pytest.FixtureLookupError:
-            raise FailmodesError(
-                f"target fixture {spec.fixture!r} not found; define it in a conftest.py this file can see",
-                file=self.suite.source,
-                key="target",
-            ) from None
-        if not callable(app):
-            raise FailmodesError(
-                f"target fixture {spec.fixture!r} returned {type(app).__name__}; it must return "
-                "a callable input -> output (str, Trace or mapping)",
-                file=self.suite.source,
-                key="target",
-            )
+        app = self._target_app(spec.fixture, file=self.suite.source, line=None, key="target")
         inputs = (trace for _line, trace in iter_traces(self.suite.dataset))
         traces, failed = produce(
             spec, app, inputs, session.model_context(), progress=session.progress(f"running {spec.fixture}")

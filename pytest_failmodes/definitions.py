@@ -138,6 +138,22 @@ class CalibrationDef(_Strict):
         return value
 
 
+def _no_secret_params(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if re.search(r"(api[_-]?key|secret|token|password|authorization)", str(key), re.I) and key != "max_tokens":
+            raise ValueError(
+                f"{key!r} looks like a secret: keep keys out of definition files; "
+                "litellm reads them from the environment (e.g. OPENAI_API_KEY)"
+            )
+    return value
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("a name starts with a letter or _ and holds only letters, digits, _ . and -")
+    return value
+
+
 class ExampleDef(_Strict):
     input: str = ""
     output: str
@@ -168,13 +184,7 @@ class JudgeDef(_Strict):
     @field_validator("params")
     @classmethod
     def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if re.search(r"(api[_-]?key|secret|token|password|authorization)", str(key), re.I) and key != "max_tokens":
-                raise ValueError(
-                    f"{key!r} looks like a secret: keep keys out of definition files; "
-                    "litellm reads them from the environment (e.g. OPENAI_API_KEY)"
-                )
-        return value
+        return _no_secret_params(value)
 
     @field_validator("prompt")
     @classmethod
@@ -216,11 +226,7 @@ class ModeDef(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                "a name starts with a letter or _ and holds only letters, digits, _ . and -"
-            )
-        return value
+        return _check_name(value)
 
     @model_validator(mode="after")
     def _one_detector(self) -> ModeDef:
@@ -251,15 +257,207 @@ class TargetDef(_Strict):
         return {"fixture": data} if isinstance(data, str) else data
 
 
+# -- consistency probes (built into ProbeSpecs by probes/build.py) ------------------------
+
+
+class _ModelCallDef(_Strict):
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    api_base: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _no_secret_params(value)
+
+
+class ParaphraseDef(_ModelCallDef):
+    n: int = Field(default=3, ge=1, le=50)
+    style: str | None = None
+
+
+class EquivalenceDef(_ModelCallDef):
+    question: str | None = None
+
+
+class NumericDef(_Strict):
+    tolerance: float = Field(default=0.0, ge=0.0)
+    relative: float = Field(default=0.0, ge=0.0)
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _check_regex(value) if value is not None else None
+
+
+class ExtractDef(_Strict):
+    pattern: str = Field(min_length=1)
+    group: int | str = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"pattern": data} if isinstance(data, str) else data
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        return _check_regex(value)
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+COMPARATORS = ("exact", "normalized", "numeric", "extract", "json_field", "judge", "fixture")
+
+
+class SameWhenDef(_Strict):
+    """``same_when:``: when two outputs count as the same answer (exactly one key)."""
+
+    exact: bool | None = None
+    normalized: bool | None = None
+    numeric: NumericDef | None = None
+    extract: ExtractDef | None = None
+    json_field: str | None = None
+    judge: EquivalenceDef | None = None
+    fixture: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            if data not in ("exact", "normalized", "numeric", "judge"):
+                raise PydanticCustomError(
+                    "unknown_comparator",
+                    "unknown comparator '{name}'{hint}; use one of exact, normalized, numeric, judge, "
+                    "or a mapping with one key: extract, json_field or fixture",
+                    {"name": data, "hint": did_you_mean(data, COMPARATORS)},
+                )
+            return {data: True if data in ("exact", "normalized") else {}}
+        return data
+
+    @model_validator(mode="after")
+    def _one(self) -> SameWhenDef:
+        given = [k for k in COMPARATORS if getattr(self, k) not in (None, False)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one comparator of {', '.join(COMPARATORS)} (got {' and '.join(given) or 'none'})")
+        return self
+
+
+class ProbeDef(_Strict):
+    name: str
+    description: str = ""
+    target: str = Field(min_length=1)
+    inputs: Any
+    perturb: list[str] = Field(default_factory=list)
+    variants: int = Field(default=5, ge=1, le=1000)
+    max_edits: int = Field(default=1, ge=1, le=20)
+    protect: list[str | dict[str, str]] = Field(default_factory=list)
+    number_range: tuple[float, float] | None = None
+    paraphrase: ParaphraseDef | None = None
+    same_when: SameWhenDef = Field(default_factory=lambda: SameWhenDef(exact=True))
+    expect: Literal["same", "changes"] = "same"
+    direction: Literal["up", "down"] | None = None
+    max_fail_rate: float | None = Rate
+    gate: GateDef | None = None
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value)
+
+    @property
+    def inputs_from_dataset(self) -> bool:
+        return isinstance(self.inputs, Mapping)
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("give at least one input")
+            for i, item in enumerate(value):
+                if not isinstance(item, str) or not item.strip():
+                    raise ValueError(f"input {i + 1} must be non-empty text")
+            return value
+        if isinstance(value, Mapping):
+            for key in value:
+                if key not in ("from_dataset", "where"):
+                    raise ValueError(f"unknown key {key!r}{did_you_mean(str(key), ['from_dataset', 'where'])}")
+            if value.get("from_dataset") is not True:
+                raise ValueError("inputs is a list of texts or {from_dataset: true, where: ...}")
+            where = value.get("where")
+            if where is not None:
+                try:
+                    compile_where(where)
+                except WhereError as exc:
+                    raise ValueError(f"where: {exc}") from None
+            return dict(value)
+        raise ValueError("inputs is a list of texts or {from_dataset: true, where: ...}")
+
+    @field_validator("perturb")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        from .probes.perturb import parse_kinds
+
+        if value:
+            parse_kinds(value)
+        return value
+
+    @field_validator("protect")
+    @classmethod
+    def _protect(cls, value: list[str | dict[str, str]]) -> list[str | dict[str, str]]:
+        for item in value:
+            if isinstance(item, str):
+                if not item:
+                    raise ValueError("a protected text cannot be empty")
+                continue
+            if set(item) != {"regex"}:
+                raise ValueError("protect holds texts or {regex: PATTERN} mappings")
+            _check_regex(item["regex"])
+        return value
+
+    @field_validator("number_range")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"number_range is [low, high] with low < high, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProbeDef:
+        if not self.perturb and self.paraphrase is None:
+            raise ValueError("give perturb: (a list of kinds) or paraphrase: (or both)")
+        if "negation" in self.perturb and self.expect == "same":
+            raise ValueError("negation changes the meaning: use it in a probe with expect: changes")
+        if self.direction is not None:
+            if self.expect != "changes":
+                raise ValueError("direction needs expect: changes")
+            if self.same_when.numeric is None:
+                raise ValueError("direction needs a numeric comparator (same_when: {numeric: ...})")
+        return self
+
+
 class FileDef(_Strict):
-    dataset: DatasetDef
+    # both required unless the file holds only probes (checked in suite_from_mapping)
+    dataset: DatasetDef | None = None
     cohorts: list[Cohort] = Field(default_factory=list)
     gate: GateDef = Field(default_factory=GateDef)
     judge: JudgeDef = Field(default_factory=JudgeDef)
     target: TargetDef | None = None
     labels: LabelsFileDef | None = None
     calibration: CalibrationDef | None = None
-    failure_modes: list[ModeDef] = Field(min_length=1)
+    failure_modes: list[ModeDef] | None = Field(default=None, min_length=1)
+    probes: list[ProbeDef] = Field(default_factory=list)
 
     @field_validator("judge")
     @classmethod
@@ -271,13 +469,23 @@ class FileDef(_Strict):
 
     @field_validator("failure_modes")
     @classmethod
-    def _unique(cls, modes: list[ModeDef]) -> list[ModeDef]:
+    def _unique(cls, modes: list[ModeDef] | None) -> list[ModeDef] | None:
         seen: set[str] = set()
-        for mode in modes:
+        for mode in modes or ():
             if mode.name in seen:
                 raise ValueError(f"two failure modes are named {mode.name!r}")
             seen.add(mode.name)
         return modes
+
+    @field_validator("probes")
+    @classmethod
+    def _unique_probes(cls, probes: list[ProbeDef]) -> list[ProbeDef]:
+        seen: set[str] = set()
+        for probe in probes:
+            if probe.name in seen:
+                raise ValueError(f"two probes are named {probe.name!r}")
+            seen.add(probe.name)
+        return probes
 
 
 class _LineMap:
@@ -392,13 +600,24 @@ def suite_from_mapping(
         msg = "required key is missing" if err["type"] == "missing" else _lower(err["msg"])
         raise error(msg.removeprefix("value error, "), loc) from None
 
+    if not fdef.probes or fdef.failure_modes is not None:
+        # a file of probes alone needs neither; otherwise both, as before probes existed
+        for key in ("dataset", "failure_modes"):
+            if getattr(fdef, key) is None:
+                raise error("required key is missing", (key,))
+    if fdef.dataset is None and any(p.inputs_from_dataset for p in fdef.probes):
+        at = next(i for i, p in enumerate(fdef.probes) if p.inputs_from_dataset)
+        raise error("inputs: {from_dataset: true} needs a dataset; add dataset: to this file", ("probes", at, "inputs"))
+
     base = source.parent
-    dpath = dataset_override if dataset_override is not None else (base / fdef.dataset.path)
-    dataset = DatasetSpec(
-        dpath, dict(fdef.dataset.fields), fdef.dataset.format, inputs_only=fdef.target is not None
-    )
-    if dataset.format is None and dpath.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
-        raise error(f"cannot tell the format of {dpath.name!r}; set format to one of {', '.join(FORMATS)}", ("dataset", "path"))
+    dataset = None
+    if fdef.dataset is not None:
+        dpath = dataset_override if dataset_override is not None else (base / fdef.dataset.path)
+        dataset = DatasetSpec(
+            dpath, dict(fdef.dataset.fields), fdef.dataset.format, inputs_only=fdef.target is not None or not fdef.failure_modes
+        )
+        if dataset.format is None and dpath.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
+            raise error(f"cannot tell the format of {dpath.name!r}; set format to one of {', '.join(FORMATS)}", ("dataset", "path"))
 
     cohorts: list[tuple[str, ...]] = []
     for i, c in enumerate(fdef.cohorts):
@@ -415,7 +634,7 @@ def suite_from_mapping(
         labels_file = load_labels_file(lpath, _shown_beside(shown, fdef.labels.path), {m.name: m for m in fdef.failure_modes})
 
     modes = []
-    for i, m in enumerate(fdef.failure_modes):
+    for i, m in enumerate(fdef.failure_modes or ()):
         at: Path_ = ("failure_modes", i)
         where = None
         if m.where is not None:
@@ -466,7 +685,15 @@ def suite_from_mapping(
         from .target import TargetSpec
 
         target = TargetSpec(fdef.target.fixture, fdef.target.cache, fdef.target.version)
-    return Suite(source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target)
+    probes = ()
+    if fdef.probes:
+        from .probes.build import build_probes
+
+        probes = build_probes(fdef, shown, lines.line if lines.lines else (lambda _p: first_line), len(modes))
+    return Suite(
+        source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target,  # type: ignore[arg-type]
+        probes=probes,
+    )
 
 
 def _shown_beside(shown: str, relative: str) -> str:

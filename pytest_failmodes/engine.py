@@ -115,6 +115,8 @@ class Suite:
     modes: tuple[ModeSpec, ...]
     #: the application that produces the traces from the dataset's inputs, if any
     target: TargetSpec | None = None
+    #: consistency probes (pytest_failmodes.probes.run.ProbeSpec); a file of probes alone has no dataset
+    probes: tuple[Any, ...] = ()
 
 
 def cohort_keys(trace: Trace, cohorts: Iterable[tuple[str, ...]]) -> list[str]:

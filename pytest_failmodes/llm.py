@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -197,9 +198,11 @@ class Runner:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self._litellm is not None:
-                # litellm caches one HTTP client per event loop and never closes it
-                await self._litellm.close_litellm_async_clients()
+            # litellm caches one HTTP client per event loop and never closes it; a target
+            # that calls litellm itself runs on this loop too, even when we made no call
+            litellm = self._litellm or sys.modules.get("litellm")
+            if litellm is not None and hasattr(litellm, "close_litellm_async_clients"):
+                await litellm.close_litellm_async_clients()
 
         try:
             asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(timeout=10)

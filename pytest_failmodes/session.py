@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .detectors import RuleKind
     from .baseline import Baseline, BaselineComparison
     from .judge import ModelContext
+    from .llm import Runner
     from .verdict import Verdict
 
 __all__ = ["FailmodesSession", "SESSION_KEY"]
@@ -67,15 +68,9 @@ class FailmodesSession:
         """The process's runner and cache, made on first use (litellm is imported on the first call)."""
         if self._ctx is None:
             from .judge import ModelContext
-            from .llm import Runner
 
             config = self.config
-            limit = config.getoption(opt.dest(opt.MAX_CONCURRENCY)) or int(config.getini("failmodes_max_concurrency"))
-            runner = Runner(
-                max_concurrency=limit,
-                timeout=config.getoption(opt.dest(opt.TIMEOUT)),
-                max_retries=config.getoption(opt.dest(opt.MAX_RETRIES)),
-            )
+            runner = self.make_runner()
             # the option is relative to where pytest runs, the ini value to the rootdir (as pytest's cache_dir)
             option_dir = config.getoption(opt.dest(opt.CACHE_DIR))
             ini_dir = config.getini("failmodes_cache_dir")
@@ -94,6 +89,23 @@ class FailmodesSession:
             )
             self._ctx = ModelContext(runner, cache)
         return self._ctx
+
+    def make_runner(self) -> Runner:
+        """A runner with the run's concurrency, timeout and retry settings."""
+        from .llm import Runner
+
+        config = self.config
+        limit = config.getoption(opt.dest(opt.MAX_CONCURRENCY)) or int(config.getini("failmodes_max_concurrency"))
+        return Runner(
+            max_concurrency=limit,
+            timeout=config.getoption(opt.dest(opt.TIMEOUT)),
+            max_retries=config.getoption(opt.dest(opt.MAX_RETRIES)),
+        )
+
+    def merge_model_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add a runner's per-model figures to the run's "model calls" table."""
+        for model, figures in stats.items():
+            self.model_stats.setdefault(model, ModelStats()).merge(figures)
 
     def _open_cache(self, directory: Path, **kwargs: Any) -> ResultCache:
         """Open the cache; its CacheWarning (a damaged file set aside) never fails the run.
@@ -165,8 +177,7 @@ class FailmodesSession:
         finally:
             if ctx.cache is not None:
                 ctx.cache.close()
-        for model, stats in ctx.runner.stats_dict().items():
-            self.model_stats.setdefault(model, ModelStats()).merge(stats)
+        self.merge_model_stats(ctx.runner.stats_dict())
 
     # -- collection-time services ------------------------------------------------------
     def rule_kinds(self) -> dict[str, RuleKind]:

@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .judge import ModelContext
     from .trace import Trace
 
-__all__ = ["TargetSpec", "produce", "TraceWriter"]
+__all__ = ["TargetSpec", "produce", "app_caller", "output_of", "TraceWriter"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,29 @@ def _as_trace(source: Trace, result: Any) -> Trace:
     return Trace.model_validate(data)
 
 
+def app_caller(app: Callable[[str], Any]) -> Callable[[str], Awaitable[Any]]:
+    """``app`` as a coroutine function: an async app is awaited on the loop, a sync one
+    runs in a worker thread (it may block on I/O), and an awaitable it returns is awaited."""
+    is_async = inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))
+
+    async def call(text: str) -> Any:
+        if is_async:
+            return await app(text)
+        result = await asyncio.to_thread(app, text)
+        return await result if inspect.isawaitable(result) else result
+
+    return call
+
+
+def output_of(result: Any) -> str:
+    """The output text of what an app returned: a str, a Trace or a mapping of trace fields."""
+    if isinstance(result, str):
+        return result
+    from .trace import Trace
+
+    return _as_trace(Trace(id="-", input="", output=""), result).output or ""
+
+
 def produce(
     spec: TargetSpec,
     app: Callable[[str], Any],
@@ -66,13 +89,7 @@ def produce(
     sources = list(inputs)
     runner = ctx.runner
     label = f"target:{spec.fixture}"
-    is_async = inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))
-
-    async def call(text: str) -> Any:
-        if is_async:
-            return await app(text)
-        result = await asyncio.to_thread(app, text)
-        return await result if inspect.isawaitable(result) else result
+    call = app_caller(app)
 
     async def one(source: Trace) -> dict[str, Any]:
         async def run() -> dict[str, Any]:

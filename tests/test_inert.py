@@ -19,6 +19,8 @@ HEAVY = [
     "pytest_failmodes.trace",
     "pytest_failmodes.session",
     "pytest_failmodes.collect",
+    "pytest_failmodes.probes",
+    "pytest_failmodes.strategies",
 ]
 
 #: records which of HEAVY a session imported, and any attempt to open a network connection

@@ -22,7 +22,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
 DATA = {"v3": EXAMPLE / "data" / "traces.jsonl", "v4": EXAMPLE / "data" / "candidate_traces.jsonl"}
 # the example's own `fields:` mapping (support_bot.failmodes.yaml)
 FIELDS = {"id": "trace_id", "input": "query", "output": "response"}
-EXAMPLE_FILES = ("conftest.py", "support_bot.failmodes.yaml", "test_python_modes.py", "data")
+EXAMPLE_FILES = ("conftest.py", "support_bot.failmodes.yaml", "test_python_modes.py", "data", "refund_desk.py", "refund_desk.failmodes.yaml")
+#: the consistency probe of the example application (refund_desk.py)
+PROBE = "refund_decision_consistent"
 #: the modes an LLM judges; without a model they are skipped, everything else runs as before
 JUDGE_MODES = ("wrong_language", "ignores_frustration")
 
@@ -163,7 +165,8 @@ def run(example: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[st
 
 
 def detected(report: dict[str, Any]) -> dict[str, set[str]]:
-    return {m["name"]: {t["id"] for t in m["traces"] if t["verdict"] == "fail"} for m in report["modes"]}
+    """Failing trace ids per failure mode (the probe's "traces" are variants: left out)."""
+    return {m["name"]: {t["id"] for t in m["traces"] if t["verdict"] == "fail"} for m in report["modes"] if m["name"] != PROBE}
 
 
 def planted(generate: ModuleType, version: str) -> dict[str, set[str]]:
@@ -189,17 +192,19 @@ def test_current_prompt_passes_every_gate(example: pytest.Pytester, generate: Mo
     result.stdout.fnmatch_lines(
         [
             "*= failure modes =*",
-            "8 failure modes in 2 files: all gates passed",
+            "9 failure modes in 3 files: all gates passed",
             "mode*cohort*n*fail*rate*95% CI*limit*gate",
             "refund_without_policy_check*all*360*ok",
             "*route=billing*3.0%*ok",
             *skip_lines(),
-            "*8 passed, 2 skipped*",
+            "*9 passed, 2 skipped*",
         ]
     )
     # offline: the judge modes were never evaluated, no model was called, nothing was cached
     assert [m["name"] for m in report["modes"] if m["name"] in JUDGE_MODES] == []
-    assert "model calls" not in result.stdout.str()
+    # the only calls are the probe's, of the in-process refund desk
+    calls = result.stdout.str().split("model calls", 1)[1].split("short test summary", 1)[0]
+    assert [line.split()[0] for line in calls.splitlines()[3:] if line.strip() and not line.startswith("=")] == ["target:refund_desk"]
     assert not (example.path / ".failmodes").exists()
     assert "small (n<20)" in result.stdout.str()  # the order-status cohorts by persona
     assert all(m["status"] == "ok" for m in report["modes"])
@@ -223,10 +228,10 @@ def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, ge
             "failure mode 'refund_without_policy_check' breached its gate (gate_on=point):",
             f"  route=billing: {fails}/{len(billing)} = {rate} * > limit 3.0%",
             "*cs-*tool check_policy was not called",
-            "8 failure modes in 2 files: 1 mode breached",
+            "9 failure modes in 3 files: 1 mode breached",
             f"refund_without_policy_check*route=billing*{len(billing)}*{fails}*{rate}*3.0%*FAIL (limit)",
             "FAILED support_bot.failmodes.yaml::refund_without_policy_check*",
-            "1 failed, 7 passed, 2 skipped*",
+            "1 failed, 8 passed, 2 skipped*",
         ]
     )
     breached = {m["name"]: m["breaches"] for m in report["modes"] if m["status"] != "ok"}
@@ -235,6 +240,38 @@ def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, ge
     overall = next(row for row in refund["cohorts"] if row["cohort"] == "all")
     assert overall["rate"] < 0.05, "the regression hides in one cohort: overall it looks fine"
     assert detected(report) == expected
+
+
+@pytest.mark.slow
+def test_the_probe_catches_the_candidate_refund_desk(example: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` step 3: the candidate build decides differently for "Refund" and "refund"."""
+    monkeypatch.setenv("HARBOR_BUILD", "candidate")
+
+    result, report = run(example, "-k", PROBE, "-q", "--failmodes-max-examples=3")
+
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            f"probe '{PROBE}' breached its gate (gate_on=point):",
+            "  all: * > limit 1.0%",
+            "minimal failing variants (3 of * failing inputs):",
+            "  input:          *",
+            "  variant:        *",
+            "  edit:           *",
+            "  output:         'REFUND APPROVED*",
+            "  variant output: *",
+            f"FAILED refund_desk.failmodes.yaml::{PROBE} - *",
+        ]
+    )
+    (probe,) = report["modes"]
+    rows = {r["cohort"]: r for r in probe["cohorts"]}
+    # capitalisation, contractions and spacing change the decision; filler phrases and punctuation do not
+    assert {k for k, r in rows.items() if k.startswith("perturbation=") and r["fails"]} == {
+        "perturbation=case", "perturbation=contraction", "perturbation=whitespace"
+    }
+    assert rows["perturbation=filler"]["n"] > 0 and rows["perturbation=punctuation"]["n"] > 0
+    assert {k for k in rows if k.startswith("persona=")} == {"persona=enterprise", "persona=frustrated", "persona=new_customer", "persona=non_native"}
+    assert all(t["verdict"] != "error" for t in probe["traces"])
 
 
 # -- the judge modes, with a model -------------------------------------------------------------

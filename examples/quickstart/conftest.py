@@ -1,4 +1,5 @@
-"""Custom detectors for support_bot.failmodes.yaml.
+"""Fixtures of the example: custom detectors for support_bot.failmodes.yaml and
+the application that refund_desk.failmodes.yaml probes.
 
 A YAML mode can name a fixture instead of a rule (``detector: pii_detector``).
 The fixture returns a function that takes one trace and answers "is the
@@ -9,6 +10,7 @@ and an email address is only a leak when the customer did not write it.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
@@ -55,3 +57,18 @@ def pii_detector() -> Callable[[Trace], Verdict]:
         return Verdict.pass_()
 
     return detect
+
+
+@pytest.fixture
+def refund_desk() -> Callable[[str], str]:
+    """The application under test: a customer's message -> the refund decision.
+
+    HARBOR_BUILD picks the build, as a CI job would test the pull request's code:
+    ``current`` (production, the default) or ``candidate``.
+    """
+    from refund_desk import BUILDS  # the application's module, next to this file
+
+    build = os.environ.get("HARBOR_BUILD", "current")
+    if build not in BUILDS:
+        raise pytest.UsageError(f"HARBOR_BUILD={build!r}: use one of {', '.join(BUILDS)}")
+    return BUILDS[build]
