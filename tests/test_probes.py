@@ -86,7 +86,7 @@ def test_a_probe_catches_the_contraction_bug(probes, target: str) -> None:
         ]
     )
     summary = probes.summary(result)
-    assert summary[0] == "1 failure mode in 1 file: 1 gate breached"
+    assert summary[0] == "1 failure mode in 1 file: 1 mode breached"
     rows = [line.split() for line in summary if line.startswith("refund_decision_stable ")]
     assert ["refund_decision_stable", "perturbation=contraction", "6", "2", "33.3%"] == rows[1][:5]  # breached rows first
     assert {r[1] for r in rows} == {"all", "perturbation=case", "perturbation=contraction", "perturbation=typo"}
@@ -296,7 +296,7 @@ def test_probes_under_xdist(probes) -> None:
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*minimal failing variants (2 of 2 failing inputs):*"])
     summary = probes.summary(result)
-    assert summary[0] == "2 failure modes in 2 files: 1 gate breached"
+    assert summary[0] == "2 failure modes in 2 files: 1 mode breached"
     modes = {m["name"]: m for m in probes.report("r.json")["modes"]}
     # the same seeded variants in each process: the two probes measure the same thing
     figures = {name: [(r["cohort"], r["n"], r["fails"]) for r in m["cohorts"]] for name, m in modes.items()}
