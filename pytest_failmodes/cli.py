@@ -130,7 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmp.error(f"--alpha takes a number between 0 and 1, got {args.alpha}")
     if not 0.0 <= args.min_increase < 1.0:
         cmp.error(f"--min-increase takes a number >= 0 and < 1 (0.02 is two percentage points), got {args.min_increase}")
-    return _compare(args)
+    try:
+        return _compare(args)
+    except BrokenPipeError:
+        # the reader went away (`failmodes compare ... | head`): not an error of ours;
+        # point stdout at devnull so the interpreter's final flush does not raise again
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
 
 
 if __name__ == "__main__":  # pragma: no cover

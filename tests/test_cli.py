@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -280,3 +281,13 @@ def test_notes_of_an_earlier_comparison_are_not_repeated(reports: Path) -> None:
 
     notes = [line for line in done.stdout.splitlines() if line.startswith("note:")]
     assert notes == [f"note: {new['modes'][0]['name']}: kept: not a baseline note"]
+
+
+def test_a_closed_pipe_is_not_a_traceback(reports: Path) -> None:
+    argv = [sys.executable, "-m", "pytest_failmodes.cli", "compare", "base.json", "new.json"]
+    done = subprocess.run(
+        f"{shlex.join(argv)} | head -n 1", shell=True, cwd=reports, env=_env(), capture_output=True, text=True, timeout=120
+    )
+
+    assert done.stdout.startswith("2 failure modes in 1 file:")
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
