@@ -117,13 +117,9 @@ class JudgeSpec:
 
     def call_params(self) -> dict[str, Any]:
         """litellm parameters (without the model and messages); never holds keys in reports."""
-        params: dict[str, Any] = dict(self.params)
-        params["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            params["max_tokens"] = self.max_tokens
-        if self.api_base:
-            params["api_base"] = self.api_base
-        return params
+        from .llm import call_params
+
+        return call_params(self.params, self.temperature, self.max_tokens, self.api_base)
 
 
 def _trace_block(trace: Trace) -> str:

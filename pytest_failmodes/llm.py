@@ -53,6 +53,20 @@ def load_litellm() -> Any:
     return litellm
 
 
+def call_params(
+    extra: Mapping[str, Any], temperature: float, max_tokens: int | None, api_base: str | None
+) -> dict[str, Any]:
+    """The litellm parameters of a call (without model and messages), as every
+    model-backed part (judges, paraphrases, equivalence checks) sends them."""
+    params: dict[str, Any] = dict(extra)
+    params["temperature"] = temperature
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    if api_base:
+        params["api_base"] = api_base
+    return params
+
+
 class ModelError(Exception):
     """A model call failed for good (after retries, or not retryable)."""
 
