@@ -87,7 +87,7 @@ def load_baseline(path: Path, shown: str | None = None, kind: str = "baseline") 
 
 
 #: what comparing reads from a report's modes, by list: field -> type
-_REQUIRED = {"cohorts": {"cohort": str, "n": int, "fails": int}, "traces": {"id": str, "verdict": str}}
+_REQUIRED: dict[str, dict[str, type]] = {"cohorts": {"cohort": str, "n": int, "fails": int}, "traces": {"id": str, "verdict": str}}
 
 
 def _check_entries(data: dict[str, Any], name: str, kind: str) -> None:

@@ -242,7 +242,8 @@ class _FailmodesItem(pytest.Function):
             )
         return app  # type: ignore[no-any-return]
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
+    # mirrors pytest.Function.repr_failure, which drops Node's style parameter (and ignores [override] itself)
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
         exc = excinfo.value
         if isinstance(exc, _Outcome):
             return exc.text
@@ -370,6 +371,7 @@ class TraceItem(_FailmodesItem):
         if hasattr(node_id, "with_params"):
             # pytest >= 9 keeps structured ids: the trace id is the parameter, as in
             # parametrize, so --lf and -k match ids read back from the cache
+            assert self.parent is not None  # made by from_parent: a trace item always has its file
             self._id = self.parent.id.child(self.mode.name).with_params(_id_text(trace.id))
 
     def runtest(self) -> None:

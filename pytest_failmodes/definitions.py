@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +23,9 @@ from .engine import Gate, ModeSpec, Suite
 from .errors import DefinitionError, did_you_mean
 from .trace import TRACE_FIELDS
 from .where import WhereError, compile_where
+
+if TYPE_CHECKING:
+    from .probes.run import ProbeSpec
 
 __all__ = ["load_suite", "suite_from_mapping", "is_definition_file", "FileDef"]
 
@@ -606,8 +609,8 @@ def suite_from_mapping(
             if getattr(fdef, key) is None:
                 raise error("required key is missing", (key,))
     if fdef.dataset is None and any(p.inputs_from_dataset for p in fdef.probes):
-        at = next(i for i, p in enumerate(fdef.probes) if p.inputs_from_dataset)
-        raise error("inputs: {from_dataset: true} needs a dataset; add dataset: to this file", ("probes", at, "inputs"))
+        first = next(i for i, p in enumerate(fdef.probes) if p.inputs_from_dataset)
+        raise error("inputs: {from_dataset: true} needs a dataset; add dataset: to this file", ("probes", first, "inputs"))
 
     base = source.parent
     dataset = None
@@ -631,7 +634,7 @@ def suite_from_mapping(
         from .labels import load_labels_file
 
         lpath = base / fdef.labels.path
-        labels_file = load_labels_file(lpath, _shown_beside(shown, fdef.labels.path), {m.name: m for m in fdef.failure_modes})
+        labels_file = load_labels_file(lpath, _shown_beside(shown, fdef.labels.path), {m.name: m for m in fdef.failure_modes or ()})
 
     modes = []
     for i, m in enumerate(fdef.failure_modes or ()):
@@ -685,7 +688,7 @@ def suite_from_mapping(
         from .target import TargetSpec
 
         target = TargetSpec(fdef.target.fixture, fdef.target.cache, fdef.target.version)
-    probes = ()
+    probes: tuple[ProbeSpec, ...] = ()
     if fdef.probes:
         from .probes.build import build_probes
 

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .stats import wilson_interval
 from .trace import MISSING
@@ -21,7 +21,7 @@ from .verdict import ERROR, FAIL, PASS, SKIP, Verdict, to_verdict
 if TYPE_CHECKING:
     from .dataset import DatasetSpec
     from .detectors import Detector
-    from .detectors.python import FixtureRef
+    from .detectors.python import FixtureRef, PythonRef
     from .judge import ModelContext
     from .labels import HumanLabels
     from .target import TargetSpec
@@ -89,7 +89,7 @@ class ModeSpec:
 
     name: str
     source: str
-    detector: Detector | FixtureRef
+    detector: Detector | FixtureRef | PythonRef
     description: str = ""
     line: int = 1
     where: Where | None = None
@@ -363,8 +363,29 @@ class ModeResult:
 PARTIAL_NOTE = "partial run: "
 
 
+class _ModeFields(Protocol):
+    """What finish_mode reads of a mode: a ModeSpec, or one rebuilt from a report."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def order(self) -> int: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def detector(self) -> object: ...
+    @property
+    def gate(self) -> Gate: ...
+
+
 def finish_mode(
-    mode: ModeSpec,
+    mode: _ModeFields,
     agg: Aggregator,
     ids: list[str],
     codes: str,
@@ -498,7 +519,7 @@ def evaluate(
         live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None, track_members, samples))
     ids: list[str] = []
     cohorts = suite.cohorts
-    pending: deque[tuple[_Live, int, list[str], Future[Verdict]]] = deque()
+    pending: deque[tuple[_Live, int, list[str], Future[Verdict], Trace | None]] = deque()
     window = max(64, (ctx.runner.max_concurrency if ctx else 1) * 16)
     done = submitted = 0
     source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))

@@ -15,14 +15,14 @@ from collections.abc import Mapping
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import DefinitionError, did_you_mean
 from .trace import MISSING, Trace
 
 __all__ = ["HumanLabels", "load_labels_file", "split_of", "SPLITS", "MEASURE"]
 
-SPLITS = ("train", "dev", "test")
+SPLITS: tuple[Literal["train", "dev", "test"], ...] = ("train", "dev", "test")
 #: the role of a labelled trace that is measured
 MEASURE = "measure"
 

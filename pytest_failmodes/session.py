@@ -469,7 +469,7 @@ class FailmodesSession:
             mode = _SpecView(spec)
             applicable = spec["applicable"]
             partial = (len(rows), applicable) if len(rows) < applicable else None
-            result = finish_mode(  # type: ignore[arg-type]
+            result = finish_mode(
                 mode, agg, [r["id"] for r in rows], "".join(codes), details, partial=partial,
                 members=members if self.tracks_members else None,
                 samples=samples if self.samples else None,

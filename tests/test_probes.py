@@ -436,3 +436,34 @@ def test_paraphrase_faults_are_errors_not_passes(probes) -> None:
     (trace,) = probes.report("r.json")["modes"][0]["traces"]
     assert trace["verdict"] == "error"
     assert trace["reason"].startswith("paraphrasing failed: ModelError: openai/fake-judge: unusable reply after one repair request")
+
+
+def test_a_labels_file_beside_probes_alone_names_its_unknown_mode(project) -> None:
+    # a file of probes has no failure modes for labels to measure; this crashed (TypeError) once
+    project.file(
+        "conftest.py",
+        """
+        import pytest
+
+        @pytest.fixture
+        def bot():
+            return lambda text: "REFUND APPROVED" if "refund" in text.lower() else "NO"
+        """,
+    )
+    project.file("labels.jsonl", '{"id": "a", "mode": "x", "verdict": "fail"}\n')
+    project.definitions(
+        """
+        labels: labels.jsonl
+        probes:
+          - name: stable
+            target: bot
+            inputs: ["I want a refund"]
+            perturb: [case]
+        """,
+        name="p.failmodes.yaml",
+    )
+
+    result = project.run("-p", "no:cacheprovider")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["labels.jsonl:1: mode: no failure mode named 'x' in this definition file"])

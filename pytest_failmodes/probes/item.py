@@ -80,16 +80,20 @@ class ProbeItem(_FailmodesItem):
             return compare.exact()
         if not isinstance(cmp, str):
             return cmp
-        where = {"file": self.probe.source, "line": self.probe.line, "key": f"probes.{self.probe.name}.same_when.fixture"}
+
+        def error(message: str) -> FailmodesError:
+            return FailmodesError(
+                message, file=self.probe.source, line=self.probe.line, key=f"probes.{self.probe.name}.same_when.fixture"
+            )
+
         try:
             func = self._request.getfixturevalue(cmp)
         except pytest.FixtureLookupError:
-            raise FailmodesError(f"comparator fixture {cmp!r} not found; define it in a conftest.py this file can see", **where) from None
+            raise error(f"comparator fixture {cmp!r} not found; define it in a conftest.py this file can see") from None
         if not callable(func):
-            raise FailmodesError(
+            raise error(
                 f"comparator fixture {cmp!r} returned {type(func).__name__}; it must return a callable "
-                "(original_output, variant_output) -> bool (True: the same answer)",
-                **where,
+                "(original_output, variant_output) -> bool (True: the same answer)"
             )
         return compare.from_callable(cmp, func)
 

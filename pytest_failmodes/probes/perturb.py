@@ -132,7 +132,7 @@ class Variant:
 
 def protected_spans(text: str, protected: Iterable[str | re.Pattern[str]]) -> list[tuple[int, int]]:
     """Every occurrence of each protected string (case-insensitive) or match of a compiled regex."""
-    spans = []
+    spans: list[tuple[int, int]] = []
     lowered = text.lower()
     for entity in protected:
         if isinstance(entity, re.Pattern):

@@ -398,7 +398,9 @@ class _Page:
             f'<td class="num ci">{_e(f"{pct(lo)} – {pct(hi)}" if lo is not None else "-")}</td>',
         ]
         if self.has_corrected:
-            c = row.get("corrected") if isinstance(row.get("corrected"), Mapping) else {}
+            c = row.get("corrected")
+            if not isinstance(c, Mapping):
+                c = {}
             clo, chi = c.get("ci_low"), c.get("ci_high")
             cells += [
                 f'<td class="num rate">{_e(pct(c.get("rate")))}</td>',
