@@ -112,6 +112,10 @@ def _check_entries(data: dict[str, Any], name: str, kind: str) -> None:
                         )
 
 
+#: how the notes of a comparison begin on a mode's result (and in reports)
+NOTE_PREFIX = "baseline: "
+
+
 @dataclass
 class BaselineComparison:
     """The comparisons of a run, by (mode key, cohort), and what could not be compared."""
@@ -123,6 +127,13 @@ class BaselineComparison:
     @property
     def regressions(self) -> list[Comparison]:
         return [c for c in self.comparisons.values() if c.regression]
+
+    def annotate(self, results: Sequence[ModeResult]) -> None:
+        """Put this comparison's notes on the results, as ``baseline: ...``, in place of
+        any an earlier comparison left there (a report read back by ``failmodes compare``)."""
+        for result in results:
+            result.notes[:] = [n for n in result.notes if not n.startswith(NOTE_PREFIX)]
+            result.notes.extend(f"{NOTE_PREFIX}{n}" for n in self.notes.get(result.key, ()))
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -61,8 +61,7 @@ def _rebuild(modes: dict[str, dict[str, Any]]) -> list[Any]:
                 codes="".join(CODE_OF_STATUS.get(t.get("verdict"), "E") for t in traces),
                 details={i: [t.get("reason", ""), t.get("evidence")] for i, t in enumerate(traces) if t.get("verdict") != "pass"},
                 broken=m.get("broken"),
-                # notes of an earlier comparison: this one makes its own
-                notes=[n for n in m.get("notes", []) if not n.startswith("baseline: ")],
+                notes=list(m.get("notes", [])),
                 fingerprint=m.get("fingerprint", ""),
                 members=_members(m, traces),
             )
@@ -98,10 +97,7 @@ def _compare(args: argparse.Namespace) -> int:
     comparison = compare_with_baseline(
         results, baseline, alpha=args.alpha, correction=args.correction, min_increase=args.min_increase
     )
-    for key, notes in comparison.notes.items():
-        for result in results:
-            if result.key == key:
-                result.notes.extend(f"baseline: {n}" for n in notes)
+    comparison.annotate(results)
     lines = markdown_lines(results, comparison) if args.markdown else summary_lines(results, comparison)
     for line in lines:
         print(line)

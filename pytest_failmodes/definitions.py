@@ -20,7 +20,7 @@ from .detectors import Detector, RuleError, RuleKind, build_rule
 from .detectors.label import LabelDetector
 from .detectors.python import FixtureRef
 from .engine import Gate, ModeSpec, Suite
-from .errors import DefinitionError, did_you_mean
+from .errors import DefinitionError, did_you_mean, read_definition_text
 from .trace import TRACE_FIELDS
 from .where import WhereError, compile_where
 
@@ -534,12 +534,7 @@ def load_suite(
 ) -> Suite:
     """Read and validate a YAML definition file (``display``: its name in messages)."""
     shown = display or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DefinitionError("not valid UTF-8; save the file as UTF-8", file=shown) from None
-    except OSError as exc:
-        raise DefinitionError(f"cannot read: {exc.strerror or exc}", file=shown) from None
+    text = read_definition_text(path, shown)
     lines = _LineMap()
     try:
         loader = yaml.SafeLoader(text)

@@ -43,6 +43,17 @@ class DatasetError(FailmodesError):
     """A dataset file or one of its rows is invalid."""
 
 
+def read_definition_text(path: Path, shown: str, what: str = "") -> str:
+    """A definition-side file (YAML definitions, a labels file) as text, or a
+    DefinitionError naming it: not UTF-8, or unreadable (``what`` names the kind)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DefinitionError("not valid UTF-8; save the file as UTF-8", file=shown) from None
+    except OSError as exc:
+        raise DefinitionError(f"cannot read{what}: {exc.strerror or exc}", file=shown) from None
+
+
 def _shown(path: str | Path) -> str:
     """A path as the user would type it: relative to the working directory when under it."""
     p = Path(path)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import DefinitionError, did_you_mean
+from .errors import DefinitionError, did_you_mean, read_definition_text
 from .trace import MISSING, Trace
 
 __all__ = ["HumanLabels", "load_labels_file", "split_of", "SPLITS", "MEASURE"]
@@ -132,12 +132,7 @@ def load_labels_file(path: Path, shown: str, modes: Mapping[str, Any]) -> dict[s
     Every bad row is a DefinitionError naming the file, the line and the field.
     ``modes`` are the names a row may name.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DefinitionError("not valid UTF-8; save the file as UTF-8", file=shown) from None
-    except OSError as exc:
-        raise DefinitionError(f"cannot read labels file: {exc.strerror or exc}", file=shown) from None
+    text = read_definition_text(path, shown, " labels file")
     out: dict[str, dict[str, tuple[str, str]]] = {}
     seen: dict[tuple[str, str], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):

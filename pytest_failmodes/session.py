@@ -7,6 +7,7 @@ workers.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future
@@ -368,9 +369,7 @@ class FailmodesSession:
             correction=config.getoption(opt.dest(opt.CORRECTION)),
             min_increase=config.getoption(opt.dest(opt.MIN_INCREASE)),
         )
-        for key, notes in self.comparison.notes.items():
-            if key in self.results:
-                self.results[key].notes.extend(f"baseline: {n}" for n in notes)
+        self.comparison.annotate(list(self.results.values()))
         self._regressed = bool(self.comparison.regressions)
         # the correction spans every mode and cohort, so regressions are decided here,
         # once all modes have run: they fail the run (and their gate in JUnit), not an item
@@ -426,16 +425,17 @@ class FailmodesSession:
     def ordered_results(self) -> list[ModeResult]:
         return sorted(self.results.values(), key=lambda r: (r.source, r.order))
 
-    @property
+    @functools.cached_property
     def tracks_members(self) -> bool:
         """Whether results record which traces make each cohort: the paired test against
         a baseline needs it, and JSON reports and baselines record it for `failmodes compare`."""
         return any(self.config.getoption(opt.dest(name)) for name in (opt.BASELINE, opt.SAVE_BASELINE, opt.REPORT))
 
-    @property
+    @functools.cached_property
     def samples(self) -> int:
         """How many failing traces per mode keep their input and output: the HTML
-        report shows them; nothing else needs them."""
+        report shows them; nothing else needs them. (Read per trace item and per
+        row, so computed once.)"""
         if not self.config.getoption(opt.dest(opt.HTML)):
             return 0
         from .report.html import DEFAULT_MAX_TRACES

@@ -39,7 +39,9 @@ def build_report(
             breaches.append("errors")
         cohorts = []
         # positions in this mode's "traces" list (skips are not in it)
-        position = {i: p for p, i in enumerate(i for i, code in enumerate(r.codes) if code != "S")}
+        position: dict[int, int] = {}
+        if r.members is not None:
+            position = {i: p for p, i in enumerate(i for i, code in enumerate(r.codes) if code != "S")}
         for row in r.rows:
             entry = row.to_dict()
             if r.members is not None and row.cohort != "all" and row.cohort in r.members:
