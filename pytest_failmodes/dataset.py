@@ -25,7 +25,7 @@ __all__ = ["DatasetSpec", "iter_traces", "iter_rows", "FORMATS"]
 FORMATS = ("jsonl", "json", "csv")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 # CSV cells that hold structured trace fields are JSON text
-_STRUCTURED = ("messages", "metadata", "labels")
+_STRUCTURED = ("messages", "steps", "metadata", "labels")
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,16 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Trace", "Message", "ToolCall", "MISSING", "TRACE_FIELDS"]
+__all__ = ["Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS"]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
-TRACE_FIELDS = ("id", "input", "output", "messages", "metadata", "labels")
+TRACE_FIELDS = ("id", "input", "output", "messages", "steps", "metadata", "labels")
+
+#: what a step can be; span formats map their own kinds onto these
+STEP_KINDS = (
+    "llm", "tool", "agent", "retriever", "chain", "embedding", "reranker",
+    "guardrail", "evaluator", "message", "other",
+)
 
 
 class _Missing:
@@ -70,6 +76,41 @@ class ToolCall(NamedTuple):
     arguments: dict[str, Any]
 
 
+class Step(BaseModel):
+    """One step of a trace: a span, an LLM call, a tool call or an agent's turn.
+
+    Steps form a tree through ``parent_id``; :attr:`Trace.steps` lists them in
+    pre-order (a parent before its children, siblings by start time).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    parent_id: str | None = None
+    #: one of :data:`STEP_KINDS`
+    kind: str = "other"
+    #: the tool's, agent's or span's name
+    name: str = ""
+    input: Any = None
+    output: Any = None
+    #: ``ok``, ``error`` or ``unset`` (the span said nothing)
+    status: str = "unset"
+    error: str | None = None
+    #: epoch milliseconds
+    start_ms: float | None = None
+    end_ms: float | None = None
+    #: ``prompt``, ``completion``, ``total`` where known
+    tokens: dict[str, int] = Field(default_factory=dict)
+    #: the span's own attributes, as exported (flattened keys kept as they were)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.start_ms is None or self.end_ms is None:
+            return None
+        return self.end_ms - self.start_ms
+
+
 class Trace(BaseModel):
     """One trace: what went in, what came out, and what is known about it.
 
@@ -83,6 +124,8 @@ class Trace(BaseModel):
     input: str | None = None
     output: str | None = None
     messages: list[Message] = Field(default_factory=list)
+    #: agent steps in pre-order; empty when the format has none (see :attr:`Trace.steps`)
+    steps: list[Step] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     labels: dict[str, Any] = Field(default_factory=dict)
 
