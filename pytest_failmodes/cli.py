@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,7 @@ def _compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="failmodes", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_compare(sub: Any) -> None:
     cmp = sub.add_parser("compare", help="compare two saved JSON reports (baseline first)")
     cmp.add_argument("old", help="the baseline report (e.g. .failmodes/baseline.json)")
     cmp.add_argument("new", help="the report of the run to judge")
@@ -120,14 +118,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"multiple-comparison correction (default {opt.DEFAULT_CORRECTION})",
     )
     cmp.add_argument("--min-increase", type=float, default=0.0, help="smallest absolute rise that counts")
-    args = parser.parse_args(argv)
-    # `not (...)` also turns away nan
-    if not 0.0 < args.alpha < 1.0:
-        cmp.error(f"--alpha takes a number between 0 and 1, got {args.alpha}")
-    if not 0.0 <= args.min_increase < 1.0:
-        cmp.error(f"--min-increase takes a number >= 0 and < 1 (0.02 is two percentage points), got {args.min_increase}")
-    try:
+
+    def run(args: argparse.Namespace) -> int:
+        # `not (...)` also turns away nan
+        if not 0.0 < args.alpha < 1.0:
+            cmp.error(f"--alpha takes a number between 0 and 1, got {args.alpha}")
+        if not 0.0 <= args.min_increase < 1.0:
+            cmp.error(f"--min-increase takes a number >= 0 and < 1 (0.02 is two percentage points), got {args.min_increase}")
         return _compare(args)
+
+    cmp.set_defaults(func=run)
+
+
+#: each entry adds one subcommand (its parser and a ``func`` default that runs it);
+#: the modules behind them import nothing heavy until their command runs
+_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_compare,)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="failmodes", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in _COMMANDS:
+        add(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FailmodesError as exc:
+        print(f"failmodes {args.command}: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # the reader went away (`failmodes compare ... | head`): not an error of ours;
         # point stdout at devnull so the interpreter's final flush does not raise again

@@ -1,0 +1,1 @@
+"""Trace formats: one module per format behind one small reader protocol."""
