@@ -22,12 +22,14 @@ def failure_mode(
     max_fail_rate: float | None = None,
     gate: Mapping[str, Any] | None = None,
     description: str | None = None,
+    allow_empty: bool | None = None,
 ) -> Callable[[F], F]:
     """Turn a test function taking ``trace`` into a failure mode.
 
     The function is called once per trace of ``dataset`` (a path relative to
     the test file); an ``AssertionError`` means the failure is present, any
     other exception is an error. Other parameters are pytest fixtures.
+    A mode whose every trace is skipped fails its gate unless ``allow_empty=True``.
     Collected only under ``pytest --failmodes``::
 
         @failure_mode(dataset="data/traces.jsonl", cohorts=["route"], max_fail_rate=0.02)
@@ -42,6 +44,7 @@ def failure_mode(
         "max_fail_rate": max_fail_rate,
         "gate": dict(gate) if gate else None,
         "description": description,
+        "allow_empty": allow_empty,
     }
 
     def mark(func: F) -> F:

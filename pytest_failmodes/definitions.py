@@ -22,6 +22,8 @@ from .detectors.python import FixtureRef
 from .engine import Gate, ModeSpec, Suite
 from .errors import DefinitionError, did_you_mean, read_definition_text
 from .trace import TRACE_FIELDS
+from .seen import Need, needs_of_rule
+from .values import canonical_cohort, value_text
 from .where import WhereError, compile_where
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ class GateDef(_Strict):
     min_increase: float | None = Field(default=None, ge=0.0, lt=1.0)
     #: gate on the judge-error-corrected rate (a mode with human labels; see docs/calibration.md)
     gate_on_corrected: bool | None = None
+    #: a mode whose every trace was skipped passes (by default it fails: it checked nothing)
+    allow_empty: bool | None = None
 
     @field_validator("cohort_limits")
     @classmethod
@@ -106,8 +110,9 @@ class DatasetDef(_Strict):
 
 class LabelDef(_Strict):
     field: str = Field(min_length=1)
-    fail_values: list[str | int | bool] = Field(min_length=1)
-    pass_values: list[str | int | bool] | None = None
+    # bool first: a union tries exact types, and True must stay a boolean, 1.0 a number
+    fail_values: list[bool | int | float | str] = Field(min_length=1)
+    pass_values: list[bool | int | float | str] | None = None
 
 
 class LabelsFileDef(_Strict):
@@ -224,6 +229,7 @@ class ModeDef(_Strict):
     detector: str | None = None
     judge: JudgeDef | None = None
     max_fail_rate: float | None = Rate
+    allow_empty: bool | None = None
     gate: GateDef | None = None
 
     @field_validator("name")
@@ -624,6 +630,17 @@ def suite_from_mapping(
             raise error("a cohort is a field name or a non-empty list of field names", ("cohorts", i))
         cohorts.append(group)
 
+    def need(kind: str, name: str, path: Path_, **extra: Any) -> Need:
+        return Need(kind, name, shown, (lines.line(path) if lines.lines else first_line), _key(path), **extra)
+
+    suite_needs: list[Need] = []
+    for i, c in enumerate(fdef.cohorts):
+        for j, name in enumerate([c] if isinstance(c, str) else c):
+            suite_needs.append(need("field", name, ("cohorts", i) if isinstance(c, str) else ("cohorts", i, j)))
+    if fdef.dataset is not None:
+        for trace_field, column in fdef.dataset.fields.items():
+            suite_needs.append(need("mapped", trace_field, ("dataset", "fields", trace_field), source=column))
+
     labels_file: dict[str, dict[str, tuple[str, str]]] = {}
     if fdef.labels is not None:
         from .labels import load_labels_file
@@ -649,8 +666,8 @@ def suite_from_mapping(
         elif m.label is not None:
             detector = LabelDetector(
                 m.label.field,
-                frozenset(_as_text(v) for v in m.label.fail_values),
-                frozenset(_as_text(v) for v in m.label.pass_values) if m.label.pass_values is not None else None,
+                tuple(m.label.fail_values),
+                tuple(m.label.pass_values) if m.label.pass_values is not None else None,
             )
         elif m.judge is not None:
             detector = _judge(m, fdef.judge)
@@ -664,6 +681,22 @@ def suite_from_mapping(
                 (*at, "labels"),
             )
         human = _human_labels(m, labels_file.get(m.name), fdef)
+        needs: list[Need] = []
+        for fieldname, cond in (m.where or {}).items():
+            needs.append(need("field", str(fieldname), (*at, "where", fieldname)))
+        if where is not None:
+            for fieldname, op, given in where.values():
+                path = (*at, "where", fieldname) + ((op,) if isinstance(m.where[fieldname], Mapping) else ())  # type: ignore[index]
+                needs.append(need("value", fieldname, path, values=given))
+        if m.rule is not None:
+            needs.extend(need(kind, name, (*at, "rule", *path)) for kind, name, path in needs_of_rule(m.rule, ()))
+        for key in ("label", "labels"):
+            ldef = getattr(m, key)
+            if ldef is not None:
+                needs.append(need("field", ldef.field, (*at, key, "field")))
+                needs.append(need("value", ldef.field, (*at, key, "fail_values"), values=tuple(ldef.fail_values)))
+                if ldef.pass_values:
+                    needs.append(need("value", ldef.field, (*at, key, "pass_values"), values=tuple(ldef.pass_values)))
         modes.append(
             ModeSpec(
                 name=m.name,
@@ -676,6 +709,7 @@ def suite_from_mapping(
                 order=i,
                 fingerprint=_fingerprint(m, fdef.judge),
                 labels=human,
+                needs=tuple(needs),
             )
         )
     target = None
@@ -690,7 +724,7 @@ def suite_from_mapping(
         probes = build_probes(fdef, shown, lines.line if lines.lines else (lambda _p: first_line), len(modes))
     return Suite(
         source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target,  # type: ignore[arg-type]
-        probes=probes,
+        probes=probes, needs=tuple(suite_needs),
     )
 
 
@@ -766,7 +800,7 @@ def _fingerprint(mode: ModeDef, judge_defaults: JudgeDef) -> str:
 
     from .judge import ENV_MODEL
 
-    data = mode.model_dump(mode="json", exclude={"max_fail_rate", "gate", "labels"})
+    data = mode.model_dump(mode="json", exclude={"max_fail_rate", "gate", "labels", "allow_empty"})
     if mode.judge is not None:
         data["judge_defaults"] = judge_defaults.model_dump(mode="json")
         if os.environ.get(ENV_MODEL):
@@ -779,20 +813,21 @@ def _merge_gate(file_gate: GateDef, mode: ModeDef) -> Gate:
     values: dict[str, Any] = {}
     limits: dict[str, float] = {}
     for layer in layers:
-        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size", "min_increase", "gate_on_corrected"):
+        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size", "min_increase", "gate_on_corrected", "allow_empty"):
             v = getattr(layer, key)
             if v is not None:
                 values[key] = v
-        limits.update(layer.cohort_limits)
+        # as the run spells cohorts: `reward=1.0` names the cohort `reward=1`
+        limits.update({canonical_cohort(k): v for k, v in layer.cohort_limits.items()})
     if mode.max_fail_rate is not None:
         values["max_fail_rate"] = mode.max_fail_rate
+    if mode.allow_empty is not None:
+        values["allow_empty"] = mode.allow_empty
     return Gate(cohort_limits=limits, **values)
 
 
-def _as_text(value: str | int | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _as_text(value: str | int | float | bool) -> str:
+    return value_text(value)
 
 
 def _is_union_tag(part: str | int) -> bool:
@@ -815,7 +850,7 @@ def python_mode_definition(
         if kwargs.get(key) is not None:
             data[key] = kwargs[key]
     mode: dict[str, Any] = {"name": func_name, "detector": "__python__"}
-    for key in ("description", "where", "max_fail_rate"):
+    for key in ("description", "where", "max_fail_rate", "allow_empty"):
         if kwargs.get(key) is not None:
             mode[key] = kwargs[key]
     data["failure_modes"] = [mode]

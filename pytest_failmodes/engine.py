@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .stats import wilson_interval
-from .trace import MISSING
+from .seen import Need, Seen
+from .values import MISSING_VALUE, cohort_part, split_cohort
 from .verdict import ERROR, FAIL, PASS, SKIP, Verdict, to_verdict
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ __all__ = [
 ALL = "all"
 #: a labelled trace during a pass: (index, human verdict, note, role, cohort keys)
 Labelled = tuple[int, str, str, str, list[str]]
-MISSING_VALUE = "(missing)"
 #: one status byte per trace in ModeResult.codes
 CODE_OF_STATUS = {PASS: "P", FAIL: "F", ERROR: "E", SKIP: "S"}
 STATUS_OF_CODE = {v: k for k, v in CODE_OF_STATUS.items()}
@@ -63,6 +63,8 @@ class Gate:
     min_increase: float | None = None
     #: gate on the judge-error-corrected rate where the mode has one (human labels)
     gate_on_corrected: bool = False
+    #: a mode whose every trace was skipped passes its gate (otherwise it fails it: nothing was checked)
+    allow_empty: bool = False
 
     def limit_for(self, cohort: str) -> float | None:
         return self.cohort_limits.get(cohort, self.max_fail_rate)
@@ -76,6 +78,7 @@ class Gate:
             "cohort_limits": dict(self.cohort_limits),
             "min_increase": self.min_increase,
             "gate_on_corrected": self.gate_on_corrected,
+            "allow_empty": self.allow_empty,
         }
 
     @classmethod
@@ -99,6 +102,8 @@ class ModeSpec:
     fingerprint: str = ""
     #: human verdicts that measure the detector (calibration), if any
     labels: HumanLabels | None = None
+    #: the fields, tool names and values it reads, checked against the data after the pass
+    needs: tuple[Need, ...] = ()
 
     @property
     def key(self) -> str:
@@ -117,30 +122,44 @@ class Suite:
     target: TargetSpec | None = None
     #: consistency probes (pytest_failmodes.probes.run.ProbeSpec); a file of probes alone has no dataset
     probes: tuple[Any, ...] = ()
+    #: what every mode reads (cohort fields, ``dataset.fields`` columns), checked like a mode's needs
+    needs: tuple[Need, ...] = ()
+
+    def check_names(self, traces: Iterable[Trace], only: Iterable[str] | None = None) -> dict[str, tuple[str | None, list[str]]]:
+        """mode name -> (why it is broken or None, notes) for names that match nothing in ``traces``
+        (all of them: a name is missing only if no trace has it)."""
+        wanted = set(only) if only is not None else None
+        modes = [m for m in self.modes if wanted is None or m.name in wanted]
+        seen = Seen([*self.needs, *(n for m in modes for n in m.needs)])
+        for trace in traces:
+            seen.observe(trace)
+        return {m.name: name_problems(seen, self, m) for m in modes}
+
+
+def name_problems(seen: Seen, suite: Suite, mode: ModeSpec) -> tuple[str | None, list[str]]:
+    """A mode's (broken reason, notes) from a finished :class:`Seen`."""
+    errors, notes = seen.problems([*suite.needs, *mode.needs])
+    if not errors:
+        return None, notes
+    more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:3])})" if len(errors) > 1 else ""
+    return errors[0] + more, notes
 
 
 def cohort_keys(trace: Trace, cohorts: Iterable[tuple[str, ...]]) -> list[str]:
-    """The cohort labels a trace belongs to: ``all`` plus ``field=value`` per grouping."""
+    """The cohort labels a trace belongs to: ``all`` plus ``field=value`` per grouping.
+
+    Values print canonically (``reward=1`` for 1, 1.0 and "1") and are quoted where
+    they would make a label ambiguous (see :func:`pytest_failmodes.values.cohort_part`).
+    """
     keys = [ALL]
     get = trace.get
     for group in cohorts:
         if len(group) == 1:
             name = group[0]
-            keys.append(f"{name}={_value_text(get(name))}")
+            keys.append(cohort_part(name, get(name)))
         else:
-            keys.append(" & ".join([f"{name}={_value_text(get(name))}" for name in group]))
+            keys.append(" & ".join([cohort_part(name, get(name)) for name in group]))
     return keys
-
-
-def _value_text(value: Any) -> str:
-    # runs for every trace and cohort field: plain strings take the short path
-    if type(value) is str:
-        return value or MISSING_VALUE
-    if value is MISSING or value is None or value == "":
-        return MISSING_VALUE
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def detect_one(detector: Callable[[Trace], Any], trace: Trace) -> Verdict:
@@ -218,8 +237,10 @@ class Aggregator:
     def rows(self, gate: Gate, *, apply: bool = True) -> list[CohortRow]:
         """Cohort rows with gate decisions: ``all`` first, then cohorts by field and value."""
         out = []
-        for key in sorted(self.counts, key=_row_order):
-            p, f, e = self.counts[key]
+        # a mode whose every trace was skipped still has its `all` row (n=0): reports show it as empty
+        counts = self.counts if ALL in self.counts else {ALL: [0, 0, 0], **self.counts}
+        for key in sorted(counts, key=_row_order):
+            p, f, e = counts[key]
             n = p + f
             limit = gate.limit_for(key)
             small = key != ALL and n < gate.min_cohort_size
@@ -232,7 +253,7 @@ class Aggregator:
 def _row_order(key: str) -> tuple[int, str, str]:
     if key == ALL:
         return (0, "", "")
-    fields = " & ".join(part.split("=", 1)[0] for part in key.split(" & "))
+    fields = " & ".join(name for name, _value in split_cohort(key))
     return (1, fields, key)
 
 
@@ -293,8 +314,29 @@ class ModeResult:
         return any(note.startswith(PARTIAL_NOTE) for note in self.notes)
 
     @property
+    def empty(self) -> bool:
+        """Every trace was skipped (``where:``, a label no trace has): the mode checked nothing."""
+        if self.broken is not None or self.partial:
+            return False
+        return not self.rows or (self.rows[0].n == 0 and self.rows[0].errors == 0)
+
+    @property
+    def empty_breach(self) -> bool:
+        """Empty, and the definition does not say ``allow_empty: true``."""
+        return self.empty and not self.gate.allow_empty
+
+    @property
+    def status(self) -> str:
+        """``broken``, ``empty``, ``breached`` or ``ok`` (a baseline regression is decided later)."""
+        if self.broken is not None:
+            return "broken"
+        if self.empty:
+            return "empty"
+        return "ok" if self.passed else "breached"
+
+    @property
     def passed(self) -> bool:
-        return self.broken is None and not self.error_breach and not self.breached_rows
+        return self.broken is None and not self.error_breach and not self.breached_rows and not self.empty_breach
 
     def verdicts(self) -> Iterator[tuple[str, str, str, Any]]:
         """``(id, status, reason, evidence)`` for every evaluated trace (skips omitted)."""
@@ -523,9 +565,11 @@ def evaluate(
     window = max(64, (ctx.runner.max_concurrency if ctx else 1) * 16)
     done = submitted = 0
     source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))
+    seen = Seen([*suite.needs, *(n for lv in live for n in lv.mode.needs)])
     for trace in source:
         idx = len(ids)
         ids.append(trace.id)
+        seen.observe(trace)
         keys = cohort_keys(trace, cohorts)
         unproduced = failed.get(trace.id) if failed else None
         for lv in live:
@@ -560,11 +604,17 @@ def evaluate(
             progress(done, submitted)
     results = {}
     for lv in live:
+        # decided over every trace of the pass: a name some trace has is not a typo
+        why, notes = name_problems(seen, suite, lv.mode)
+        if why is not None:
+            results[lv.mode.name] = finish_mode(lv.mode, Aggregator(), [], "", {}, broken=why)
+            continue
         results[lv.mode.name] = finish_mode(
             lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details, members=lv.members,
             samples=lv.samples if lv.want else None,
             labelled=lv.labelled, calibrate_only=calibrate_only,
         )
+        results[lv.mode.name].notes.extend(notes)
     for mode in modes:
         if mode.name in broken:
             results[mode.name] = finish_mode(mode, Aggregator(), [], "", {}, broken=broken[mode.name])

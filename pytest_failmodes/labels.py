@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from .errors import DefinitionError, did_you_mean, read_definition_text
 from .trace import MISSING, Trace
+from .values import value_text
 
 __all__ = ["HumanLabels", "load_labels_file", "split_of", "SPLITS", "MEASURE"]
 
@@ -40,9 +41,8 @@ def split_of(trace_id: str, shares: tuple[float, float, float]) -> str:
 
 
 def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    # canonical, as fail_values are stored: 0, 0.0 and "0" are one label (docs/definitions.md)
+    return value_text(value)
 
 
 def content_key(input_text: str | None, output: str | None) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import did_you_mean
 from .trace import MISSING, Trace
+from .values import value_key
 
 __all__ = ["Where", "compile_where", "WhereError", "OPERATORS"]
 
@@ -27,6 +28,14 @@ class _Cond:
     field: str
     op: str
     value: Any
+    #: the values as written (eq, ne, in, not_in), for messages
+    given: tuple[Any, ...] = ()
+
+    def shown(self) -> Any:
+        """The value as written."""
+        if self.op in ("in", "not_in"):
+            return list(self.given)
+        return self.given[0] if self.given else self.value
 
     def __call__(self, trace: Trace) -> bool:
         actual = trace.get(self.field)
@@ -39,15 +48,24 @@ class Where:
 
     conditions: tuple[_Cond, ...]
 
+    def values(self) -> list[tuple[str, str, tuple[Any, ...]]]:
+        """``(field, operator, values)`` of the conditions that name values (eq, ne, in, not_in),
+        the values as written: a run notes any that no trace has."""
+        return [(c.field, c.op, c.given) for c in self.conditions if c.given]
+
     def __call__(self, trace: Trace) -> bool:
         return all(c(trace) for c in self.conditions)
 
     def __repr__(self) -> str:
-        return "Where(" + ", ".join(f"{c.field} {c.op} {c.value!r}" for c in self.conditions) + ")"
+        return "Where(" + ", ".join(f"{c.field} {c.op} {c.shown()!r}" for c in self.conditions) + ")"
 
 
 def compile_where(spec: Mapping[str, Any]) -> Where:
-    """Build a filter from ``{field: value}`` or ``{field: {operator: value}}``."""
+    """Build a filter from ``{field: value}``, ``{field: [any, of]}`` or ``{field: {operator: value}}``.
+
+    Values compare by what they mean (:func:`pytest_failmodes.values.value_key`):
+    ``{reward: 0}`` matches 0, 0.0, "0" and "0.0". A list means any of its values.
+    """
     if not isinstance(spec, Mapping):
         raise WhereError("expected a mapping of field -> value or {operator: value}", ())
     conds: list[_Cond] = []
@@ -58,6 +76,10 @@ def compile_where(spec: Mapping[str, Any]) -> Where:
                 raise WhereError("empty condition", (fieldname,))
             for op, value in cond.items():
                 conds.append(_make(fieldname, str(op), value))
+        elif isinstance(cond, (list, tuple)):
+            if not cond:
+                raise WhereError("an empty list matches no trace; give at least one value", (fieldname,))
+            conds.append(_make(fieldname, "in", cond))
         else:
             conds.append(_make(fieldname, "eq", cond))
     return Where(tuple(conds))
@@ -73,22 +95,16 @@ def _make(fieldname: str, op: str, value: Any) -> _Cond:
         raise WhereError("'exists' takes true or false", path)
     if op in ("gt", "gte", "lt", "lte") and _num(value) is None:
         raise WhereError(f"{op!r} takes a number, got {value!r}", path)
+    given: tuple[Any, ...] = ()
     if op in ("in", "not_in"):
-        value = frozenset(_norm(v) for v in value)
+        given = tuple(value)
+        value = frozenset(value_key(v) for v in value)
     elif op in ("eq", "ne"):
-        value = _norm(value)
+        given = (value,)
+        value = value_key(value)
     elif op in ("gt", "gte", "lt", "lte"):
         value = _num(value)
-    return _Cond(fieldname, op, value)
-
-
-def _norm(value: Any) -> Any:
-    # CSV cells are strings: compare scalars by their text so 3 == "3"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    return repr(value) if not isinstance(value, (dict, list)) else str(value)
+    return _Cond(fieldname, op, value, given)
 
 
 def _num(value: Any) -> float | None:
@@ -113,10 +129,10 @@ def _cmp(test: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]:
 
 
 _TESTS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": lambda a, v: a is not MISSING and _norm(a) == v,
-    "ne": lambda a, v: a is MISSING or _norm(a) != v,
-    "in": lambda a, v: a is not MISSING and _norm(a) in v,
-    "not_in": lambda a, v: a is MISSING or _norm(a) not in v,
+    "eq": lambda a, v: a is not MISSING and value_key(a) == v,
+    "ne": lambda a, v: a is MISSING or value_key(a) != v,
+    "in": lambda a, v: a is not MISSING and value_key(a) in v,
+    "not_in": lambda a, v: a is MISSING or value_key(a) not in v,
     "exists": lambda a, v: (a is not MISSING and a is not None) == v,
     "gt": _cmp(lambda x, y: x > y),
     "gte": _cmp(lambda x, y: x >= y),

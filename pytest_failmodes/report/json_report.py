@@ -37,6 +37,8 @@ def build_report(
         breaches = [f"limit:{row.cohort}" for row in r.breached_rows]
         if r.error_breach:
             breaches.append("errors")
+        if r.empty_breach:
+            breaches.append("empty")
         cohorts = []
         # positions in this mode's "traces" list (skips are not in it)
         position: dict[int, int] = {}
@@ -54,7 +56,7 @@ def build_report(
             cohorts.append(entry)
         mode_regressed = any(b.startswith("regression:") for b in breaches)
         regressed = regressed or mode_regressed
-        status = "broken" if r.broken else ("ok" if r.passed and not mode_regressed else "breached")
+        status = r.status if r.status in ("broken", "empty") else ("ok" if r.passed and not mode_regressed else "breached")
         modes.append(
             {
                 "key": r.key,

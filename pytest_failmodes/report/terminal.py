@@ -27,6 +27,8 @@ def _short(name: str, width: int = 32) -> str:
 
 
 def _gate_text(result: ModeResult, row: CohortRow) -> str:
+    if result.empty and row.cohort == "all":
+        return "empty (allowed)" if result.gate.allow_empty else "EMPTY"
     if row.breach:
         return f"FAIL ({row.breach})"
     if row.small:
@@ -71,6 +73,8 @@ def table_rows(
             reasons = [row.breach] if row.breach else []
             if row.cohort == "all" and result.error_breach:
                 reasons.append(f"errors {row.errors} > {result.gate.max_errors}")
+            if row.cohort == "all" and result.empty_breach:
+                reasons.append(f"empty: all {result.skipped} traces skipped")
             cells = [
                 _short(result.name),
                 row.cohort,
@@ -177,6 +181,11 @@ def breach_text(result: ModeResult, max_examples: int) -> str:
         lines.append(f"  {row.cohort}: {observed} > limit {pct(row.limit)}")
     if result.error_breach:
         lines.append(f"  errors: {result.errors} > max_errors {result.gate.max_errors}")
+    if result.empty_breach:
+        lines.append(
+            f"  empty: all {plural(result.skipped, 'trace')} were skipped (where:, or no trace has the label), "
+            "so nothing was checked; set allow_empty: true if that is expected"
+        )
     lines.extend(_examples(result, "fail", "failing traces", max_examples))
     lines.extend(_examples(result, "error", "errors", max_examples))
     return "\n".join(lines)
