@@ -155,8 +155,14 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
         traces = [trace for _line, trace in iter_traces(suite.dataset)]
     except FailmodesError as exc:
         raise parent.CollectError(str(exc)) from None
+    # a name no trace has, or a mode with no trace to run, gets one item per mode: it
+    # reports the mode as broken or empty, decided over every trace (the same on every xdist worker)
+    checked = suite.check_names(traces)
     for mode in suite.modes:
         selected = [(i, t) for i, t in enumerate(traces) if mode.where is None or mode.where(t)]
+        if checked[mode.name][0] is not None or not selected:
+            yield ModeItem.from_parent(parent, name=mode.name, callobj=callobj, suite=suite, mode=mode, func=func)
+            continue
         if calibrate:
             selected = [(i, t) for i, t in selected if mode.labels.human(t)[0] is not None]  # type: ignore[union-attr]
         where_skipped = len(traces) - len(selected)
@@ -172,6 +178,7 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
                 index=index,
                 where_skipped=where_skipped,
                 applicable=len(selected),
+                notes=checked[mode.name][1],
             )
 
 
@@ -361,8 +368,11 @@ class ModeItem(_FailmodesItem):
 class TraceItem(_FailmodesItem):
     """One failure mode on one trace (``--failmodes-per-trace``)."""
 
-    def __init__(self, *, trace: Trace, index: int, where_skipped: int, applicable: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *, trace: Trace, index: int, where_skipped: int, applicable: int, notes: list[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.notes = notes or []
         self.trace = trace
         self.index = index
         self.where_skipped = where_skipped
@@ -392,7 +402,7 @@ class TraceItem(_FailmodesItem):
             "reason": verdict.reason,
             "evidence": verdict.evidence,
             "cohorts": cohort_keys(self.trace, self.suite.cohorts),
-            "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable),
+            "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable, self.notes),
             "sample": trace_excerpt(self.trace)
             if verdict.status in (FAIL, ERROR) and _session(self.config).samples
             else None,

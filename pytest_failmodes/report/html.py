@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from ..values import split_cohort
 from .terminal import pct, plural
 
 __all__ = ["render_html", "DEFAULT_MAX_TRACES"]
@@ -104,12 +105,17 @@ def _e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
+def _allowed_empty(mode: Mapping[str, Any]) -> bool:
+    """An empty mode whose definition says ``allow_empty: true``: not a failure."""
+    return mode.get("status") == "empty" and "empty" not in (mode.get("breaches") or [])
+
+
 def _cohort_parts(cohort: str) -> tuple[str, str]:
     """``"route=billing"`` -> ``("route", "billing")``; combinations join with `` & ``."""
     if cohort == _ALL:
         return "", _ALL
-    pairs = [part.partition("=") for part in cohort.split(" & ")]
-    return " & ".join(p[0] for p in pairs), " & ".join(p[2] for p in pairs)
+    pairs = split_cohort(cohort)
+    return " & ".join(p[0] for p in pairs), " & ".join(p[1] for p in pairs)
 
 
 def _cohort_order(cohort: str) -> tuple[int, str, str]:
@@ -217,10 +223,10 @@ class _Page:
     # -- header ------------------------------------------------------------------------
 
     def header(self, heading: str, generated_at: str | None) -> Iterator[str]:
-        failing = [m for m in self.modes if m.get("status") != "ok"]
+        failing = [m for m in self.modes if m.get("status") != "ok" and not _allowed_empty(m)]
         if failing:
             verdict, css = "FAILED", "fail"
-            what = f"{plural(len(failing), 'failure mode')} of {len(self.modes)} breached or broken"
+            what = f"{plural(len(failing), 'failure mode')} of {len(self.modes)} breached, broken or empty"
         elif not self.report.get("passed", True):
             verdict, css = "INCOMPLETE", "fail"
             what = "the run was interrupted; some modes may be missing"
@@ -324,6 +330,11 @@ class _Page:
             reasons.append("regression")
         if row["cohort"] == _ALL and "errors" in (mode.get("breaches") or []):
             reasons.append(f"errors {row.get('errors', 0)} > {gate.get('max_errors', 0)}")
+        if row["cohort"] == _ALL and mode.get("status") == "empty":
+            if "empty" in (mode.get("breaches") or []):
+                reasons.append(f"empty: all {mode.get('skipped', 0)} traces skipped")
+            else:
+                return "empty (allowed)", "muted"
         if reasons:
             return f"FAIL ({', '.join(reasons)})", "fail"
         if row.get("small"):
@@ -606,7 +617,7 @@ class _Page:
             'placeholder="trace id, reason or text; several words must all match">'
             '<span id="filter-status" class="hint" aria-live="polite"></span></div>'
         )
-        ordered = sorted(self.modes, key=lambda m: m.get("status") == "ok")  # stable: breached first
+        ordered = sorted(self.modes, key=lambda m: m.get("status") == "ok" or _allowed_empty(m))  # stable: breached first
         for mode in ordered:
             yield from self._mode_block(mode)
         yield "</section>"
@@ -614,7 +625,7 @@ class _Page:
     def _mode_block(self, mode: Mapping[str, Any]) -> Iterator[str]:
         key = mode["key"]
         status = str(mode.get("status", ""))
-        css = "ok" if status == "ok" else "fail"
+        css = "ok" if status == "ok" or _allowed_empty(mode) else "fail"
         gate = mode.get("gate") or {}
         yield f'<section class="mode" id="{self.anchor[key]}">'
         yield f'<h3><span class="badge {css}">{_e(status.upper())}</span> {_e(self.label[key])}</h3>'

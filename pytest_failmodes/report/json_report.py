@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine import ModeResult
+from ..values import split_cohort
 
 if TYPE_CHECKING:
     from ..baseline import BaselineComparison
@@ -46,6 +47,9 @@ def build_report(
             position = {i: p for p, i in enumerate(i for i, code in enumerate(r.codes) if code != "S")}
         for row in r.rows:
             entry = row.to_dict()
+            if row.cohort != "all":
+                # the label quotes awkward values; readers get them as data too
+                entry["values"] = dict(split_cohort(row.cohort))
             if r.members is not None and row.cohort != "all" and row.cohort in r.members:
                 entry["members"] = [position[i] for i in r.members[row.cohort]]
             c = found.get((r.key, row.cohort))

@@ -68,9 +68,14 @@ def add_gates(path: Path, results: Sequence[ModeResult], comparison: BaselineCom
                 reasons.append(f"{row.errors} errors over max_errors {result.gate.max_errors}")
             if c is not None and c.regression:
                 reasons.append(f"regression against the baseline: +{_fmt(c.delta)}, p={_fmt(c.p_adjusted)}")
+            if row.cohort == "all" and result.empty_breach:
+                reasons.append(f"empty: all {result.skipped} traces were skipped, so nothing was checked")
             if reasons:
                 failures += 1
                 ET.SubElement(case, "failure", message="; ".join(reasons))
+            elif row.cohort == "all" and result.empty:
+                skipped += 1
+                ET.SubElement(case, "skipped", message="empty: every trace was skipped (allow_empty: true)")
             elif not row.gated and c is None:
                 skipped += 1
                 ET.SubElement(case, "skipped", message="not gated (no limit, small cohort or partial run)")

@@ -165,7 +165,10 @@ def breach_text(result: ModeResult, max_examples: int) -> str:
     lines = []
     if result.broken:
         return f"failure mode {result.name!r} could not be evaluated: {result.broken}"
-    lines.append(f"failure mode {result.name!r} breached its gate (gate_on={result.gate.gate_on}):")
+    if result.empty_breach and not result.breached_rows and not result.error_breach:
+        lines.append(f"failure mode {result.name!r} is empty:")
+    else:
+        lines.append(f"failure mode {result.name!r} breached its gate (gate_on={result.gate.gate_on}):")
     for row in result.breached_rows:
         ci = row.ci
         observed = f"{row.fails}/{row.n} = {pct(row.rate)} [{pct(ci[0]) if ci else '-'}, {pct(ci[1]) if ci else '-'}]"
