@@ -92,7 +92,7 @@ def test_full_file_builds_a_suite(tmp_path: Path) -> None:
     assert modes["leaks_system_prompt"].description == "FAIL when the reply quotes its instructions."
     assert modes["leaks_system_prompt"].key == f"{path}::leaks_system_prompt"
     assert modes["pii_in_output"].detector == FixtureRef("pii_detector")
-    assert modes["escalation_missed"].detector == LabelDetector("human_verdict", frozenset({"escalate"}))
+    assert modes["escalation_missed"].detector == LabelDetector("human_verdict", ("escalate",))
     where = modes["missing_order_lookup"].where
     assert where is not None
     assert where(Trace(id="a", output="o", metadata={"intent": "order_status"}))
@@ -148,13 +148,13 @@ def test_dataset_format_override_and_dataset_override(tmp_path: Path) -> None:
     assert suite.modes[0].key == "shown.yaml::m"
 
 
-def test_label_values_are_compared_as_text(tmp_path: Path) -> None:
+def test_label_values_keep_their_types(tmp_path: Path) -> None:
     suite = load_suite(
-        write(tmp_path, base("label: {field: v, fail_values: [bad, 1, true], pass_values: [ok, false]}")), KINDS
+        write(tmp_path, base("label: {field: v, fail_values: [bad, 1, true, 0.0], pass_values: [ok, false]}")), KINDS
     )
-    assert suite.modes[0].detector == LabelDetector(
-        "v", frozenset({"bad", "1", "true"}), frozenset({"ok", "false"})
-    )
+    detector = suite.modes[0].detector
+    assert detector == LabelDetector("v", ("bad", 1, True, 0.0), ("ok", False))
+    assert [type(v) for v in detector.fail_values] == [str, int, bool, float]  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

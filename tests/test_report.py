@@ -78,6 +78,7 @@ def test_report_mode_and_cohort_figures(reported) -> None:
         "cohort_limits": {},
         "min_increase": None,
         "gate_on_corrected": False,
+        "allow_empty": False,
     }
     # billing 2/6 = 33.3% > 30%
     assert leaks["status"] == "breached"
