@@ -821,8 +821,9 @@ def _merge_gate(file_gate: GateDef, mode: ModeDef) -> Gate:
         limits.update({canonical_cohort(k): v for k, v in layer.cohort_limits.items()})
     if mode.max_fail_rate is not None:
         values["max_fail_rate"] = mode.max_fail_rate
-    if mode.allow_empty is not None:
-        values["allow_empty"] = mode.allow_empty
+    allow_empty = getattr(mode, "allow_empty", None)  # a probe has it only in its gate
+    if allow_empty is not None:
+        values["allow_empty"] = allow_empty
     return Gate(cohort_limits=limits, **values)
 
 

@@ -20,7 +20,7 @@ from .errors import FailmodesError, did_you_mean
 from .trace import MISSING, Trace
 from .values import is_absent, value_key, value_text
 
-__all__ = ["Need", "Seen", "DIRECT_FIELDS"]
+__all__ = ["Need", "Seen", "DIRECT_FIELDS", "UnmatchedName"]
 
 #: trace fields every trace has (``Trace.get`` reads them directly)
 DIRECT_FIELDS = frozenset({"id", "input", "output", "final_reply", "messages", "transcript"})
@@ -50,6 +50,17 @@ class Need:
 
     def error(self, message: str) -> str:
         return str(FailmodesError(message, file=self.file, line=self.line, key=self.key))
+
+
+class UnmatchedName(FailmodesError):
+    """A name no trace has, as :meth:`Seen.problems` words it (file, line and key included)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(text)
+
+    def format(self) -> str:
+        return self.text
 
 
 class Seen:

@@ -180,6 +180,25 @@ def test_inputs_from_the_dataset_with_where_and_cohorts(probes) -> None:
     result.stdout.fnmatch_lines(["*route=billing*FAIL (limit)*"])
 
 
+def test_a_probe_where_field_no_input_has_is_broken(probes) -> None:
+    probes.traces(
+        [{"id": "b1", "input": "I can't get a refund", "route": "billing"}],
+        "inputs.jsonl",
+    )
+    probes.definitions(DATASET_PROBE.replace("where: {route: billing}", "where: {rout: billing}"), "bot.failmodes.yaml")
+
+    result = probes.run("--failmodes-report=r.json")
+
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "BROKEN stable_on_real_questions: bot.failmodes.yaml:4: probes.stable_on_real_questions.inputs.where.rout:"
+            " field 'rout' occurs in no trace of the dataset; did you mean 'route'?"
+        ]
+    )
+    assert probes.report("r.json")["modes"][0]["status"] == "broken"
+
+
 def test_directional_probe_with_negation(probes) -> None:
     probes.definitions(
         """

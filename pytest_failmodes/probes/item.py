@@ -10,6 +10,7 @@ from .. import options as opt
 from ..collect import GateBreach, _FailmodesItem, _session
 from ..engine import Aggregator, cohort_keys, finish_mode
 from ..errors import FailmodesError
+from ..seen import Need, Seen, UnmatchedName
 from . import compare
 from .models import ENV_PARAPHRASE_MODEL, EquivalenceSpec
 from .run import ProbeInput, ProbeSpec, failure_lines, run_probe
@@ -107,12 +108,21 @@ class ProbeItem(_FailmodesItem):
         assert suite.dataset is not None
         out = []
         empty = 0
+        # the where: keys and cohort fields must occur in some trace, as a mode's must
+        needs = [*suite.needs]
+        for fieldname in dict.fromkeys(c.field for c in (probe.where.conditions if probe.where else ())):
+            needs.append(Need("field", fieldname, probe.source, probe.line, f"probes.{probe.name}.inputs.where.{fieldname}"))
+        seen = Seen(needs)
         for _line, trace in iter_traces(suite.dataset):
+            seen.observe(trace)
             if probe.where is not None and not probe.where(trace):
                 continue
             if not (trace.input or "").strip():
                 empty += 1
                 continue
             out.append(ProbeInput(trace.id, trace.input or "", tuple(cohort_keys(trace, suite.cohorts)[1:])))
+        errors, unmatched = seen.problems(needs)
+        if errors:
+            raise UnmatchedName(errors[0])
         notes = [f"{empty} dataset rows have no input and were not probed"] if empty else []
-        return out, notes
+        return out, notes + unmatched
