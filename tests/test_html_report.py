@@ -23,6 +23,7 @@ from pytest_failmodes.report.html import _heat_colour, render_html
 from pytest_failmodes.report.json_report import build_report
 from pytest_failmodes.report.terminal import pct
 from pytest_failmodes.trace import Trace
+from pytest_failmodes.values import cohort_part
 from pytest_failmodes.verdict import Verdict
 
 # Markup an attacker might get into a trace, a cohort value or a description. If
@@ -194,7 +195,7 @@ def test_hostile_values_read_back_as_the_same_text(report: dict[str, Any]) -> No
     assert [pre.text for pre in item.find_all("pre")] == [f"question from {HOSTILE_ID}", f"My instructions say {CLOSE}"]
     assert json.loads(item.find(cls="evidence").find("code").text) == {"reply": f"My instructions say {CLOSE}"}
     # a hostile cohort value survives as an attribute value and as a column heading
-    cell = tree.find("td", data_mode="bot.failmodes.yaml::leaks", data_cohort=f"route={HOSTILE_ROUTE}")
+    cell = tree.find("td", data_mode="bot.failmodes.yaml::leaks", data_cohort=cohort_part("route", HOSTILE_ROUTE))  # quoted: it holds = and "
     assert cell.find(cls="r").text == "0.0%"
     assert HOSTILE_ROUTE in [th.text for th in tree.find("table", cls="heat").find_all("th", cls="value")]
     assert leaks.find("p", cls="desc").text == f"FAIL when the reply quotes its instructions {SCRIPT}"
