@@ -243,19 +243,28 @@ class ReviewApp:
         return {"note": note.to_json(), "state": self.state()}
 
     def undo(self) -> dict[str, Any]:
-        """Take back the last save: the note it replaced is written again (append-only)."""
+        """Take back the last save's verdict and step mark; the note's text and tags stay
+        (what was typed is never lost). Append-only: the restored state is one more line."""
         with self._lock:
             if not self._undo:
                 raise LookupError("nothing to undo")
             pos, previous = self._undo.pop()
             trace = self._trace(pos)
-            if previous is None:
-                restored = Note(trace_id=trace.id, reviewer=self.reviewer, ts=time.time(), retracted=True)
-            else:
-                restored = Note(**{**previous.__dict__, "ts": time.time()})
+            current = self.notes.get(trace.id, self.reviewer)
+            base = current or Note(trace_id=trace.id, reviewer=self.reviewer)
+            restored = Note(
+                **{
+                    **base.__dict__,
+                    "verdict": previous.verdict if previous else None,
+                    "first_failing_step": previous.first_failing_step if previous else None,
+                    "ts": time.time(),
+                }
+            )
+            if not (restored.verdict or restored.note.strip() or restored.tags or restored.first_failing_step):
+                restored = Note(trace_id=trace.id, reviewer=self.reviewer, ts=restored.ts, retracted=True)
             self.notes.append(restored)
-        current = self.notes.get(trace.id, self.reviewer)
-        return {"q": pos, "note": current.to_json() if current else None, "state": self.state()}
+        now = self.notes.get(trace.id, self.reviewer)
+        return {"q": pos, "note": now.to_json() if now else None, "state": self.state()}
 
 
 class _Handler(BaseHTTPRequestHandler):
