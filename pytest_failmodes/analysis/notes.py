@@ -154,13 +154,13 @@ class NotesFile:
         self._repair_torn_tail()
 
     def _repair_torn_tail(self) -> None:
-        # a line cut short by a crash would glue itself to the next append
+        # a line cut short by a crash (no final newline) was never acknowledged to the
+        # reviewer; cut it off, or the next append would glue itself onto it
         if self.path.exists() and self.path.stat().st_size:
-            with open(self.path, "rb") as handle:
-                handle.seek(-1, os.SEEK_END)
-                if handle.read(1) != b"\n":
-                    with open(self.path, "ab") as out:
-                        out.write(b"\n")
+            data = self.path.read_bytes()
+            if not data.endswith(b"\n"):
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
 
     def append(self, note: Note) -> Note:
         """Write one line now (fsynced) and make it the latest for its trace and reviewer."""

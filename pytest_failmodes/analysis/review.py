@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import FailmodesError
+from .errors import UsageError
 from ..trace import Trace
 from .notes import VERDICTS, Note, NotesFile, agreement
 from .sampling import Outcome, Reports, sample
@@ -442,7 +443,7 @@ def run(args: Any) -> int:
     try:
         server = ReviewServer(app, args.port)
     except OSError as exc:
-        raise FailmodesError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}") from None
     print(f"reviewing {len(app.queue)} of {len(traces)} traces from {shown}; notes go to {notes_path} (reviewer {args.reviewer})")
     print(f"open {server.url}", flush=True)
     if not args.no_browser:
@@ -464,9 +465,9 @@ def _pair(text: str, option: str) -> tuple[str, str]:
 
     name, eq, path = text.partition("=")
     if not eq or not name or not path:
-        raise FailmodesError(f"{option} takes TRACE_FIELD=PATH (e.g. id=trace_id), got {text!r}")
+        raise UsageError(f"{option} takes TRACE_FIELD=PATH (e.g. id=trace_id), got {text!r}")
     if name not in TRACE_FIELDS:
-        raise FailmodesError(f"{option} {text!r}: {name!r} is not a trace field{did_you_mean(name, TRACE_FIELDS)}; fields: {', '.join(TRACE_FIELDS)}")
+        raise UsageError(f"{option} {text!r}: {name!r} is not a trace field{did_you_mean(name, TRACE_FIELDS)}; fields: {', '.join(TRACE_FIELDS)}")
     return name, path
 
 

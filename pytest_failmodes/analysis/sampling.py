@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FailmodesError, did_you_mean
+from .errors import UsageError
 from ..trace import MISSING, Trace
 
 __all__ = [
@@ -48,11 +49,11 @@ class Outcome:
     def parse(cls, text: str) -> Outcome:
         name, eq, values = text.partition("=")
         if not name.strip():
-            raise FailmodesError(f"--outcome takes FIELD or FIELD=VALUE,...; got {text!r}")
+            raise UsageError(f"--outcome takes FIELD or FIELD=VALUE,...; got {text!r}")
         if eq:
             vals = tuple(v.strip().lower() for v in values.split(",") if v.strip())
             if not vals:
-                raise FailmodesError(f"--outcome {text!r} names no failing value after '='")
+                raise UsageError(f"--outcome {text!r} names no failing value after '='")
             return cls(name.strip(), vals)
         return cls(name.strip())
 
@@ -128,7 +129,7 @@ def load_reports(paths: Sequence[Path]) -> Reports:
 
 def _need(what: str, ok: bool, hint: str) -> None:
     if not ok:
-        raise FailmodesError(f"--sample {what} needs {hint}")
+        raise UsageError(f"--sample {what} needs {hint}")
 
 
 def sample(
@@ -150,7 +151,7 @@ def sample(
     the reviewer stopped).
     """
     if method not in METHODS:
-        raise FailmodesError(f"unknown --sample {method!r}{did_you_mean(method, METHODS)}; choose from {', '.join(METHODS)}")
+        raise UsageError(f"unknown --sample {method!r}{did_you_mean(method, METHODS)}; choose from {', '.join(METHODS)}")
     rng = random.Random(seed)
     order = list(range(len(traces)))
     if method == "stratified":
@@ -170,7 +171,7 @@ def _check_fields(traces: Sequence[Trace], fields: Iterable[str]) -> None:
     for name in fields:
         if not any(t.get(name) is not MISSING for t in traces):
             seen = sorted({k for t in traces[:1000] for k in t.metadata} | {k for t in traces[:1000] for k in t.labels})
-            raise FailmodesError(
+            raise UsageError(
                 f"no trace has a field {name!r}{did_you_mean(name, seen)}"
                 + (f" (fields: {', '.join(seen[:12])}{', ...' if len(seen) > 12 else ''})" if seen else "")
             )
@@ -213,7 +214,7 @@ def _by_verdicts(
 ) -> list[int]:
     if reports is not None and reports.by_trace and not any(t.id in reports.by_trace for t in traces):
         some = ", ".join(list(reports.by_trace)[:3])
-        raise FailmodesError(f"no trace id of the dataset is in {', '.join(reports.paths)} (it has ids like {some}); was it written for another dataset?")
+        raise UsageError(f"no trace id of the dataset is in {', '.join(reports.paths)} (it has ids like {some}); was it written for another dataset?")
     if outcome is not None:
         _check_fields(traces, [outcome.field])
     picked: list[int] = []
@@ -253,7 +254,7 @@ def _by_verdicts(
             if changed or hedged:
                 picked.append(i)
     if not picked:
-        raise FailmodesError(f"--sample {method}: no trace qualifies" + _why_none(traces, outcome))
+        raise UsageError(f"--sample {method}: no trace qualifies" + _why_none(traces, outcome))
     rng.shuffle(picked)
     return picked
 
