@@ -177,7 +177,6 @@ class ReviewApp:
             "total": len(self.traces),
             "queue": len(queued),
             "done": sum(done),
-            "done_flags": "".join("1" if d else "0" for d in done),
             "resume": resume,
             "saturation": saturation(mine, threshold=self.threshold).to_json(),
             "agreement": [a.__dict__ for a in agreement(self.notes.latest, self.reviewer)],
