@@ -105,7 +105,8 @@
       box.append(head);
       const text = msgText(m);
       // a system prompt is long and the same in every trace: fold it to a few lines
-      if (text) box.append(textBlock(text, m.role === "tool" ? "fm-code" : "", m.role === "system" ? 4 : 0));
+      // tool results are often whole records: a dozen lines show what came back
+      if (text) box.append(textBlock(text, m.role === "tool" ? "fm-code" : "", m.role === "system" ? 4 : m.role === "tool" ? 12 : 0));
       (m.tool_calls || []).forEach(function (call) {
         const fn = call.function || {};
         const tc = el("div", "fm-toolcall");
