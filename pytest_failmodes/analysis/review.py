@@ -443,7 +443,7 @@ def run(args: Any) -> int:
         server = ReviewServer(app, args.port)
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}") from None
-    print(f"reviewing {len(app.queue)} of {len(traces)} traces from {shown}; notes go to {notes_path} (reviewer {args.reviewer})")
+    print(f"reviewing {len(app.queue)} of {len(traces)} traces from {shown}; notes go to {notes_path} (reviewer {args.reviewer})", flush=True)
     print(f"open {server.url}", flush=True)
     if not args.no_browser:
         import webbrowser

@@ -47,6 +47,12 @@ def summarise(
     return out
 
 
+def _few(tags: list[str], n: int = 3) -> str:
+    if not tags:
+        return "none"
+    return ", ".join(tags[:n]) + (f" (+{len(tags) - n})" if len(tags) > n else "")
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
@@ -66,7 +72,7 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
         s = r["saturation"]
         ci = f"[{_pct(s['interval'][0])}, {_pct(s['interval'][1])}]" if s["interval"] else ""
         rows.append([name, s["notes"], " ".join(f"{k}={v}" for k, v in sorted(r["verdicts"].items())), len(s["tags"]),
-                     s["singletons"], f"{_pct(s['p_new'])} {ci}", ", ".join(s["new_recent"][:5]) or "none",
+                     s["singletons"], f"{_pct(s['p_new'])} {ci}", _few(s["new_recent"]),
                      "stop" if s["suggest_stop"] else "keep reading"])
     lines.append("")
     lines += tabulate(rows, headers=["reviewer", "notes", "verdicts", "tags", "seen once", "P(new tag) 95% CI",
