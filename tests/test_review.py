@@ -298,3 +298,29 @@ def test_notes_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     ana = summary["reviewers"]["ana"]["saturation"]
     assert ana["singletons"] == 2 and ana["p_new"] == pytest.approx(2 / 6)
     assert main(["notes", "summary", str(tmp_path / "none.jsonl")]) == 2
+
+
+def test_a_definition_file_offers_its_modes_as_tags_on_request(tmp_path: Path) -> None:
+    from pytest_failmodes.analysis.review import load_source
+
+    review_data.write(tmp_path / "d.jsonl", [{"tid": r["id"], "messages": r["messages"]} for r in review_data.rows(3)])
+    (tmp_path / "bot.failmodes.yaml").write_text(
+        "dataset: {path: d.jsonl, fields: {id: tid}}\n"
+        "failure_modes:\n"
+        "  - name: no_confirmation\n    rule: {regex: x}\n"
+        "  - name: wrong_refund\n    rule: {regex: y}\n"
+    )
+    traces, modes, shown = load_source(tmp_path / "bot.failmodes.yaml")
+    assert [t.id for t in traces] == ["t00", "t01", "t02"] and shown == str(tmp_path / "d.jsonl")
+    assert modes == ["no_confirmation", "wrong_refund"]
+    app = ReviewApp.build(traces, tmp_path / "n.jsonl", reviewer="ana", mode_names=modes)
+    srv = ReviewServer(app)
+    srv.start()
+    try:
+        state = json.loads(_request(srv, "GET", f"/{app.token}/api/state")[2])
+        assert state["has_modes"] and "no_confirmation" not in json.dumps(state)  # not offered until asked
+        status, _h, raw = _request(srv, "GET", f"/{app.token}/api/modes")
+        assert status == 200 and json.loads(raw) == {"modes": ["no_confirmation", "wrong_refund"]}
+    finally:
+        srv.shutdown()
+        srv.server_close()
