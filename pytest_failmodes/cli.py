@@ -130,9 +130,27 @@ def _add_compare(sub: Any) -> None:
     cmp.set_defaults(func=run)
 
 
+def _add_review(sub: Any) -> None:
+    from .analysis.review import add_review
+
+    add_review(sub)
+
+
+def _add_notes(sub: Any) -> None:
+    from .analysis.summary import add_notes
+
+    add_notes(sub)
+
+
+def _add_synth(sub: Any) -> None:
+    from .analysis.synth import add_synth
+
+    add_synth(sub)
+
+
 #: each entry adds one subcommand (its parser and a ``func`` default that runs it);
 #: the modules behind them import nothing heavy until their command runs
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_compare,)
+_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_compare, _add_review, _add_notes, _add_synth)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
