@@ -1,0 +1,121 @@
+"""The analysis verbs of ``failmodes``: parsers and handlers (one ``add`` registers them all).
+
+Each verb reads a JSON report or a dataset, prints a terminal table, and with
+``--json PATH`` writes its result as JSON. Heavy libraries are imported only
+when a verb runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import FailmodesError
+
+__all__ = ["add_analysis_commands"]
+
+
+def _source_args(p: argparse.ArgumentParser, *, outcome: bool = True) -> None:
+    p.add_argument("source", help="a JSON report (pytest --failmodes-report) or a dataset (.jsonl .json .csv)")
+    p.add_argument("--mode", action="append", metavar="NAME", help="the report's mode to analyse (repeatable; default: every mode)")
+    p.add_argument("--dataset", metavar="PATH", help="with a report: the dataset it was made from, for every metadata field")
+    if outcome:
+        p.add_argument("--outcome", metavar="FIELD", help="with a dataset: the field that says fail or pass (1/0, true/false, fail/pass)")
+    p.add_argument("--json", metavar="PATH", dest="json_out", help="also write the result as JSON")
+
+
+def _csv(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def load_outcomes(args: argparse.Namespace) -> list[Any]:
+    """The decided traces per mode, from a report (``--mode``, ``--dataset``) or a dataset (``--outcome``)."""
+    from .report_data import is_report, load_metadata, load_report, outcomes_from_dataset, outcomes_from_report
+
+    path = Path(args.source)
+    if not path.exists():
+        raise FailmodesError("no such file", file=path)
+    if is_report(path):
+        if getattr(args, "outcome", None):
+            raise FailmodesError("--outcome is for a dataset; a report already holds the verdicts", file=path, key="--outcome")
+        report = load_report(path)
+        meta = load_metadata(Path(args.dataset)) if args.dataset else None
+        return [outcomes_from_report(m, meta) for m in report.select(args.mode)]
+    if not getattr(args, "outcome", None):
+        raise FailmodesError(
+            "a dataset needs --outcome FIELD (the field that says fail or pass); or give a JSON report", file=path
+        )
+    if args.mode or args.dataset:
+        raise FailmodesError("--mode and --dataset go with a report, not a dataset", file=path)
+    return [outcomes_from_dataset(path, args.outcome)]
+
+
+def write_json(path: str | None, verb: str, payload: Any) -> None:
+    """Write a verb's result as JSON (sorted keys, so two runs give the same bytes)."""
+    if not path:
+        return
+    data = {"schema": f"pytest-failmodes/{verb}", "version": 1, **payload}
+    Path(path).write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a number >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"takes a number between 0 and 1, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------- slices
+
+
+def _add_slices(sub: Any) -> None:
+    p = sub.add_parser("slices", help="which metadata slices fail more than the rest (Fisher + Benjamini-Hochberg)")
+    _source_args(p)
+    p.add_argument("--fields", metavar="A,B,C", help="fields to slice by (default: every metadata field with few values)")
+    p.add_argument("--min-support", type=_positive_int, default=10, help="smallest slice tested (default 10)")
+    p.add_argument("--q", type=_fraction, default=0.1, help="false discovery rate of Benjamini-Hochberg (default 0.1)")
+    p.add_argument("--no-pairs", dest="pairs", action="store_false", help="single values only, no pairs of fields")
+    p.add_argument("--max-values", type=_positive_int, default=20, help="skip categorical fields with more values (default 20)")
+    p.add_argument("--bins", type=_positive_int, default=4, help="quantile bins for numeric fields (default 4)")
+    p.add_argument("--top", type=_positive_int, default=15, help="slices shown in the terminal (default 15)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .slices import find_slices, slice_lines
+
+        results = find_slices(
+            load_outcomes(args), _csv(args.fields), min_support=args.min_support, q=args.q,
+            pairs=args.pairs, max_values=args.max_values, n_bins=args.bins,
+        )
+        for line in slice_lines(results, args.top):
+            print(line)
+        write_json(args.json_out, "slices", {"modes": [r.to_dict() for r in results]})
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def add_analysis_commands(sub: Any) -> None:
+    """Add every analysis verb's parser to ``failmodes``."""
+    for add in _VERBS:
+        add(sub)
+
+
+_VERBS = (_add_slices,)
