@@ -86,12 +86,17 @@ def speed(n: int) -> dict[str, float]:
                 for k, v in cols.items():
                     row[k] = f"v{v[i]}" if k != "length" else int(v[i])
                 fh.write(json.dumps(row) + "\n")
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "pytest_failmodes.cli", "slices", str(path), "--outcome", "failed"],
             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         cli = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cli_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode != 0:
             raise SystemExit(f"failmodes slices failed: {proc.stderr.strip()}")
         first = proc.stdout.splitlines()[0]
@@ -110,7 +115,7 @@ def speed(n: int) -> dict[str, float]:
             comb = codes[i] * (codes[j].max() + 1) + codes[j]
             np.bincount(comb), np.bincount(comb, weights=fw)
     counting = time.perf_counter() - start
-    return {"cli": cli, "alone": alone, "counting": counting, "tested": res.tested, "line": first}  # type: ignore[dict-item]
+    return {"cli": cli, "cli_cpu": cli_cpu, "alone": alone, "counting": counting, "tested": res.tested, "line": first}  # type: ignore[dict-item]
 
 
 def main() -> int:
@@ -134,7 +139,7 @@ def main() -> int:
         print(f"    n={n:>5}: found {found:.2f}, ranked first {first:.2f}")
     s = speed(speed_n)
     verdict = "PASS" if s["cli"] < 10 else "MISS"
-    print(f"(c) {speed_n} traces x 8 fields, pairs: failmodes slices (whole command) {s['cli']:.2f} s (target < 10 s) {verdict}; "
+    print(f"(c) {speed_n} traces x 8 fields, pairs: failmodes slices (whole command) {s['cli']:.2f} s (target < 10 s) {verdict}, CPU {s['cli_cpu']:.2f} s; "
           f"find_slices alone {s['alone']:.2f} s over {s['tested']} slices = {s['alone'] / s['counting']:.1f}x the bare numpy counting ({s['counting']:.2f} s)")
     print(f"    {s['line']}")
     print(f"load average at end: {os.getloadavg()}")
