@@ -112,10 +112,74 @@ def _add_slices(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+# --------------------------------------------------------------------------- axial
+
+
+def load_traces(path: str | None) -> dict[str, Any] | None:
+    """Trace id -> Trace of a dataset, or None without one."""
+    if not path:
+        return None
+    from ..dataset import DatasetSpec, iter_traces
+
+    return {t.id: t for _, t in iter_traces(DatasetSpec(Path(path)))}
+
+
+def _add_axial(sub: Any) -> None:
+    p = sub.add_parser("axial", help="group fail notes into draft binary failure modes (a draft definition file)")
+    p.add_argument("notes", help="notes.jsonl written by failmodes review")
+    p.add_argument("-o", "--output", required=True, metavar="PATH", help="the draft definition file to write (e.g. draft.failmodes.yaml)")
+    p.add_argument("--dataset", metavar="PATH", help="the noted traces: for suggested rules, judge examples and cohort counts")
+    p.add_argument("--cohorts", metavar="A,B", help="metadata fields to count each mode's traces by (written as cohorts:)")
+    p.add_argument("--model", metavar="MODEL", help="a litellm model that proposes and assigns the modes (default: offline)")
+    p.add_argument("--k-max", type=_positive_int, default=12, help="most groups the offline engine tries (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the offline engine (default 0)")
+    p.add_argument("--json", metavar="PATH", dest="json_out", help="also write the result as JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        import os
+
+        from .axial import attach_detectors, axial_lines, axial_offline, draft_yaml
+        from .notes_io import read_notes
+
+        notes = read_notes(Path(args.notes))
+        traces = load_traces(args.dataset)
+        cohorts = _csv(args.cohorts) or []
+        if cohorts and traces is not None:
+            known = {k for t in traces.values() for k in t.metadata}
+            for c in cohorts:
+                if c not in known:
+                    from ..errors import did_you_mean
+
+                    raise FailmodesError(f"no trace has the field {c!r}{did_you_mean(c, known)}", file=args.dataset, key="--cohorts")
+        if args.model:
+            from .axial_model import axial_with_model
+
+            result = axial_with_model(notes, args.model)
+        else:
+            result = axial_offline(notes, k_max=args.k_max, seed=args.seed)
+        attach_detectors(result, traces, notes, cohorts if traces is not None else ())
+        out = Path(args.output)
+        dataset = None
+        if args.dataset:
+            dataset = Path(os.path.relpath(Path(args.dataset).resolve(), out.resolve().parent)).as_posix()
+        else:
+            result.warnings.append("no --dataset: the draft has no dataset: entry; add one before running it")
+        text = draft_yaml(result, source=Path(args.notes).name, dataset=dataset, cohorts=cohorts if traces is not None else ())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        for line in axial_lines(result):
+            print(line)
+        print(f"draft written to {args.output}")
+        write_json(args.json_out, "axial", result.to_dict())
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def add_analysis_commands(sub: Any) -> None:
     """Add every analysis verb's parser to ``failmodes``."""
     for add in _VERBS:
         add(sub)
 
 
-_VERBS = (_add_slices,)
+_VERBS = (_add_slices, _add_axial)

@@ -292,22 +292,36 @@ def find_slices(
                 k += 1
                 decided.append(Slice(**{**s.__dict__, "q_value": qv, "significant": qv <= q}))
             r._all = decided
-            r.found = _informative(sorted((s for s in decided if s.significant), key=lambda s: (-s.diff_low, s.p_value, s.label)), decided)
+            r.found = _informative(sorted((s for s in decided if s.significant), key=lambda s: (-s.diff_low, s.p_value, s.label)), decided, q)
             if not r.found:
                 r.closest = sorted(decided, key=lambda s: (s.p_value, -s.diff_low, s.label))[:closest]
     return results
 
 
-def _informative(found: list[Slice], tested: list[Slice]) -> list[Slice]:
-    """Leave out a pair that fails no more than one of its single-value parents: it repeats
-    what the parent says (``a=x & b=y`` is ``a=x`` when every ``a=x`` has ``b=y``). It still
-    counts among the slices tested."""
-    single = {(s.fields[0], s.values[0]): s.rate for s in tested if len(s.fields) == 1}
+def _informative(found: list[Slice], tested: list[Slice], q: float) -> list[Slice]:
+    """Leave out a pair that does not fail more than the rest of each of its single-value
+    parents (one-sided Fisher within the parent): ``a=x & b=y`` inside a bad ``a=x``
+    is mostly ``a=x`` again, and by chance one of its pairs often has the higher bound.
+    The level is Bonferroni-split over the pairs tested inside that parent. A pair left
+    out still counts among the slices tested."""
+    from collections import Counter
+
+    from scipy.stats import hypergeom
+
+    single = {(s.fields[0], s.values[0]): s for s in tested if len(s.fields) == 1}
+    inside = Counter((f, v) for s in tested if len(s.fields) == 2 for f, v in zip(s.fields, s.values))
     out = []
     for s in found:
         if len(s.fields) == 2:
-            parents = [single.get((f, v)) for f, v in zip(s.fields, s.values)]
-            if any(r is not None and s.rate <= r for r in parents):
+            keep = True
+            for f, v in zip(s.fields, s.values):
+                parent = single.get((f, v))
+                if parent is None:
+                    continue
+                if parent.n == s.n or hypergeom.sf(s.fails - 1, parent.n, parent.fails, s.n) >= q / inside[(f, v)]:
+                    keep = False
+                    break
+            if not keep:
                 continue
         out.append(s)
     return out
