@@ -176,10 +176,96 @@ def _add_axial(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+# --------------------------------------------------------------------------- steps
+
+
+def _notes_outcomes(path: str) -> tuple[dict[str, bool], dict[str, str]]:
+    """From notes: trace -> failed (any reviewer's fail), and trace -> noted first failing step."""
+    from .notes_io import read_notes
+
+    fails: dict[str, bool] = {}
+    first: dict[str, str] = {}
+    for n in read_notes(Path(path)):
+        if n.verdict == "defer":
+            continue
+        fails[n.trace_id] = fails.get(n.trace_id, False) or n.verdict == "fail"
+        if n.verdict == "fail" and n.first_failing_step:
+            first.setdefault(n.trace_id, n.first_failing_step)
+    return fails, first
+
+
+def _add_steps(sub: Any) -> None:
+    p = sub.add_parser("steps", help="agent traces: first failing step, exposure-normalised transition matrix, Ochiai")
+    p.add_argument("source", help="a dataset of agent traces, or a JSON report (then give --dataset)")
+    p.add_argument("--dataset", metavar="PATH", help="with a report: the dataset it was made from")
+    p.add_argument("--mode", action="append", metavar="NAME", help="with a report: the mode(s) whose fail makes a trace fail (default: any)")
+    p.add_argument("--outcome", metavar="FIELD", help="with a dataset: the field that says fail or pass")
+    p.add_argument("--notes", metavar="PATH", help="notes.jsonl: pass/fail verdicts and first_failing_step")
+    p.add_argument("--order", metavar="A,B,C", help="the pipeline order of the states (step names)")
+    p.add_argument("--json", metavar="PATH", dest="json_out", help="also write the result as JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        from .report_data import is_fail_value, is_report, load_report
+        from .steps import analyse_steps, step_lines, trace_steps
+
+        path = Path(args.source)
+        if not path.exists():
+            raise FailmodesError("no such file", file=path)
+        fails: dict[str, bool] = {}
+        noted: dict[str, str] = {}
+        if args.notes:
+            fails, noted = _notes_outcomes(args.notes)
+        if is_report(path):
+            if not args.dataset:
+                raise FailmodesError("a report holds no steps: give --dataset, the traces it was made from", file=path)
+            fails = {}
+            for m in load_report(path).select(args.mode):
+                for tid, v in zip(m.ids, m.verdicts):
+                    if v in ("pass", "fail"):
+                        fails[tid] = fails.get(tid, False) or v == "fail"
+            data = Path(args.dataset)
+        else:
+            if args.dataset or args.mode:
+                raise FailmodesError("--dataset and --mode go with a report, not a dataset", file=path)
+            data = path
+        traces = load_traces(str(data)) or {}
+        if args.outcome:
+            from ..errors import DatasetError
+
+            fails = {}
+            for tid, t in traces.items():
+                value = t.get(args.outcome)
+                verdict = is_fail_value(value) if value is not None else None
+                if verdict is None and value is not None and value is not False:
+                    from ..trace import MISSING
+
+                    if value is not MISSING:
+                        raise DatasetError(f"cannot read {value!r} as an outcome", file=data, key=args.outcome)
+                if verdict is not None:
+                    fails[tid] = verdict
+            if not fails:
+                known = sorted({k for t in traces.values() for k in t.metadata})
+                from ..errors import did_you_mean
+
+                raise DatasetError(f"no trace has the outcome field {args.outcome!r}{did_you_mean(args.outcome, known)}", file=data, key="--outcome")
+        if not fails:
+            raise FailmodesError("say which traces fail: --outcome FIELD, --notes notes.jsonl, or a report", file=path)
+        steps = {tid: trace_steps(t) for tid, t in traces.items()}
+        if not any(steps.values()):
+            raise FailmodesError("no trace has steps (no steps, no tool calls or assistant messages)", file=data)
+        result = analyse_steps(steps, fails, noted, _csv(args.order))
+        for line in step_lines(result):
+            print(line)
+        write_json(args.json_out, "steps", result.to_dict())
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def add_analysis_commands(sub: Any) -> None:
     """Add every analysis verb's parser to ``failmodes``."""
     for add in _VERBS:
         add(sub)
 
 
-_VERBS = (_add_slices, _add_axial)
+_VERBS = (_add_slices, _add_axial, _add_steps)
