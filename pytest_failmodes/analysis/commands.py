@@ -262,10 +262,43 @@ def _add_steps(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+# --------------------------------------------------------------------------- cooccur
+
+
+def _report_arg(path: str) -> Any:
+    from .report_data import is_report, load_report
+
+    p = Path(path)
+    if not p.exists():
+        raise FailmodesError("no such file", file=p)
+    if not is_report(p):
+        raise FailmodesError("expected a JSON report (pytest --failmodes --failmodes-report=PATH)", file=p)
+    return load_report(p)
+
+
+def _add_cooccur(sub: Any) -> None:
+    p = sub.add_parser("cooccur", help="which failure modes fail together (counts, Jaccard, lift, Fisher + BH)")
+    p.add_argument("report", help="a JSON report")
+    p.add_argument("--mode", action="append", metavar="NAME", help="modes to compare (repeatable; default: every mode)")
+    p.add_argument("--q", type=_fraction, default=0.1, help="false discovery rate of Benjamini-Hochberg (default 0.1)")
+    p.add_argument("--json", metavar="PATH", dest="json_out", help="also write the result as JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        from .cooccur import cooccur, cooccur_lines
+
+        res = cooccur(_report_arg(args.report).select(args.mode), args.q)
+        for line in cooccur_lines(res):
+            print(line)
+        write_json(args.json_out, "cooccur", res.to_dict())
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def add_analysis_commands(sub: Any) -> None:
     """Add every analysis verb's parser to ``failmodes``."""
     for add in _VERBS:
         add(sub)
 
 
-_VERBS = (_add_slices, _add_axial, _add_steps)
+_VERBS = (_add_slices, _add_axial, _add_steps, _add_cooccur)
