@@ -295,10 +295,37 @@ def _add_cooccur(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+# --------------------------------------------------------------------------- reasons
+
+
+def _add_reasons(sub: Any) -> None:
+    p = sub.add_parser("reasons", help="cluster a mode's detector reasons (stable ids across runs)")
+    p.add_argument("report", help="a JSON report")
+    p.add_argument("--mode", required=True, metavar="NAME", help="the mode whose reasons to cluster")
+    p.add_argument("--verdict", choices=("fail", "pass", "error"), default="fail", help="whose reasons (default fail)")
+    p.add_argument("--previous", metavar="PATH", help="the previous run's --json output: keep its cluster ids")
+    p.add_argument("--k-max", type=_positive_int, default=10, help="most clusters tried (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--json", metavar="PATH", dest="json_out", help="also write the result as JSON (give it as --previous next time)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .reasons import cluster_reasons, read_previous, reason_lines
+
+        mode = _report_arg(args.report).mode(args.mode)
+        previous = read_previous(Path(args.previous)) if args.previous else None
+        res = cluster_reasons(mode, verdict=args.verdict, previous=previous, k_max=args.k_max, seed=args.seed)
+        for line in reason_lines(res):
+            print(line)
+        write_json(args.json_out, "reasons", res.to_dict())
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def add_analysis_commands(sub: Any) -> None:
     """Add every analysis verb's parser to ``failmodes``."""
     for add in _VERBS:
         add(sub)
 
 
-_VERBS = (_add_slices, _add_axial, _add_steps, _add_cooccur)
+_VERBS = (_add_slices, _add_axial, _add_steps, _add_cooccur, _add_reasons)
