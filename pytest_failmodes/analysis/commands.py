@@ -131,6 +131,8 @@ def _add_axial(sub: Any) -> None:
     p.add_argument("--dataset", metavar="PATH", help="the noted traces: for suggested rules, judge examples and cohort counts")
     p.add_argument("--cohorts", metavar="A,B", help="metadata fields to count each mode's traces by (written as cohorts:)")
     p.add_argument("--model", metavar="MODEL", help="a litellm model that proposes and assigns the modes (default: offline)")
+    p.add_argument("--api-base", metavar="URL", help="with --model: the model server's base URL (a proxy, a local server)")
+    p.add_argument("--cache-dir", metavar="DIR", default=".failmodes", help="with --model: where answers are cached (default .failmodes)")
     p.add_argument("--k-max", type=_positive_int, default=12, help="most groups the offline engine tries (default 12)")
     p.add_argument("--seed", type=int, default=0, help="seed of the offline engine (default 0)")
     p.add_argument("--json", metavar="PATH", dest="json_out", help="also write the result as JSON")
@@ -154,7 +156,7 @@ def _add_axial(sub: Any) -> None:
         if args.model:
             from .axial_model import axial_with_model
 
-            result = axial_with_model(notes, args.model)
+            result = axial_with_model(notes, args.model, api_base=args.api_base, cache_dir=Path(args.cache_dir))
         else:
             result = axial_offline(notes, k_max=args.k_max, seed=args.seed)
         attach_detectors(result, traces, notes, cohorts if traces is not None else ())
