@@ -124,24 +124,28 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=400)
     ap.add_argument("--null-n", type=int, default=1000)
     ap.add_argument("--speed-n", type=int, default=100_000)
+    ap.add_argument("--parts", default="abc", help="which figures to measure (default abc)")
     args = ap.parse_args()
     runs = 40 if args.quick else args.runs
     speed_n = 10_000 if args.quick else args.speed_n
     print(f"load average at start: {os.getloadavg()}")
 
-    share, raw = null_share(runs, args.null_n)
-    verdict = "PASS" if share <= 0.10 else "MISS"
-    print(f"(a) null, {runs} runs of n={args.null_n}: share reporting any slice {share:.3f} (target <= 0.10) {verdict}; "
+    if "a" in args.parts:
+        share, raw = null_share(runs, args.null_n)
+        verdict = "PASS" if share <= 0.10 else "MISS"
+        print(f"(a) null, {runs} runs of n={args.null_n}: share reporting any slice {share:.3f} (target <= 0.10) {verdict}; "
           f"baseline, any uncorrected p < 0.05: {raw:.3f}")
-    print("(b) planted route=r0 (1/5 of traces, 35% vs 20%): recall by n")
-    for n in (200, 500, 1000, 2000, 5000):
-        found, first = planted_recall(max(runs // 4, 10), n)
-        print(f"    n={n:>5}: found {found:.2f}, ranked first {first:.2f}")
-    s = speed(speed_n)
-    verdict = "PASS" if s["cli"] < 10 else "MISS"
-    print(f"(c) {speed_n} traces x 8 fields, pairs: failmodes slices (whole command) {s['cli']:.2f} s (target < 10 s) {verdict}, CPU {s['cli_cpu']:.2f} s; "
+    if "b" in args.parts:
+        print("(b) planted route=r0 (1/5 of traces, 35% vs 20%): recall by n")
+        for n in (200, 500, 1000, 2000, 5000):
+            found, first = planted_recall(max(runs // 4, 10), n)
+            print(f"    n={n:>5}: found {found:.2f}, ranked first {first:.2f}")
+    if "c" in args.parts:
+        s = speed(speed_n)
+        verdict = "PASS" if s["cli"] < 10 else "MISS"
+        print(f"(c) {speed_n} traces x 8 fields, pairs: failmodes slices (whole command) {s['cli']:.2f} s (target < 10 s) {verdict}, CPU {s['cli_cpu']:.2f} s; "
           f"find_slices alone {s['alone']:.2f} s over {s['tested']} slices = {s['alone'] / s['counting']:.1f}x the bare numpy counting ({s['counting']:.2f} s)")
-    print(f"    {s['line']}")
+        print(f"    {s['line']}")
     print(f"load average at end: {os.getloadavg()}")
     return 0
 

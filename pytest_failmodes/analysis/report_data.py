@@ -146,11 +146,9 @@ def load_report(path: Path) -> ReportData:
     return ReportData(str(path), tuple(out))
 
 
-def load_metadata(path: Path, fields: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """Trace id -> metadata of every row of a dataset (the same mapping ``pytest --failmodes`` uses)."""
-    from ..dataset import DatasetSpec, iter_traces
-
-    return {trace.id: trace.metadata for _, trace in iter_traces(DatasetSpec(path, fields or {}))}
+def load_metadata(path: Path) -> dict[str, dict[str, Any]]:
+    """Trace id -> metadata of every row of a dataset (what ``pytest --failmodes`` sees as metadata)."""
+    return {tid: meta for _, tid, meta in iter_row_metadata(path)}
 
 
 _FAIL_WORDS = {"fail", "failed", "true", "yes", "1"}
@@ -210,17 +208,49 @@ def outcomes_from_report(mode: ModeVerdicts, metadata: Mapping[str, Mapping[str,
     return out
 
 
-def outcomes_from_dataset(path: Path, outcome: str, fields: Mapping[str, str] | None = None) -> Outcomes:
-    """A dataset whose ``outcome`` field says fail or pass (``failed: 1``, ``verdict: fail`` …)."""
-    from ..dataset import DatasetSpec, iter_traces
+def iter_row_metadata(path: Path) -> Any:
+    """``(line, id, metadata)`` per dataset row, without building traces: the metadata the
+    loader would give (every column but the trace fields, plus a ``metadata`` object's
+    keys). Slicing 100k rows needs no message validation."""
+    from ..dataset import DatasetSpec, iter_rows
+    from ..trace import TRACE_FIELDS
 
+    spec = DatasetSpec(path)
+    is_csv = spec.resolved_format == "csv"
+    seen: dict[str, int] = {}
+    for line, row in iter_rows(path, spec.resolved_format):
+        if not isinstance(row, dict):
+            raise DatasetError("expected an object with trace fields", file=path, line=line)
+        tid = row.get("id")
+        if tid in (None, "") or isinstance(tid, (dict, list, bool)):
+            raise DatasetError("missing id", file=path, line=line, key="id")
+        tid = str(tid)
+        if tid in seen:
+            raise DatasetError(f"duplicate id {tid!r} (first seen on line {seen[tid]})", file=path, line=line, key="id")
+        seen[tid] = line
+        meta = {k: v for k, v in row.items() if k not in TRACE_FIELDS and not (is_csv and v == "")}
+        nested = row.get("metadata")
+        if is_csv and isinstance(nested, str) and nested:
+            try:
+                nested = json.loads(nested)
+            except ValueError:
+                raise DatasetError("expected JSON in this CSV cell", file=path, line=line, key="metadata") from None
+        if isinstance(nested, dict):
+            meta.update(nested)
+        yield line, tid, meta
+    if not seen:
+        raise DatasetError("dataset is empty: no traces found", file=path)
+
+
+def outcomes_from_dataset(path: Path, outcome: str) -> Outcomes:
+    """A dataset whose ``outcome`` field says fail or pass (``failed: 1``, ``verdict: fail`` …)."""
     out = Outcomes(outcome, [], [])
     seen_field = False
-    known: set[str] = set()
-    for line, trace in iter_traces(DatasetSpec(path, fields or {})):
-        value = trace.get(outcome)
-        if value is None or value is _missing():
-            known.update(trace.metadata)
+    known: dict[str, None] = {}
+    for line, tid, meta in iter_row_metadata(path):
+        value = meta.pop(outcome, None)
+        if value is None:
+            known.update(dict.fromkeys(meta))
             out.errors += 1
             continue
         seen_field = True
@@ -229,26 +259,17 @@ def outcomes_from_dataset(path: Path, outcome: str, fields: Mapping[str, str] | 
             raise DatasetError(
                 f"cannot read {value!r} as an outcome; use 1/0, true/false or fail/pass", file=path, line=line, key=outcome
             )
-        meta = {k: v for k, v in trace.metadata.items() if k != outcome}
-        out.ids.append(trace.id)
+        out.ids.append(tid)
         out.fails.append(verdict)
-        out.reasons.append("")
         out.metadata.append(meta)
+    out.reasons = [""] * len(out.ids)
     if not seen_field:
         raise DatasetError(f"no row has the outcome field {outcome!r}{did_you_mean(outcome, known)}", file=path, key="--outcome")
     return out
 
 
-def _missing() -> Any:
-    from ..trace import MISSING
-
-    return MISSING
-
-
 def field_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Every field named in any row, in first-seen order."""
-    seen: dict[str, None] = {}
-    for row in rows:
-        for k in row:
-            seen.setdefault(k, None)
-    return list(seen)
+    from itertools import chain
+
+    return list(dict.fromkeys(chain.from_iterable(rows)))

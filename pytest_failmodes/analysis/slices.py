@@ -115,30 +115,36 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _encode(values: list[Any], name: str, max_values: int, n_bins: int) -> tuple[list[str], list[int], list[str]] | str:
+def _encode(values: list[Any], name: str, max_values: int, n_bins: int) -> tuple[list[str], Any, list[str]] | str:
     """``(labels, code per trace, bin labels)`` for one field, or why it cannot be sliced."""
     import numpy as np
 
-    present = [v for v in values if v is not None]
-    if any(isinstance(v, (list, dict)) for v in present):
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if list in kinds or dict in kinds:
         return "it holds lists or objects; map a scalar field instead"
-    if present and all(_is_number(v) for v in present) and len(set(present)) > n_bins:
-        arr = np.array([float(v) if v is not None else np.nan for v in values])
-        finite = arr[~np.isnan(arr)]
-        edges = np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)))
-        inner = edges[1:-1]
-        labels = [f"[{_fmt(lo)}, {_fmt(hi)}{']' if k == len(edges) - 2 else ')'}" for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
-        codes = np.searchsorted(inner, arr, side="right")
-        out_codes = [int(c) if not math.isnan(a) else len(labels) for c, a in zip(codes, arr)]
-        if len(finite) < len(arr):
-            labels.append(MISSING_LABEL)
-        return labels, out_codes, labels[: len(edges) - 1]
-    text = [MISSING_LABEL if v is None else (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)) for v in values]
+    if kinds and kinds <= {int, float}:
+        arr = np.array([np.nan if v is None else v for v in values], dtype=float)
+        finite = arr[np.isfinite(arr)]
+        if len(np.unique(finite)) > n_bins:
+            edges = np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)))
+            inner = edges[1:-1]
+            labels = [f"[{_fmt(lo)}, {_fmt(hi)}{']' if k == len(edges) - 2 else ')'}" for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
+            codes = np.searchsorted(inner, arr, side="right")
+            bins = list(labels)
+            if len(finite) < len(arr):
+                codes[~np.isfinite(arr)] = len(labels)
+                labels.append(MISSING_LABEL)
+            return labels, codes, bins
+    if kinds == {str}:
+        text = [MISSING_LABEL if v is None else v for v in values]
+    else:
+        text = [MISSING_LABEL if v is None else (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)) for v in values]
     distinct = sorted(set(text))
     if len(distinct) > max_values:
         return f"{len(distinct)} distinct values (more than {max_values}); leave it out or bin it"
     index = {v: i for i, v in enumerate(distinct)}
-    return distinct, [index[t] for t in text], []
+    return distinct, np.fromiter(map(index.__getitem__, text), dtype=np.int64, count=len(text)), []
 
 
 def _newcombe(f1: Any, n1: Any, f2: Any, n2: Any) -> tuple[Any, Any, Any]:
@@ -221,7 +227,7 @@ def _test_mode(
                 f = np.bincount(combined, weights=fails, minlength=size).astype(np.int64)
                 groups.append(((na, nb), [(x, y) for x in la for y in lb], n, f))
     tested: list[Slice] = []
-    floors: list[float] = []
+    sizes: list[Any] = []
     for names_, values, n, f in groups:
         keep = np.nonzero((n >= min_support) & (n < N))[0]
         if not len(keep):
@@ -229,19 +235,18 @@ def _test_mode(
         nk, fk = n[keep], f[keep]
         # one-sided Fisher (the slice fails more): P(X >= f) for X ~ Hypergeom(N, F, n)
         p = hypergeom.sf(fk - 1, N, F, nk)
-        floor = hypergeom.sf(np.minimum(nk, F) - 1, N, F, nk)
         d, lo, hi = _newcombe(fk.astype(float), nk.astype(float), (F - fk).astype(float), (N - nk).astype(float))
         for idx, k in enumerate(keep):
             tested.append(
                 Slice(names_, values[k], int(nk[idx]), int(fk[idx]), int(N - nk[idx]), int(F - fk[idx]),
                       float(d[idx]), float(lo[idx]), float(hi[idx]), float(min(1.0, max(0.0, p[idx]))))
             )
-        floors.extend(float(x) for x in floor)
+        sizes.append(nk)
     res.tested = len(tested)
     res._all = tested
     if N < 2 * min_support:
         res.warnings.append(f"only {N} decided traces: no slice of >= {min_support} traces has a complement to compare with")
-    elif tested and min(floors) > q / len(tested):
+    elif tested and min(s.p_value for s in tested) > q / len(tested) and _best_possible(sizes, N, F) > q / len(tested):
         res.warnings.append(
             f"n too small to find anything: with {F} fails in {N} traces and {len(tested)} slices tested, "
             "no slice could be declared even if every one of its traces failed"
@@ -251,6 +256,15 @@ def _test_mode(
     if F == 0:
         res.warnings.append("no trace fails: there is nothing to concentrate")
     return res
+
+
+def _best_possible(sizes: list[Any], N: int, F: int) -> float:
+    """The smallest p-value any tested slice could reach: all of its traces failing."""
+    import numpy as np
+    from scipy.stats import hypergeom
+
+    nk = np.concatenate(sizes)
+    return float(hypergeom.sf(np.minimum(nk, F) - 1, N, F, nk).min())
 
 
 def find_slices(
