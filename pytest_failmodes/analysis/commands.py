@@ -324,10 +324,42 @@ def _add_reasons(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+# --------------------------------------------------------------------------- predict
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="predict a mode from metadata and input features (cross-validated AUC, top features)")
+    _source_args(p)
+    p.add_argument("--fields", metavar="A,B,C", help="metadata fields to use (default: every field with few values, and numbers)")
+    p.add_argument("--groups", metavar="FIELD", help="keep traces with the same value (repeated trials of a task) in one fold")
+    p.add_argument("--folds", type=_positive_int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds (default 0)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .predict import predict_failure, prediction_lines
+
+        if args.folds < 2:
+            raise FailmodesError("--folds takes at least 2", key="--folds")
+        outcomes = load_outcomes(args)
+        data = args.dataset or (None if args.outcome is None else args.source)
+        inputs = {tid: t.input for tid, t in (load_traces(data) or {}).items()} if data else None
+        results = [
+            predict_failure(o, _csv(args.fields), inputs=inputs, groups=args.groups, folds=args.folds, seed=args.seed)
+            for o in outcomes
+        ]
+        for r in results:
+            for line in prediction_lines(r):
+                print(line)
+        write_json(args.json_out, "predict", {"modes": [r.to_dict() for r in results]})
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def add_analysis_commands(sub: Any) -> None:
     """Add every analysis verb's parser to ``failmodes``."""
     for add in _VERBS:
         add(sub)
 
 
-_VERBS = (_add_slices, _add_axial, _add_steps, _add_cooccur, _add_reasons)
+_VERBS = (_add_slices, _add_axial, _add_steps, _add_cooccur, _add_reasons, _add_predict)
