@@ -356,10 +356,60 @@ def _add_predict(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+# --------------------------------------------------------------------------- analyze
+
+
+def _add_analyze(sub: Any) -> None:
+    p = sub.add_parser("analyze", help="every analysis of a report on one HTML page (heat map, slices, co-occurrence, reasons, steps)")
+    p.add_argument("report", help="a JSON report")
+    p.add_argument("--html", required=True, metavar="PATH", help="the page to write")
+    p.add_argument("--dataset", metavar="PATH", help="the dataset the report was made from: metadata for slices, steps")
+    p.add_argument("--notes", metavar="PATH", help="notes.jsonl: first failing steps")
+    p.add_argument("--mode", action="append", metavar="NAME", help="modes to analyse (repeatable; default: every mode)")
+    p.add_argument("--fields", metavar="A,B,C", help="fields to slice by")
+
+    def run(args: argparse.Namespace) -> int:
+        from .cooccur import cooccur
+        from .html_page import render_analysis_page
+        from .reasons import cluster_reasons
+        from .report_data import load_metadata, outcomes_from_report
+        from .slices import find_slices
+        from .steps import analyse_steps, trace_steps
+
+        report = _report_arg(args.report)
+        modes = report.select(args.mode)
+        meta = load_metadata(Path(args.dataset)) if args.dataset else None
+        slices = find_slices([outcomes_from_report(m, meta) for m in modes], _csv(args.fields))
+        pairs = cooccur(modes) if len(modes) > 1 else None
+        reasons = [cluster_reasons(m) for m in modes if any(v == "fail" and r.strip() for v, r in zip(m.verdicts, m.reasons))]
+        steps = None
+        if args.dataset:
+            traces = load_traces(args.dataset) or {}
+            seqs = {tid: trace_steps(t) for tid, t in traces.items()}
+            if any(seqs.values()):
+                fails: dict[str, bool] = {}
+                for m in modes:
+                    for tid, v in zip(m.ids, m.verdicts):
+                        if v in ("pass", "fail"):
+                            fails[tid] = fails.get(tid, False) or v == "fail"
+                noted = _notes_outcomes(args.notes)[1] if args.notes else {}
+                steps = analyse_steps(seqs, fails, noted)
+        raw = json.loads(Path(args.report).read_text(encoding="utf-8"))
+        page = render_analysis_page(
+            title=f"Error analysis: {Path(args.report).name}", report=raw, slices=slices, cooccur=pairs, reasons=reasons, steps=steps
+        )
+        Path(args.html).write_text(page, encoding="utf-8")
+        print(f"analysis page written to {args.html} ({len(slices)} mode(s) sliced"
+              f"{', co-occurrence' if pairs else ''}{f', reasons of {len(reasons)} mode(s)' if reasons else ''}{', steps' if steps else ''})")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def add_analysis_commands(sub: Any) -> None:
     """Add every analysis verb's parser to ``failmodes``."""
     for add in _VERBS:
         add(sub)
 
 
-_VERBS = (_add_slices, _add_axial, _add_steps, _add_cooccur, _add_reasons, _add_predict)
+_VERBS = (_add_slices, _add_axial, _add_steps, _add_cooccur, _add_reasons, _add_predict, _add_analyze)
