@@ -67,19 +67,20 @@ def _trace(tid: str, output: str, tools: tuple[str, ...] = ()) -> Trace:
 
 
 def test_suggested_rules() -> None:
-    ok = [_trace(f"p{i}", "Order 1 ships Friday.", ("lookup_order",)) for i in range(5)]
-    missing = [_trace(f"f{i}", "It ships soon.") for i in range(3)]
-    assert suggest_detector(missing, ok) == (
-        {"tool_called": {"name": "lookup_order", "present": False}},
-        "the rule fails on 3/3 member traces and on 0/5 traces noted pass",
-    )
-    leaky = [_trace(f"l{i}", f"My instructions say no, case {i}.", ("lookup_order",)) for i in range(3)]
+    ok = [_trace(f"p{i}", f"Order {i} ships Friday.", ("lookup_order",)) for i in range(10)]
+    missing = [_trace(f"f{i}", "It ships soon.") for i in range(4)]
+    rule, fit = suggest_detector(missing, ok)  # type: ignore[misc]
+    assert rule == {"tool_called": {"name": "lookup_order", "present": False}}
+    assert fit.startswith("the rule fails on 4/4 member traces and on 0/10 traces noted pass (Fisher p = 0.001, ")
+    leaky = [_trace(f"l{i}", f"My instructions say no, case {i}.", ("lookup_order",)) for i in range(6)]
     rule, fit = suggest_detector(leaky, ok)  # type: ignore[misc]
     assert rule["field"] == "output" and rule["regex"].startswith("(?i)\\b")
     import re
 
     assert all(re.search(rule["regex"], t.output or "") for t in leaky)
     assert not any(re.search(rule["regex"], t.output or "") for t in ok)
+    # a pattern no better than chance among all the candidates tried is not suggested
+    assert suggest_detector(leaky[:2], ok[:5]) is None
     assert suggest_detector([_trace("v", "Order 1 ships Friday.", ("lookup_order",))] * 2, ok) is None
 
 

@@ -210,31 +210,32 @@ def _phrases(text: str, longest: int = 3) -> set[str]:
 
 
 def suggest_detector(
-    members: Sequence[Any], others: Sequence[Any], *, max_false: float = 0.1
+    members: Sequence[Any], others: Sequence[Any], *, max_false: float = 0.1, alpha: float = 0.05
 ) -> tuple[dict[str, Any], str] | None:
     """A rule that fails on every member trace and on at most ``max_false`` of ``others``.
 
     Candidates: a tool no member called, a tool every member called, a phrase (1-3
-    words) in every member's output. The one with the fewest false fails wins
-    (a tool before a phrase on ties). ``None`` when no candidate is good enough.
+    words) in every member's output. With a few traces some phrase always fits by
+    chance, so a candidate is kept only when its fit is unlikely by chance across all
+    the candidates tried: one-sided Fisher p times the number of candidates (Bonferroni)
+    at most ``alpha``. The one with the fewest false fails wins (a tool before a phrase
+    on ties). ``None`` when no candidate is good enough.
     """
     if not members or not others:
         return None
-    found: list[tuple[float, int, str, dict[str, Any], str]] = []
+    from scipy.stats import hypergeom
 
-    def consider(false: int, order: int, key: str, rule: dict[str, Any]) -> None:
-        if false <= max_false * len(others):
-            fit = f"the rule fails on {len(members)}/{len(members)} member traces and on {false}/{len(others)} traces noted pass"
-            found.append((false / len(others), order, len(key.split()), -len(key), key, rule, fit))
+    m, k = len(members), len(others)
+    fits: list[tuple[int, int, str, dict[str, Any]]] = []
 
     member_tools = [_tools(t) for t in members]
     other_tools = [_tools(t) for t in others]
     every = set.intersection(*member_tools)
     anywhere = set.union(*member_tools)
     for tool in sorted(set.union(set(), *other_tools) - anywhere):
-        consider(sum(tool not in o for o in other_tools), 0, tool, {"tool_called": {"name": tool, "present": False}})
+        fits.append((sum(tool not in o for o in other_tools), 0, tool, {"tool_called": {"name": tool, "present": False}}))
     for tool in sorted(every):
-        consider(sum(tool in o for o in other_tools), 1, tool, {"tool_called": tool})
+        fits.append((sum(tool in o for o in other_tools), 1, tool, {"tool_called": tool}))
     member_phrases = [_phrases(t.output or "") for t in members]
     shared = set.intersection(*member_phrases) if member_phrases else set()
     if shared:
@@ -245,11 +246,23 @@ def suggest_detector(
             rx = re.compile(pattern)
             # the rule that runs is the regex, not the word bag: it must fail on every member itself
             if all(rx.search(t) for t in member_text):
-                consider(sum(bool(rx.search(t)) for t in other_text), 2, phrase, {"regex": "(?i)" + pattern, "field": "output"})
-    if not found:
+                fits.append((sum(bool(rx.search(t)) for t in other_text), 2, phrase, {"regex": "(?i)" + pattern, "field": "output"}))
+    tried = len(fits)
+    good = []
+    for false, order, key, rule in fits:
+        if false > max_false * k:
+            continue
+        p = float(hypergeom.sf(m - 1, m + k, m + false, m))
+        if p * tried <= alpha:
+            good.append((false, order, len(key.split()), -len(key), key, rule, p))
+    if not good:
         return None
-    best = min(found, key=lambda f: f[:5])
-    return best[5], best[6]
+    false, _, _, _, _, rule, p = min(good, key=lambda f: f[:5])
+    fit = (
+        f"the rule fails on {m}/{m} member traces and on {false}/{k} traces noted pass "
+        f"(Fisher p = {p:.2g}, {tried} candidates tried)"
+    )
+    return rule, fit
 
 
 def attach_detectors(
@@ -301,7 +314,7 @@ def attach_detectors(
         elif not other_traces:
             m.detector_fit = "no trace noted pass: a rule cannot be checked against passing traces"
         else:
-            m.detector_fit = "no tool or phrase separates the members from the traces noted pass"
+            m.detector_fit = "no tool or phrase separates the members from the traces noted pass beyond chance"
     flag_same_detector(result)
 
 
