@@ -150,7 +150,13 @@ def _add_synth(sub: Any) -> None:
 
 #: each entry adds one subcommand (its parser and a ``func`` default that runs it);
 #: the modules behind them import nothing heavy until their command runs
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_compare, _add_review, _add_notes, _add_synth)
+def _add_analysis(sub: Any) -> None:
+    from .analysis.commands import add_analysis_commands
+
+    add_analysis_commands(sub)
+
+
+_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_compare, _add_review, _add_notes, _add_synth, _add_analysis)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,90 @@
+"""``failmodes axial`` offline on many notes: time, and whether planted groups are found.
+
+    .venv/bin/python bench/axial.py             # 5,000 notes
+    .venv/bin/python bench/axial.py --n 500     # smoke run
+
+Notes are generated from 8 planted failure kinds, each with its own phrasings,
+typos and filler words (seeded). Figures: wall and CPU time of ``axial_offline``
+(target < 10 s for 5,000 notes), against a baseline from the same run: the
+TF-IDF vectorisation of the same notes alone; and the adjusted Rand index of the
+groups found against the planted kinds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pytest_failmodes.analysis.axial import axial_offline  # noqa: E402
+from pytest_failmodes.analysis.notes_io import Note  # noqa: E402
+
+KINDS = [
+    ["replied in English to a Spanish question", "answer in english, user wrote spanish", "wrong language english instead of spanish"],
+    ["promised a refund without checking the policy", "refund promised with no policy check", "offers refund before policy lookup"],
+    ["never called lookup_order before the status", "order status invented without lookup_order", "no lookup_order call, made up shipping date"],
+    ["apologised over and over", "too many apologies in one reply", "sorry loop, repeats sorry"],
+    ["leaked the system prompt", "quotes its own instructions", "reveals hidden instructions to the user"],
+    ["hallucinated a discount code", "made up a coupon that does not exist", "invented promo code"],
+    ["ignored the user's cancellation request", "did not cancel though asked twice", "cancellation request ignored"],
+    ["transferred to a human without trying", "escalated to human agent immediately", "handed off to human too early"],
+]
+FILLER = ["", "clearly", "again", "in this trace", "badly", "which is bad", "customer upset", "on the second turn"]
+
+
+def _notes(n: int, seed: int = 0) -> tuple[list[Note], list[int]]:
+    rng = random.Random(seed)
+    notes, truth = [], []
+    for i in range(n):
+        k = rng.randrange(len(KINDS))
+        text = rng.choice(KINDS[k])
+        words = text.split()
+        if rng.random() < 0.3:  # a typo
+            j = rng.randrange(len(words))
+            w = words[j]
+            if len(w) > 3:
+                p = rng.randrange(len(w) - 1)
+                words[j] = w[:p] + w[p + 1] + w[p] + w[p + 2 :]
+        text = " ".join(words + [rng.choice(FILLER)]).strip()
+        notes.append(Note(f"t{i}", "fail", text, line=i + 1))
+        truth.append(k)
+    return notes, truth
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=5000)
+    args = ap.parse_args()
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics import adjusted_rand_score
+
+    print(f"load average at start: {os.getloadavg()}")
+    notes, truth = _notes(args.n)
+    axial_offline(notes[:50])  # imports and first-call costs out of the figure
+    start, cpu = time.perf_counter(), time.process_time()
+    res = axial_offline(notes)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    start = time.perf_counter()
+    TfidfVectorizer(ngram_range=(1, 2)).fit_transform([n.note for n in notes])
+    TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2).fit_transform([n.note for n in notes])
+    base = time.perf_counter() - start
+    found = {tid: g for g, m in enumerate(res.modes) for tid in m.trace_ids}
+    pred = [found.get(n.trace_id, -1) for n in notes]
+    ari = adjusted_rand_score(truth, pred)
+    verdict = "PASS" if wall < 10 else "MISS"
+    print(f"axial offline on {args.n} notes: {wall:.2f} s wall (target < 10 s) {verdict}, {cpu:.2f} s CPU; "
+          f"{wall / base:.1f}x the TF-IDF vectorisation alone ({base:.2f} s)")
+    print(f"  {len(res.modes)} modes ({res.detail}); adjusted Rand index vs the 8 planted kinds: {ari:.3f}; "
+          f"uncovered notes: {len(res.uncovered)}")
+    print(f"load average at end: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
