@@ -49,6 +49,9 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
         #: id(node) -> its key path, filled by _check, to name the key of a bad scalar
         self.paths: dict[int, tuple[str | int, ...]] = {}
+        #: (id(parent), index or id(key node)) -> line of an alias used there: the
+        #: composer hands back the anchored node itself, whose mark is the anchor's
+        self.alias_lines: dict[tuple[int, int], int] = {}
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         self._depth += 1
@@ -57,6 +60,9 @@ class _Loader(yaml.SafeLoader):
                 # before recursing further: the composer recurses once per level
                 mark = self.peek_event().start_mark
                 raise _Problem(f"nested more than {MAX_DEPTH} levels deep", mark.line + 1)
+            if parent is not None and self.check_event(yaml.AliasEvent):
+                where = (id(parent), index if isinstance(index, int) else id(index))
+                self.alias_lines[where] = self.peek_event().start_mark.line + 1
             return super().compose_node(parent, index)  # type: ignore[no-any-return]
         finally:
             self._depth -= 1
@@ -79,7 +85,7 @@ def _key_text(path: tuple[str | int, ...]) -> str | None:
     return out or None
 
 
-def _check(root: yaml.Node, paths: dict[int, tuple[str | int, ...]]) -> None:
+def _check(root: yaml.Node, paths: dict[int, tuple[str | int, ...]], alias_lines: dict[tuple[int, int], int]) -> None:
     """Repeated keys, alias cycles, nesting and alias expansion, each visited node once;
     ``paths`` receives each node's (first) key path."""
     sizes: dict[int, int] = {}  # id(node) -> nodes it expands to
@@ -87,22 +93,20 @@ def _check(root: yaml.Node, paths: dict[int, tuple[str | int, ...]]) -> None:
     on_path: set[int] = set()
     written = 0
 
-    def visit(node: yaml.Node, path: tuple[str | int, ...], level: int) -> None:
+    def visit(node: yaml.Node, path: tuple[str | int, ...], level: int, line: int) -> None:
         nonlocal written
         ident = id(node)
         if ident in on_path:
-            raise _Problem("an alias refers to a node that contains it (a recursive alias)", node.start_mark.line + 1, _key_text(path))
+            raise _Problem("an alias refers to a node that contains it (a recursive alias)", line, _key_text(path))
         if ident in sizes:
             if level + depths[ident] > MAX_DEPTH:
-                raise _Problem(
-                    f"nested more than {MAX_DEPTH} levels deep (aliases expanded)", node.start_mark.line + 1, _key_text(path)
-                )
+                raise _Problem(f"nested more than {MAX_DEPTH} levels deep (aliases expanded)", line, _key_text(path))
             return
         if level > MAX_DEPTH:
-            raise _Problem(f"nested more than {MAX_DEPTH} levels deep (aliases expanded)", node.start_mark.line + 1, _key_text(path))
+            raise _Problem(f"nested more than {MAX_DEPTH} levels deep (aliases expanded)", line, _key_text(path))
         written += 1
         paths[ident] = path
-        children: list[tuple[yaml.Node, tuple[str | int, ...]]] = []
+        children: list[tuple[yaml.Node, tuple[str | int, ...], int]] = []
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
             for key, value in node.value:
@@ -117,27 +121,28 @@ def _check(root: yaml.Node, paths: dict[int, tuple[str | int, ...]]) -> None:
                             _key_text((*path, name)),
                         )
                     seen[name] = key.start_mark.line + 1
-                children.append((key, path))
-                children.append((value, (*path, name if name is not None else "?")))
+                children.append((key, path, key.start_mark.line + 1))
+                used = alias_lines.get((ident, id(key)), value.start_mark.line + 1)
+                children.append((value, (*path, name if name is not None else "?"), used))
         elif isinstance(node, yaml.SequenceNode):
-            children = [(item, (*path, i)) for i, item in enumerate(node.value)]
+            children = [
+                (item, (*path, i), alias_lines.get((ident, i), item.start_mark.line + 1)) for i, item in enumerate(node.value)
+            ]
         on_path.add(ident)
         size, deepest = 1, 0
-        for child, where in children:
-            visit(child, where, level + 1)
+        for child, where, at in children:
+            visit(child, where, level + 1, at)
             size += sizes[id(child)]
             deepest = max(deepest, depths[id(child)] + 1)
             if size - written > MAX_ALIAS_NODES:
                 raise _Problem(
-                    f"aliases expand to more than {MAX_ALIAS_NODES:,} extra nodes (an alias bomb?)",
-                    child.start_mark.line + 1,
-                    _key_text(where),
+                    f"aliases expand to more than {MAX_ALIAS_NODES:,} extra nodes (an alias bomb?)", at, _key_text(where)
                 )
         on_path.discard(ident)
         sizes[ident] = size
         depths[ident] = deepest
 
-    visit(root, (), 0)
+    visit(root, (), 0, root.start_mark.line + 1)
 
 
 def load_definition_yaml(text: str, shown: str) -> tuple[Any, yaml.Node | None]:
@@ -148,7 +153,7 @@ def load_definition_yaml(text: str, shown: str) -> tuple[Any, yaml.Node | None]:
             node = loader.get_single_node()
             if node is None:
                 return None, None
-            _check(node, loader.paths)
+            _check(node, loader.paths, loader.alias_lines)
             return loader.construct_document(node), node
         finally:
             loader.dispose()
