@@ -218,8 +218,7 @@ class JudgeDef(_Strict):
             f, spec, conv = shaped
             written = "{" + f + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
             raise ValueError(
-                f"bad placeholder in prompt ({written}); use {{name}}, {{definition}}, {{examples}}, {{trace}} "
-                "as they are, without format specs or conversions"
+                f"bad placeholder in prompt ({written}): no format specs or conversions; {hint}"
             )
         if "trace" not in fields:  # "{{trace}}" is literal text, not the placeholder
             raise ValueError("a custom prompt must contain the {trace} placeholder")

@@ -178,8 +178,8 @@ def test_a_prompt_with_a_format_width_is_rejected_before_formatting(project) -> 
               model: openai/fake
               prompt: "{trace:>99999999999}"
         """,
-        "failmodes.yaml:7: failure_modes[0].judge.prompt: bad placeholder in prompt ({trace:>99999999999}); "
-        "use {name}, {definition}, {examples}, {trace} as they are, without format specs or conversions",
+        "failmodes.yaml:7: failure_modes[0].judge.prompt: bad placeholder in prompt ({trace:>99999999999}): "
+        "no format specs or conversions; use {name}, {definition}, {examples}, {trace}, and double braces {{ }} for literal ones",
     )
 
 
