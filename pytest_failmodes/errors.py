@@ -47,7 +47,12 @@ class DatasetError(FailmodesError):
 def read_definition_text(path: Path, shown: str, what: str = "") -> str:
     """A definition-side file (YAML definitions, a labels file) as text, or a
     DefinitionError naming it: not UTF-8, or unreadable (``what`` names the kind)."""
+    import stat
+
     try:
+        # a FIFO would block the run forever, /dev/zero would never end
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise DefinitionError(f"cannot read{what}: not a regular file", file=shown)
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise DefinitionError("not valid UTF-8; save the file as UTF-8", file=shown) from None

@@ -453,3 +453,23 @@ def test_a_dataset_inside_the_rootdir_gets_no_note(project) -> None:
     result = project.run()
     assert result.ret == pytest.ExitCode.OK
     assert "outside the rootdir" not in result.stdout.str()
+
+
+LABELLED = """
+    dataset: data/traces.jsonl
+    labels: labels.jsonl
+    failure_modes:
+      - name: leaks
+        rule: {regex: LEAK}
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_as_labels_file_is_refused_without_blocking(project) -> None:
+    os.mkfifo(project.path / "labels.jsonl")
+    definition_error(project, LABELLED, "labels.jsonl: cannot read labels file: not a regular file")
+
+
+def test_a_deeply_nested_label_row_is_one_line(project) -> None:
+    (project.path / "labels.jsonl").write_text('{"id": "t1", "mode": "leaks", "verdict": ' + "[" * 5000 + "]" * 5000 + "}\n")
+    definition_error(project, LABELLED, "labels.jsonl:1: nested too deeply: a label row is a flat {id, mode, verdict, note?}")
