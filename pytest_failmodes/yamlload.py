@@ -53,7 +53,7 @@ class _Loader(yaml.SafeLoader):
         #: composer hands back the anchored node itself, whose mark is the anchor's
         self.alias_lines: dict[tuple[int, int], int] = {}
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -63,7 +63,8 @@ class _Loader(yaml.SafeLoader):
             if parent is not None and self.check_event(yaml.AliasEvent):
                 where = (id(parent), index if isinstance(index, int) else id(index))
                 self.alias_lines[where] = self.peek_event().start_mark.line + 1
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            node: yaml.Node | None = super().compose_node(parent, index)
+            return node
         finally:
             self._depth -= 1
 
