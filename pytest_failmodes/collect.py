@@ -56,6 +56,30 @@ def _dataset_override(config: pytest.Config) -> Path | None:
     return Path(config.invocation_params.dir, value) if value else None
 
 
+#: dataset path -> the definition file naming it, for datasets outside the rootdir
+_OUTSIDE_KEY = pytest.StashKey[dict[str, str]]()
+
+
+def _note_outside_rootdir(config: pytest.Config, suite: Suite) -> None:
+    """Remember a dataset that a definition file reaches outside the rootdir for.
+
+    Reading it is allowed (a monorepo keeps data beside the code), but a
+    definition file from elsewhere ("../../../etc/...") should not read files
+    unnoticed: the run says so after collection.
+    """
+    if suite.dataset is None or _dataset_override(config) is not None:
+        return  # a --failmodes-dataset path was typed by the user
+    path = suite.dataset.path.resolve()
+    if not path.is_relative_to(config.rootpath.resolve()):
+        config.stash.setdefault(_OUTSIDE_KEY, {}).setdefault(str(path), suite.source)
+
+
+def outside_rootdir_lines(config: pytest.Config) -> list[str]:
+    """One line per dataset read from outside the rootdir (see :func:`_note_outside_rootdir`)."""
+    notes = config.stash.get(_OUTSIDE_KEY, {})
+    return [f"failmodes: dataset {path} (named in {source}) is outside the rootdir {config.rootpath}" for path, source in sorted(notes.items())]
+
+
 class DefinitionFile(pytest.File):
     """A ``*.failmodes.yaml`` file."""
 
@@ -70,6 +94,7 @@ class DefinitionFile(pytest.File):
             )
         except FailmodesError as exc:
             raise self.CollectError(str(exc)) from None
+        _note_outside_rootdir(self.config, suite)
         yield from _items(self, suite, func=None)
         # a calibration run measures detectors against labels: a probe has none
         if suite.probes and not self.config.getoption(opt.dest(opt.CALIBRATE)):
@@ -105,6 +130,7 @@ def python_mode_items(
         )
     except FailmodesError as exc:
         raise collector.CollectError(str(exc)) from None
+    _note_outside_rootdir(collector.config, suite)
     ref = PythonRef(func.__qualname__)
     suite = dataclasses.replace(suite, modes=tuple(dataclasses.replace(m, detector=ref) for m in suite.modes))
     return list(_items(collector, suite, func=func))

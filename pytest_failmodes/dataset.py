@@ -6,10 +6,13 @@ keeps a second copy of the dataset. Every error names file, line and field.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +20,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import DatasetError
+from .errors import DatasetError, strip_union_tags
 from .trace import MISSING, TRACE_FIELDS, Trace, _dig
 
-__all__ = ["DatasetSpec", "iter_traces", "iter_rows", "FORMATS"]
+__all__ = ["DatasetSpec", "iter_traces", "iter_rows", "FORMATS", "MAX_DEPTH", "MAX_CSV_CELL"]
 
 FORMATS = ("jsonl", "json", "csv")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 # CSV cells that hold structured trace fields are JSON text
 _STRUCTURED = ("messages", "steps", "metadata", "labels")
+#: deepest nesting of objects and arrays in a row: every consumer (rules, the
+#: HTML report, JSON writers) can walk this far without hitting Python's stack limit
+MAX_DEPTH = 200
+#: longest CSV cell, in characters (the csv module's default is 131,072)
+MAX_CSV_CELL = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,13 @@ def iter_traces(spec: DatasetSpec) -> Iterator[tuple[int, Trace]]:
 def iter_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
     """Yield ``(line, parsed row)`` from a dataset file, without building traces."""
     try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise DatasetError(f"cannot open dataset: {exc.strerror or exc}", file=path) from None
+    if not stat.S_ISREG(mode):
+        # a FIFO blocks the run forever, /dev/zero reads without end, a directory is a typo
+        raise DatasetError(f"not a regular file ({_file_kind(mode)}); give the path of a dataset file", file=path)
+    try:
         handle = open(path, "rb")
     except OSError as exc:
         raise DatasetError(f"cannot open dataset: {exc.strerror or exc}", file=path) from None
@@ -93,16 +108,49 @@ def iter_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
             raise DatasetError(f"unknown format {fmt!r}", file=path)
 
 
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
 def _decode(data: bytes, path: Path, line: int | None = None) -> str:
+    # the BOM is skipped by hand: with "utf-8-sig" the error's offsets do not
+    # count it, and the byte and line named would be the wrong ones
+    skip = len(codecs.BOM_UTF8) if line in (None, 1) and data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig" if line in (None, 1) else "utf-8")
+        return str(memoryview(data)[skip:], "utf-8")
     except UnicodeDecodeError as exc:
-        where = line if line is not None else data.count(b"\n", 0, exc.start) + 1
+        start = exc.start + skip
+        where = line if line is not None else data.count(b"\n", 0, start) + 1
         raise DatasetError(
-            f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
+            f"not valid UTF-8 (byte 0x{data[start]:02x}); save the file as UTF-8",
             file=path,
             line=where,
         ) from None
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests objects/arrays more than :data:`MAX_DEPTH` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _deep_error(path: Path, line: int, key: str | None = None) -> DatasetError:
+    return DatasetError(f"nested more than {MAX_DEPTH} levels deep; flatten the row", file=path, line=line, key=key)
 
 
 def _jsonl_rows(handle: io.BufferedReader, path: Path) -> Iterator[tuple[int, Any]]:
@@ -115,6 +163,8 @@ def _jsonl_rows(handle: io.BufferedReader, path: Path) -> Iterator[tuple[int, An
         text = _decode(raw, path, line).rstrip("\r\n")
         try:
             yield line, loads(text)
+        except RecursionError:
+            raise _deep_error(path, line) from None
         except ValueError as exc:
             msg = getattr(exc, "msg", str(exc))
             col = getattr(exc, "colno", None)
@@ -150,6 +200,8 @@ def _json_rows(text: str, path: Path) -> Iterator[tuple[int, Any]]:
         counted = pos
         try:
             row, end = decoder.raw_decode(text, pos)
+        except RecursionError:
+            raise _deep_error(path, line) from None
         except ValueError as exc:
             raise fail(f"malformed JSON: {getattr(exc, 'msg', exc)}", getattr(exc, "pos", pos)) from None
         yield line, row
@@ -168,6 +220,8 @@ def _csv_rows(handle: io.BufferedReader, path: Path) -> Iterator[tuple[int, Any]
     # surrogateescape: the wrapper decodes in chunks, so a decode error would
     # point at the wrong line; undecodable bytes are found per row instead.
     # ``with`` closes the wrapper before it is dropped (no ResourceWarning).
+    # process-wide, and only ever raised: a long answer in one cell is a valid row
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_CELL))
     with io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
         reader = csv.DictReader(text, strict=True)
         start = 1
@@ -202,6 +256,13 @@ def _csv_rows(handle: io.BufferedReader, path: Path) -> Iterator[tuple[int, Any]
             # DictReader.line_num lags behind on errors; an unclosed quote runs
             # to the end of the file, so the row where it opened is more useful
             line = start if "unexpected end of data" in str(exc) else reader.reader.line_num
+            if "field larger than field limit" in str(exc):
+                raise DatasetError(
+                    f"a cell is longer than {csv.field_size_limit():,} characters, the limit for CSV cells; "
+                    "use JSONL for larger values",
+                    file=path,
+                    line=max(start, 1),
+                ) from None
             raise DatasetError(f"malformed CSV: {exc}", file=path, line=max(line, 1)) from None
 
 
@@ -251,7 +312,13 @@ class _RowMapper:
         if self.is_csv:
             for name in _STRUCTURED:
                 data[name] = self._json_cell(line, name, data.get(name))
+                if _too_deep(data[name]):
+                    raise _deep_error(self.path, line, self.source_name(name))
             metadata = {k: v for k, v in metadata.items() if v != ""}
+        else:
+            deep = next((k for k, v in row.items() if _too_deep(v)), None)
+            if deep is not None:
+                raise _deep_error(self.path, line, str(deep))
         for name in _STRUCTURED:  # null means absent
             if name in data and data[name] is None:
                 del data[name]
@@ -282,7 +349,7 @@ class _RowMapper:
             return Trace.model_validate(data)
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
-            loc = [str(p) for p in err["loc"]]
+            loc = [str(p) for p in strip_union_tags(err["loc"])]
             key = self.source_name(loc[0]) + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:]) if loc else None
             raise DatasetError(_pydantic_msg(err), file=self.path, line=line, key=key) from None
 
@@ -293,6 +360,8 @@ class _RowMapper:
             return None
         try:
             return json.loads(value)
+        except RecursionError:
+            raise _deep_error(self.path, line, self.source_name(name)) from None
         except ValueError:
             raise DatasetError(
                 "expected JSON in this CSV cell", file=self.path, line=line, key=self.source_name(name)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .dataset import FORMATS, DatasetSpec
@@ -20,18 +20,19 @@ from .detectors import Detector, RuleError, RuleKind, build_rule
 from .detectors.label import LabelDetector
 from .detectors.python import FixtureRef
 from .engine import Gate, ModeSpec, Suite
-from .errors import DefinitionError, did_you_mean, read_definition_text
+from .errors import DefinitionError, did_you_mean, read_definition_text, strip_union_tags
 from .trace import TRACE_FIELDS
 from .seen import Need, needs_of_rule
 from .values import canonical_cohort, value_text
 from .where import WhereError, compile_where
+from .yamlload import load_definition_yaml
 
 if TYPE_CHECKING:
     from .probes.run import ProbeSpec
 
 __all__ = ["load_suite", "suite_from_mapping", "is_definition_file", "FileDef"]
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 Path_ = tuple[str | int, ...]
 
 
@@ -61,16 +62,20 @@ class _Strict(BaseModel):
         return data
 
 
+#: numbers are numbers: YAML's `true` is not 1.0 and a quoted "0.05" is not 0.05 (both
+#: are typos pydantic's lax mode would accept); an int is fine where a float is meant
+Num = Annotated[float, Strict(), AllowInfNan(False)]
+Whole = Annotated[int, Strict()]
 Rate = Field(default=None, ge=0.0, le=1.0)
 
 
 class GateDef(_Strict):
-    max_fail_rate: float | None = Rate
+    max_fail_rate: Num | None = Rate
     gate_on: Literal["point", "upper", "lower"] | None = None
-    max_errors: int | None = Field(default=None, ge=0)
-    min_cohort_size: int | None = Field(default=None, ge=0)
-    cohort_limits: dict[str, float] = Field(default_factory=dict)
-    min_increase: float | None = Field(default=None, ge=0.0, lt=1.0)
+    max_errors: Whole | None = Field(default=None, ge=0)
+    min_cohort_size: Whole | None = Field(default=None, ge=0)
+    cohort_limits: dict[str, Num] = Field(default_factory=dict)
+    min_increase: Num | None = Field(default=None, ge=0.0, lt=1.0)
     #: gate on the judge-error-corrected rate (a mode with human labels; see docs/calibration.md)
     gate_on_corrected: bool | None = None
     #: a mode whose every trace was skipped passes (by default it fails: it checked nothing)
@@ -129,10 +134,10 @@ class LabelsFileDef(_Strict):
 class CalibrationDef(_Strict):
     """``calibration:``: how labelled traces are split and resampled."""
 
-    split: dict[Literal["train", "dev", "test"], float] | None = None
+    split: dict[Literal["train", "dev", "test"], Num] | None = None
     use: Literal["train", "dev", "test"] | list[Literal["train", "dev", "test"]] = "test"
-    resamples: int = Field(default=2000, ge=100, le=100_000)
-    seed: int = 0
+    resamples: Whole = Field(default=2000, ge=100, le=100_000)
+    seed: Whole = 0
 
     @field_validator("split")
     @classmethod
@@ -157,7 +162,8 @@ def _no_secret_params(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_name(value: str) -> str:
-    if not _NAME.match(value):
+    # fullmatch: `$` in match() would let a trailing line break through ("leak\n")
+    if not _NAME.fullmatch(value):
         raise ValueError("a name starts with a letter or _ and holds only letters, digits, _ . and -")
     return value
 
@@ -173,8 +179,8 @@ class JudgeDef(_Strict):
     """``judge:`` at file level (defaults) or in a mode (overrides; examples are per mode)."""
 
     model: str | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: Num | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: Whole | None = Field(default=None, ge=1)
     api_base: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     examples: list[ExampleDef] = Field(default_factory=list)
@@ -201,18 +207,24 @@ class JudgeDef(_Strict):
             return value
         from string import Formatter
 
+        hint = "use {name}, {definition}, {examples}, {trace}, and double braces {{ }} for literal ones"
         try:
-            # exact names only: {name.attr} / {name[0]} would format to junk or raise at run time
-            fields = [f for _, f, _, _ in Formatter().parse(value) if f is not None]
-            unknown = [f for f in fields if f not in ("name", "definition", "examples", "trace")]
-            if unknown:
-                raise KeyError(unknown[0])
-            value.format(name="", definition="", examples="", trace="")
-        except (KeyError, IndexError, ValueError) as exc:
+            parsed = [(f, spec, conv) for _, f, spec, conv in Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"bad placeholder in prompt ({exc}); {hint}") from None
+        fields = [f for f, _, _ in parsed]
+        # exact names only: {name.attr} / {name[0]} would format to junk or raise at run time
+        unknown = [f for f in fields if f not in ("name", "definition", "examples", "trace")]
+        if unknown:
+            raise ValueError(f"bad placeholder in prompt ({unknown[0]!r}); {hint}")
+        # "{trace:>99999999999}" would pad to gigabytes; "{trace!r}" changes the text
+        shaped = next((p for p in parsed if p[1] or p[2]), None)
+        if shaped is not None:
+            f, spec, conv = shaped
+            written = "{" + f + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
             raise ValueError(
-                f"bad placeholder in prompt ({exc}); use {{name}}, {{definition}}, {{examples}}, "
-                "{trace}, and double braces {{ }} for literal ones"
-            ) from None
+                f"bad placeholder in prompt ({written}): no format specs or conversions; {hint}"
+            )
         if "trace" not in fields:  # "{{trace}}" is literal text, not the placeholder
             raise ValueError("a custom prompt must contain the {trace} placeholder")
         return value
@@ -228,7 +240,7 @@ class ModeDef(_Strict):
     labels: LabelDef | None = None
     detector: str | None = None
     judge: JudgeDef | None = None
-    max_fail_rate: float | None = Rate
+    max_fail_rate: Num | None = Rate
     allow_empty: bool | None = None
     gate: GateDef | None = None
 
@@ -271,8 +283,8 @@ class TargetDef(_Strict):
 
 class _ModelCallDef(_Strict):
     model: str | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: Num | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: Whole | None = Field(default=None, ge=1)
     api_base: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -283,7 +295,7 @@ class _ModelCallDef(_Strict):
 
 
 class ParaphraseDef(_ModelCallDef):
-    n: int = Field(default=3, ge=1, le=50)
+    n: Whole = Field(default=3, ge=1, le=50)
     style: str | None = None
 
 
@@ -292,8 +304,8 @@ class EquivalenceDef(_ModelCallDef):
 
 
 class NumericDef(_Strict):
-    tolerance: float = Field(default=0.0, ge=0.0)
-    relative: float = Field(default=0.0, ge=0.0)
+    tolerance: Num = Field(default=0.0, ge=0.0)
+    relative: Num = Field(default=0.0, ge=0.0)
     pattern: str | None = None
 
     @field_validator("pattern")
@@ -304,7 +316,7 @@ class NumericDef(_Strict):
 
 class ExtractDef(_Strict):
     pattern: str = Field(min_length=1)
-    group: int | str = 1
+    group: Whole | str = 1
 
     @model_validator(mode="before")
     @classmethod
@@ -318,10 +330,9 @@ class ExtractDef(_Strict):
 
 
 def _check_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+    from .patterns import compile_pattern
+
+    compile_pattern(value)  # ValueError naming the problem
     return value
 
 
@@ -367,17 +378,17 @@ class ProbeDef(_Strict):
     target: str = Field(min_length=1)
     inputs: Any
     perturb: list[str] = Field(default_factory=list)
-    variants: int = Field(default=5, ge=1, le=1000)
-    max_edits: int = Field(default=1, ge=1, le=20)
+    variants: Whole = Field(default=5, ge=1, le=1000)
+    max_edits: Whole = Field(default=1, ge=1, le=20)
     protect: list[str | dict[str, str]] = Field(default_factory=list)
-    number_range: tuple[float, float] | None = None
+    number_range: tuple[Num, Num] | None = None
     paraphrase: ParaphraseDef | None = None
     same_when: SameWhenDef = Field(default_factory=lambda: SameWhenDef(exact=True))
     expect: Literal["same", "changes"] = "same"
     direction: Literal["up", "down"] | None = None
-    max_fail_rate: float | None = Rate
+    max_fail_rate: Num | None = Rate
     gate: GateDef | None = None
-    seed: int = 0
+    seed: Whole = 0
 
     @field_validator("name")
     @classmethod
@@ -542,23 +553,7 @@ def load_suite(
     shown = display or str(path)
     text = read_definition_text(path, shown)
     lines = _LineMap()
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        if isinstance(exc, yaml.reader.ReaderError):
-            # a control character: str(exc) spans lines and there is no mark
-            problem = f"character {exc.character!r} is not allowed"
-            line = text.count("\n", 0, exc.position) + 1
-        else:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DefinitionError(f"invalid YAML: {problem}", file=shown, line=line) from None
+    data, node = load_definition_yaml(text, shown)
     if node is not None:
         lines.record(node)
     if not isinstance(data, dict):
@@ -600,8 +595,10 @@ def suite_from_mapping(
         loc: Path_ = tuple(err["loc"])
         if err["type"] == "unknown_key":
             loc = (*loc, err["ctx"]["key"])
-        loc = tuple(p for p in loc if not _is_union_tag(p))
+        loc = strip_union_tags(loc)
         msg = "required key is missing" if err["type"] == "missing" else _lower(err["msg"])
+        if err["type"] in ("float_type", "int_type"):
+            msg = _not_a_number(err["type"], err.get("input"))
         raise error(msg.removeprefix("value error, "), loc) from None
 
     if not fdef.probes or fdef.failure_modes is not None:
@@ -831,9 +828,23 @@ def _as_text(value: str | int | float | bool) -> str:
     return value_text(value)
 
 
-def _is_union_tag(part: str | int) -> bool:
-    # pydantic names the union member it tried ('str', 'list[str]') inside locations
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+def _not_a_number(kind: str, given: Any) -> str:
+    want = "a number" if kind == "float_type" else "a whole number"
+    if isinstance(given, bool):
+        return f"expected {want}, got {'true' if given else 'false'}"
+    if isinstance(given, str):
+        return f"expected {want}, got the text {given!r}" + ("; write the number without quotes" if _numeric_text(given) else "")
+    if isinstance(given, float) and kind == "int_type":
+        return f"expected {want}, got {given:g}"
+    return f"expected {want}, got {type(given).__name__ if given is not None else 'null'}"
+
+
+def _numeric_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _lower(msg: str) -> str:

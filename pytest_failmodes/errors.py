@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["FailmodesError", "DefinitionError", "DatasetError", "did_you_mean"]
+__all__ = ["FailmodesError", "DefinitionError", "DatasetError", "did_you_mean", "strip_union_tags"]
 
 
 class FailmodesError(Exception):
@@ -46,7 +47,12 @@ class DatasetError(FailmodesError):
 def read_definition_text(path: Path, shown: str, what: str = "") -> str:
     """A definition-side file (YAML definitions, a labels file) as text, or a
     DefinitionError naming it: not UTF-8, or unreadable (``what`` names the kind)."""
+    import stat
+
     try:
+        # a FIFO would block the run forever, /dev/zero would never end
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise DefinitionError(f"cannot read{what}: not a regular file", file=shown)
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise DefinitionError("not valid UTF-8; save the file as UTF-8", file=shown) from None
@@ -69,3 +75,14 @@ def did_you_mean(word: str, valid: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest valid word, or ``""``."""
     matches = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
     return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+# pydantic names the union member or validator it tried inside error locations:
+# "str", "list[dict[str,any]]", "function-after[_check(), str]", "constrained-str"
+_UNION_TAG = re.compile(r"[a-z][a-z-]*\[.*\]|str|int|float|bool|none|bytes|dict|list|constrained-[a-z]+", re.S)
+
+
+def strip_union_tags(loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """A pydantic error location without its union-member tags (``messages[0].content.str``
+    is ``messages[0].content`` to the user)."""
+    return tuple(p for p in loc if not (isinstance(p, str) and _UNION_TAG.fullmatch(p)))

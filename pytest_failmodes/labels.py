@@ -144,6 +144,8 @@ def load_labels_file(path: Path, shown: str, modes: Mapping[str, Any]) -> dict[s
 
         try:
             row = json.loads(line)
+        except RecursionError:
+            raise error("nested too deeply: a label row is a flat {id, mode, verdict, note?}") from None
         except ValueError as exc:
             raise error(f"invalid JSON: {exc.args[0].split(':')[0] if exc.args else exc}") from None
         if not isinstance(row, dict):

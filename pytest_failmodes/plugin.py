@@ -216,6 +216,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(FailmodesSession(config), "failmodes-session")
 
 
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str] | None:
+    if not _enabled(config):
+        return None
+    from .collect import outside_rootdir_lines
+
+    return outside_rootdir_lines(config)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_failmodes_rule_kinds() -> Any:
     from .detectors.rules import BUILTIN_RULE_KINDS

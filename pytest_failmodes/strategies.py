@@ -28,6 +28,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from .patterns import UserPattern
 from .probes.perturb import KINDS, Variant, parse_kinds, realize, site_table
 
 __all__ = ["variants", "paraphrases", "KINDS"]
@@ -41,7 +42,7 @@ def variants(
     kinds: Iterable[str] | str | None = None,
     *,
     max_edits: int = 1,
-    protected: Iterable[str | re.Pattern[str]] = (),
+    protected: Iterable[str | re.Pattern[str] | UserPattern] = (),
     number_range: tuple[float, float] | None = None,
 ) -> st.SearchStrategy[Variant]:
     """Variants of ``text`` with 1 to ``max_edits`` edits of the given kinds.

@@ -134,7 +134,7 @@ def _preloaded() -> None:
     ):
         importlib.import_module(f"pytest_failmodes.{name}")
     # numpy and scipy refuse a second import in one process ("cannot load module more than once")
-    for name in ("tabulate", "hypothesis", "numpy", "scipy.stats"):
+    for name in ("tabulate", "hypothesis", "numpy", "scipy.stats", "regex"):
         importlib.import_module(name)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..patterns import PatternTimeout, UserPattern, cached_pattern, compile_pattern
 from ..trace import MISSING, Trace
 from ..verdict import Verdict
 from . import Detector, RuleError, RuleKind, build_rule
@@ -34,14 +34,17 @@ def _missing(path: str) -> Verdict:
 class Regex:
     """FAIL when the pattern is found in the field."""
 
-    pattern: re.Pattern[str]
+    pattern: UserPattern
     field: str = _FIELD
 
     def __call__(self, trace: Trace) -> Verdict:
         text = _text(trace, self.field)
         if text is None:
             return _missing(self.field)
-        m = self.pattern.search(text)
+        try:
+            m = self.pattern.search(text)
+        except PatternTimeout as exc:
+            return Verdict.error(f"{self.field}: {exc}")
         if m is None:
             return _PASS
         return Verdict.fail(f"{self.field} matches /{self.pattern.pattern}/: {m.group(0)!r:.80}", m.group(0))
@@ -150,7 +153,7 @@ class JsonSchema:
             cls.check_schema(self.schema)
         except jsonschema.SchemaError as exc:
             raise RuleError(f"invalid JSON schema: {exc.message}") from None
-        object.__setattr__(self, "_validator", cls(self.schema))
+        object.__setattr__(self, "_validator", _bounded_patterns(cls)(self.schema))
 
     def __call__(self, trace: Trace) -> Verdict:
         text = _text(trace, self.field)
@@ -160,7 +163,12 @@ class JsonSchema:
             doc = json.loads(text)
         except ValueError as exc:
             return Verdict.fail(f"{self.field} is not valid JSON: {exc}")
-        error = next(iter(self._validator.iter_errors(doc)), None)  # type: ignore[attr-defined]
+        try:
+            error = next(iter(self._validator.iter_errors(doc)), None)  # type: ignore[attr-defined]
+        except PatternTimeout as exc:
+            return Verdict.error(f"{self.field}: JSON schema {exc}")
+        except RecursionError:
+            return Verdict.error(f"{self.field} is nested too deeply to check against the schema")
         if error is None:
             return _PASS
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
@@ -168,6 +176,47 @@ class JsonSchema:
 
     def __repr__(self) -> str:
         return f"json_schema({self.field})"
+
+
+def _bounded_patterns(cls: Any) -> Any:
+    """``cls`` with ``pattern`` / ``patternProperties`` matched under the time limit.
+
+    jsonschema matches them with ``re``, which a catastrophic pattern in a
+    user's schema would hang on one unlucky output.
+    """
+    import jsonschema
+
+    def search(pattern: str, text: str) -> bool:
+        return cached_pattern(pattern).search(text) is not None
+
+    def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
+        if validator.is_type(instance, "string") and not search(patrn, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    def pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
+        if not validator.is_type(instance, "object"):
+            return
+        for patrn, subschema in patterns.items():
+            for k, v in instance.items():
+                if search(patrn, k):
+                    yield from validator.descend(v, subschema, path=k, schema_path=patrn)
+
+    original_additional = cls.VALIDATORS.get("additionalProperties")
+
+    def additional_properties(validator: Any, aP: Any, instance: Any, schema: Any) -> Any:
+        # the stock check matches patternProperties with re: match them here and
+        # hand it those keys as plain properties instead
+        patterns = schema.get("patternProperties")
+        if patterns and validator.is_type(instance, "object"):
+            props = schema.get("properties", {})
+            matched = {k: True for k in instance if k not in props and any(search(p, k) for p in patterns)}
+            schema = {**schema, "patternProperties": {}, "properties": {**props, **matched}}
+        yield from original_additional(validator, aP, instance, schema)
+
+    overrides = {"pattern": pattern, "patternProperties": pattern_properties}
+    if original_additional is not None:
+        overrides["additionalProperties"] = additional_properties
+    return jsonschema.validators.extend(cls, overrides)
 
 
 @dataclass(frozen=True)
@@ -224,9 +273,10 @@ def _regex(value: Any, field: str = _FIELD) -> Detector:
     if not isinstance(value, str) or not value:
         raise RuleError("regex takes a non-empty pattern string")
     try:
-        return Regex(re.compile(value), _field(field))
-    except re.error as exc:
-        raise RuleError(f"invalid regular expression: {exc}") from None
+        pattern = compile_pattern(value)
+    except ValueError as exc:
+        raise RuleError(str(exc)) from None
+    return Regex(pattern, _field(field))
 
 
 def _phrases(value: Any) -> tuple[str, ...]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..patterns import compile_pattern
 from . import compare
 from .models import EquivalenceSpec, ParaphraseSpec
 from .run import ProbeInput, ProbeSpec
@@ -39,7 +39,7 @@ def build_probes(fdef: FileDef, source: str, line_of: Callable[[Any], int | None
                 where=where,
                 variants=p.variants,
                 max_edits=p.max_edits,
-                protected=tuple(re.compile(x["regex"]) if isinstance(x, dict) else x for x in p.protect),
+                protected=tuple(compile_pattern(x["regex"]) if isinstance(x, dict) else x for x in p.protect),
                 number_range=tuple(p.number_range) if p.number_range else None,  # type: ignore[arg-type]
                 paraphrase=_paraphrase(p, fdef) if p.paraphrase is not None else None,
                 comparator=_comparator(p.same_when, fdef),

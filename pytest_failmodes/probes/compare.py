@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..patterns import UserPattern, compile_pattern
+
 __all__ = ["Comparison", "CannotCompare", "Comparator", "exact", "normalized", "numeric", "extract", "json_field", "from_callable"]
 
 
@@ -81,7 +83,7 @@ def normalized() -> Comparator:
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
 
 
-def _number(text: str, pattern: re.Pattern[str] | None) -> float | None:
+def _number(text: str, pattern: UserPattern | None) -> float | None:
     if pattern is not None:
         m = pattern.search(text)
         if not m:
@@ -98,7 +100,7 @@ def _number(text: str, pattern: re.Pattern[str] | None) -> float | None:
 
 def numeric(tolerance: float = 0.0, relative: float = 0.0, pattern: str | None = None) -> Comparator:
     """The first number of each output (or of ``pattern``'s group 1) within a tolerance."""
-    rx = re.compile(pattern) if pattern else None
+    rx = compile_pattern(pattern) if pattern else None
 
     def cmp(a: str, b: str) -> Comparison:
         va, vb = _number(a, rx), _number(b, rx)
@@ -116,7 +118,7 @@ def numeric(tolerance: float = 0.0, relative: float = 0.0, pattern: str | None =
 
 def extract(pattern: str, group: int | str = 1) -> Comparator:
     """The text a regex captures (``group``, default 1; the whole match without groups)."""
-    rx = re.compile(pattern)
+    rx = compile_pattern(pattern)
 
     def grab(text: str) -> str | None:
         m = rx.search(text)

@@ -20,6 +20,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from ..patterns import UserPattern
+
 __all__ = [
     "INVARIANT_KINDS",
     "COUNTERFACTUAL_KINDS",
@@ -130,12 +132,12 @@ class Variant:
 # -- finding sites ------------------------------------------------------------------------
 
 
-def protected_spans(text: str, protected: Iterable[str | re.Pattern[str]]) -> list[tuple[int, int]]:
+def protected_spans(text: str, protected: Iterable[str | re.Pattern[str] | UserPattern]) -> list[tuple[int, int]]:
     """Every occurrence of each protected string (case-insensitive) or match of a compiled regex."""
     spans: list[tuple[int, int]] = []
     lowered = text.lower()
     for entity in protected:
-        if isinstance(entity, re.Pattern):
+        if isinstance(entity, (re.Pattern, UserPattern)):
             spans.extend(m.span() for m in entity.finditer(text) if m.end() > m.start())
             continue
         needle = entity.lower()
@@ -264,7 +266,7 @@ def _number_options(token: str, number_range: tuple[float, float] | None) -> tup
 def sites(
     text: str,
     kind: str,
-    protected: Iterable[str | re.Pattern[str]] = (),
+    protected: Iterable[str | re.Pattern[str] | UserPattern] = (),
     *,
     number_range: tuple[float, float] | None = None,
 ) -> list[Site]:
@@ -372,7 +374,7 @@ def perturb(
     text: str,
     kind: str,
     rng: random.Random | int,
-    protected: Iterable[str | re.Pattern[str]] = (),
+    protected: Iterable[str | re.Pattern[str] | UserPattern] = (),
     *,
     max_edits: int = 1,
     number_range: tuple[float, float] | None = None,
@@ -408,7 +410,7 @@ def parse_kinds(kinds: Iterable[str] | str | None) -> tuple[str, ...]:
 
 
 def site_table(
-    text: str, kinds: Sequence[str], protected: Iterable[str | re.Pattern[str]] = (), number_range: tuple[float, float] | None = None
+    text: str, kinds: Sequence[str], protected: Iterable[str | re.Pattern[str] | UserPattern] = (), number_range: tuple[float, float] | None = None
 ) -> Mapping[str, list[Site]]:
     """Sites of each kind (kinds with none are left out)."""
     prot = tuple(protected)
