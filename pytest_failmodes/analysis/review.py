@@ -29,23 +29,22 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import FailmodesError
+from ..report.trace_view import TRACE_VIEW_FILES, trace_view_asset
 from .errors import UsageError
 from ..trace import Trace
 from .notes import VERDICTS, Note, NotesFile, agreement
 from .sampling import Outcome, Reports, sample
 from .saturation import DEFAULT_THRESHOLD, saturation
 
-__all__ = ["ReviewApp", "ReviewServer", "load_source", "ASSETS", "CSP", "TRACE_VIEW_ASSETS"]
+__all__ = ["ReviewApp", "ReviewServer", "load_source", "ASSETS", "CSP"]
 
-#: the page and its assets, shipped as package data beside this module
+#: the page's own assets (package data beside this module) and the one trace view's
+#: (pytest_failmodes/report/trace_view.*, shared with the plugin's pages)
 ASSETS = {
     "review.js": "text/javascript; charset=utf-8",
     "review.css": "text/css; charset=utf-8",
-    "trace_view.js": "text/javascript; charset=utf-8",
-    "trace_view.css": "text/css; charset=utf-8",
+    **TRACE_VIEW_FILES,
 }
-#: the trace renderer alone, for any other page that shows a trace (the HTML report)
-TRACE_VIEW_ASSETS = ("trace_view.js", "trace_view.css")
 #: nothing inline, nothing from elsewhere: trace content that slips into markup cannot run or load
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -57,6 +56,8 @@ _MAX_NOTE = 100_000
 
 def asset_text(name: str) -> str:
     """One of the page's files, as shipped in the package."""
+    if name in TRACE_VIEW_FILES:
+        return trace_view_asset(name)
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
