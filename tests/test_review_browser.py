@@ -238,14 +238,17 @@ def test_two_reviewers_agreement(session: Any, tmp_path: Path) -> None:
         notes.append(Note(f"t{i:02d}", "ana", verdict, note="ana's note"))
     page = session(data).open()
     assert page.q() == 0 and page.app.traces[page.app.queue[0]].id == "t20"
-    assert "19 traces in common" not in page.text("agreement")
-    assert "with bo: 20 traces in common" in page.text("agreement") or "κ" in page.text("agreement")
-    page.code("agrees with bo", "1")
-    # 21 in common, 19 agree: p_o = 19/21; bo fails 7/21, ana 9/21
-    po, pe = 19 / 21, (7 / 21) * (9 / 21) + (14 / 21) * (12 / 21)
-    expected = (po - pe) / (1 - pe)
-    page.wait(lambda: "κ =" in page.text("agreement"), "kappa")
-    assert f"with bo: Cohen's κ = {expected:.2f} on 21 traces (19 agree)" in page.text("agreement")
+
+    def kappa(common: int, agree: int, bo_fails: int, ana_fails: int) -> float:
+        po = agree / common
+        pe = (bo_fails / common) * (ana_fails / common) + (1 - bo_fails / common) * (1 - ana_fails / common)
+        return (po - pe) / (1 - pe)
+
+    # 20 in common (t00-t19), 18 agree; bo fails 7 of them, ana 9
+    assert f"with bo: Cohen's κ = {kappa(20, 18, 7, 9):.2f} on 20 traces (18 agree)" in page.text("agreement")
+    page.code("agrees with bo", "1")  # t20: bo said pass
+    page.wait(lambda: "21 traces" in page.text("agreement"), "kappa over 21 traces")
+    assert f"with bo: Cohen's κ = {kappa(21, 19, 7, 9):.2f} on 21 traces (19 agree)" in page.text("agreement")
 
 
 def test_hostile_trace_content_stays_inert(session: Any, tmp_path: Path) -> None:

@@ -220,20 +220,20 @@ class Agreement:
 
 def agreement(latest: Mapping[tuple[str, str], Note], reviewer: str) -> list[Agreement]:
     """``reviewer`` against every other reviewer in the notes."""
-    mine = {t: n.verdict for (t, r), n in latest.items() if r == reviewer and n.verdict in ("pass", "fail")}
+    mine: dict[str, str] = {}
     others: dict[str, dict[str, str]] = {}
     for (t, r), n in latest.items():
-        if r != reviewer and n.verdict in ("pass", "fail"):
-            others.setdefault(r, {})[t] = n.verdict  # type: ignore[assignment]
+        if n.verdict in ("pass", "fail"):
+            (mine if r == reviewer else others.setdefault(r, {}))[t] = n.verdict
     out = []
     for other, theirs in sorted(others.items()):
         common = sorted(set(mine) & set(theirs))
-        a = [mine[t] for t in common]  # type: ignore[misc]
+        a = [mine[t] for t in common]
         b = [theirs[t] for t in common]
         out.append(
             Agreement(
                 reviewer, other, len(common), sum(x == y for x, y in zip(a, b)),
-                cohen_kappa(a, b), len(common) >= KAPPA_MIN_COMMON,  # type: ignore[arg-type]
+                cohen_kappa(a, b), len(common) >= KAPPA_MIN_COMMON,
             )
         )
     return out

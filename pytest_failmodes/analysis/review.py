@@ -19,33 +19,33 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import FailmodesError
+from ..report.trace_view import TRACE_VIEW_FILES, trace_view_asset
 from .errors import UsageError
 from ..trace import Trace
 from .notes import VERDICTS, Note, NotesFile, agreement
 from .sampling import Outcome, Reports, sample
 from .saturation import DEFAULT_THRESHOLD, saturation
 
-__all__ = ["ReviewApp", "ReviewServer", "load_source", "ASSETS", "CSP", "TRACE_VIEW_ASSETS"]
+__all__ = ["ReviewApp", "ReviewServer", "load_source", "ASSETS", "CSP"]
 
-#: the page and its assets, shipped as package data beside this module
+#: the page's own assets (package data beside this module) and the one trace view's
+#: (pytest_failmodes/report/trace_view.*, shared with the plugin's pages)
 ASSETS = {
     "review.js": "text/javascript; charset=utf-8",
     "review.css": "text/css; charset=utf-8",
-    "trace_view.js": "text/javascript; charset=utf-8",
-    "trace_view.css": "text/css; charset=utf-8",
+    **TRACE_VIEW_FILES,
 }
-#: the trace renderer alone, for any other page that shows a trace (the HTML report)
-TRACE_VIEW_ASSETS = ("trace_view.js", "trace_view.css")
 #: nothing inline, nothing from elsewhere: trace content that slips into markup cannot run or load
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -57,10 +57,48 @@ _MAX_NOTE = 100_000
 
 def asset_text(name: str) -> str:
     """One of the page's files, as shipped in the package."""
+    if name in TRACE_VIEW_FILES:
+        return trace_view_asset(name)
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
-def load_source(path: Path, fields: Mapping[str, str] | None = None) -> tuple[list[Trace], list[str], str]:
+class StoredTraces(Sequence[Trace]):
+    """Traces kept small: each is its full JSON, compressed, plus a light copy without
+    messages and steps (what sampling reads). The page asks for one trace at a time,
+    so the full trace is rebuilt only then; the dataset never sits in memory as objects."""
+
+    def __init__(self, traces: Iterable[Trace]) -> None:
+        self._light: list[Trace] = []
+        self._packed: list[bytes] = []
+        for trace in traces:
+            full = trace.model_dump(mode="json")
+            self._packed.append(zlib.compress(json.dumps(full, ensure_ascii=False).encode(), 1))
+            self._light.append(
+                Trace.model_construct(
+                    id=trace.id, input=trace.input, output=trace.output, metadata=trace.metadata, labels=trace.labels,
+                    messages=[], steps=[],
+                )
+            )
+
+    def __len__(self) -> int:
+        return len(self._light)
+
+    @overload
+    def __getitem__(self, i: int) -> Trace: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Trace]: ...
+
+    def __getitem__(self, i: int | slice) -> Trace | Sequence[Trace]:
+        return self._light[i]
+
+    def full(self, i: int) -> dict[str, Any]:
+        """The whole trace as JSON data (``Trace.model_dump(mode="json")``)."""
+        data: dict[str, Any] = json.loads(zlib.decompress(self._packed[i]))
+        return data
+
+
+def load_source(path: Path, fields: Mapping[str, str] | None = None) -> tuple[StoredTraces, list[str], str]:
     """``(traces, failure-mode names, dataset shown)`` of a dataset file or a definition file.
 
     The one place where the review reads datasets: it goes through the same
@@ -84,7 +122,7 @@ def load_source(path: Path, fields: Mapping[str, str] | None = None) -> tuple[li
         modes = [m.name for m in suite.modes]
     else:
         spec = DatasetSpec(path, dict(fields or {}))
-    traces = [t for _line, t in iter_traces(spec)]
+    traces = StoredTraces(t for _line, t in iter_traces(spec))
     return traces, modes, str(spec.path)
 
 
@@ -97,7 +135,7 @@ def fingerprint(data: Mapping[str, Any]) -> str:
 class ReviewApp:
     """The review session: the queue of traces, the reviewer's notes, what the page may see."""
 
-    traces: Sequence[Trace]
+    traces: StoredTraces
     notes: NotesFile
     reviewer: str
     queue: list[int]
@@ -129,6 +167,8 @@ class ReviewApp:
         announce: Callable[[str], None] = lambda _msg: None,
     ) -> ReviewApp:
         """Sample the queue; traces this reviewer already decided are left out (resume)."""
+        if not isinstance(traces, StoredTraces):
+            traces = StoredTraces(traces)
         notes = NotesFile(notes_path)
         ids = {t.id for t in traces}
         done = {n.trace_id for n in notes.of_reviewer(reviewer) if n.done and n.trace_id in ids}
@@ -147,16 +187,20 @@ class ReviewApp:
 
     # -- what the page asks for -------------------------------------------------------------
     def _trace(self, pos: int) -> Trace:
+        """The light trace (id, input, output, metadata, labels) at a queue position."""
         if not 0 <= pos < len(self.queue):
             raise LookupError(f"no trace at position {pos} (the queue has {len(self.queue)})")
         return self.traces[self.queue[pos]]
+
+    def _full(self, pos: int) -> dict[str, Any]:
+        return self.traces.full(self.queue[pos])
 
     def _hidden(self) -> tuple[str, ...]:
         # an outcome label read before the note biases it as much as a judge's verdict
         return (self.outcome.field,) if self.outcome else ()
 
-    def trace_json(self, trace: Trace) -> dict[str, Any]:
-        data = trace.model_dump(mode="json")
+    def trace_json(self, pos: int) -> dict[str, Any]:
+        data = self._full(pos)
         for name in self._hidden():
             for part in ("metadata", "labels"):
                 data[part].pop(name.removeprefix(part + "."), None)
@@ -189,7 +233,7 @@ class ReviewApp:
     def trace_at(self, pos: int) -> dict[str, Any]:
         trace = self._trace(pos)
         note = self.notes.get(trace.id, self.reviewer)
-        return {"q": pos, "trace": self.trace_json(trace), "note": note.to_json() if note else None}
+        return {"q": pos, "trace": self.trace_json(pos), "note": note.to_json() if note else None}
 
     def verdicts_at(self, pos: int) -> dict[str, Any]:
         """The judge's and rules' verdicts, once the reviewer has said something of their own."""
@@ -231,7 +275,7 @@ class ReviewApp:
             tags=tuple(dict.fromkeys(" ".join(t.split()) for t in tags)),
             first_failing_step=step,
             ts=time.time(),
-            source_fingerprint=fingerprint(trace.model_dump(mode="json")),
+            source_fingerprint=fingerprint(self._full(pos)),
         )
         with self._lock:
             previous = self.notes.get(trace.id, self.reviewer)
