@@ -156,7 +156,7 @@ def _add_axial(sub: Any) -> None:
         if args.model:
             from .axial_model import axial_with_model
 
-            result = axial_with_model(notes, args.model, api_base=args.api_base, cache_dir=Path(args.cache_dir))
+            result = axial_with_model(notes, args.model, api_base=args.api_base, cache_dir=Path(args.cache_dir), source=args.notes)
         else:
             result = axial_offline(notes, k_max=args.k_max, seed=args.seed)
         attach_detectors(result, traces, notes, cohorts if traces is not None else ())
