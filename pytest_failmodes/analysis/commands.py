@@ -171,6 +171,11 @@ def _add_axial(sub: Any) -> None:
         out.write_text(text, encoding="utf-8")
         for line in axial_lines(result):
             print(line)
+        from .agreement import reviewer_agreement
+
+        for ag in reviewer_agreement(notes):
+            kappa = "undefined (one verdict only)" if ag.kappa is None else f"{ag.kappa:.2f}"
+            print(f"reviewers {ag.a} and {ag.b}: {ag.agree}/{ag.n} shared traces agree, Cohen's kappa {kappa}")
         print(f"draft written to {args.output}")
         write_json(args.json_out, "axial", result.to_dict())
         return 0
