@@ -165,3 +165,22 @@ def test_latest_note_per_trace_and_reviewer_wins(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(n) + "\n" for n in lines))
     got = [(n.reviewer, n.verdict, n.note) for n in read_notes(path)]
     assert got == [("y", "fail", "other reviewer"), ("x", "pass", "changed my mind")]
+
+
+def test_cohen_kappa_known_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_failmodes.analysis.agreement import cohen_kappa, reviewer_agreement
+
+    # 2x2 table [[20, 5], [10, 15]]: observed 0.7, expected 0.5 -> kappa 0.4
+    x = ["fail"] * 25 + ["pass"] * 25
+    y = ["fail"] * 20 + ["pass"] * 5 + ["fail"] * 10 + ["pass"] * 15
+    assert cohen_kappa(x, y) == pytest.approx(0.4)
+    assert cohen_kappa(["fail", "pass"], ["fail", "pass"]) == pytest.approx(1.0)
+    assert cohen_kappa(["fail"] * 3, ["fail"] * 3) is None
+    notes = [Note(f"t{i}", a, reviewer="ana", line=i) for i, a in enumerate(x)]
+    notes += [Note(f"t{i}", b, reviewer="bo", line=100 + i) for i, b in enumerate(y)]
+    [ag] = reviewer_agreement(notes)
+    assert (ag.a, ag.b, ag.n, ag.agree) == ("ana", "bo", 50, 35) and ag.kappa == pytest.approx(0.4)
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps({"trace_id": n.trace_id, "verdict": n.verdict, "reviewer": n.reviewer, "note": "wrong tone"}) + "\n" for n in notes))
+    assert main(["axial", str(path), "-o", str(tmp_path / "d.yaml")]) == 0
+    assert "reviewers ana and bo: 35/50 shared traces agree, Cohen's kappa 0.40" in capsys.readouterr().out

@@ -96,6 +96,6 @@ def test_malformed_reply_is_an_error_not_a_missing_mode(server: FakeLLM, tmp_pat
     code = main(["axial", str(notes), "-o", str(out), "--model", MODEL, "--api-base", server.base_url, "--cache-dir", str(tmp_path / "c")])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("failmodes axial: ")
+    assert err.startswith(f"failmodes axial: {notes}: --model: openai/fake-axial: ")
     assert "unusable reply to the propose step after one repair request (it is not valid JSON)" in err
     assert not out.exists()

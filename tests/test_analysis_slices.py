@@ -116,6 +116,10 @@ def test_slices_of_a_real_report(project: Any, capsys: pytest.CaptureFixture[str
     assert any(line.lstrip().startswith("route=billing ") for line in lines)
     saved = json.loads((project.path / "s.json").read_text())
     assert saved["modes"][0]["found"][0]["slice"] == "route=billing"
+    first = (project.path / "s.json").read_bytes()
+    assert main(["slices", report, "--json", str(project.path / "s.json")]) == 0
+    assert (project.path / "s.json").read_bytes() == first  # deterministic: the same bytes twice
+    capsys.readouterr()
     assert main(["slices", report, "--dataset", str(project.path / "data/traces.jsonl"), "--fields", "route,tier"]) == 0
     assert "of route, tier;" in capsys.readouterr().out
     assert main(["slices", report, "--mode", "leaks_system_promt"]) == 2

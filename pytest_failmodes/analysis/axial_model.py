@@ -127,6 +127,7 @@ def axial_with_model(
     batch_size: int = 40,
     max_concurrency: int = 8,
     timeout: float = 60.0,
+    source: str | None = None,
 ) -> AxialResult:
     """Propose, assign, cover and contrast with ``model`` (any litellm model)."""
     from ..cache import ResultCache, cache_key
@@ -174,7 +175,7 @@ def axial_with_model(
                 except ModelError as exc:
                     for other in futures:
                         other.cancel()
-                    raise FailmodesError(str(exc), key="--model") from None
+                    raise FailmodesError(str(exc), file=source, key="--model") from None
             return out
 
         try:

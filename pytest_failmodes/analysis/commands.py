@@ -156,7 +156,7 @@ def _add_axial(sub: Any) -> None:
         if args.model:
             from .axial_model import axial_with_model
 
-            result = axial_with_model(notes, args.model, api_base=args.api_base, cache_dir=Path(args.cache_dir))
+            result = axial_with_model(notes, args.model, api_base=args.api_base, cache_dir=Path(args.cache_dir), source=args.notes)
         else:
             result = axial_offline(notes, k_max=args.k_max, seed=args.seed)
         attach_detectors(result, traces, notes, cohorts if traces is not None else ())
@@ -171,6 +171,11 @@ def _add_axial(sub: Any) -> None:
         out.write_text(text, encoding="utf-8")
         for line in axial_lines(result):
             print(line)
+        from .agreement import reviewer_agreement
+
+        for ag in reviewer_agreement(notes):
+            kappa = "undefined (one verdict only)" if ag.kappa is None else f"{ag.kappa:.2f}"
+            print(f"reviewers {ag.a} and {ag.b}: {ag.agree}/{ag.n} shared traces agree, Cohen's kappa {kappa}")
         print(f"draft written to {args.output}")
         write_json(args.json_out, "axial", result.to_dict())
         return 0

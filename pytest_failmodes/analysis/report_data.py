@@ -141,7 +141,8 @@ def load_report(path: Path) -> ReportData:
                 if not all(isinstance(k, int) and 0 <= k < len(ids) for k in members):
                     raise FailmodesError("'members' must list positions in 'traces'", file=path, key=f"{where}.cohorts")
                 cohorts[row["cohort"]] = tuple(members)
-        name = m.get("name") if isinstance(m.get("name"), str) else str(m.get("key", f"mode{i}"))
+        given = m.get("name")
+        name = given if isinstance(given, str) else str(m.get("key", f"mode{i}"))
         out.append(ModeVerdicts(name, str(m.get("key", name)), tuple(ids), tuple(verdicts), tuple(reasons), cohorts))
     return ReportData(str(path), tuple(out))
 

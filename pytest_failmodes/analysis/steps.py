@@ -208,11 +208,11 @@ def analyse_steps(
         ci = wilson_interval(n, exp) or (0.0, 1.0)
         transitions.append(Transition(src, dst, n, exp, n / exp, ci))
     state_failures = []
-    for s in states:
-        exp = reached_fail_state[s]
+    for state in states:
+        exp = reached_fail_state[state]
         if exp:
-            ci = wilson_interval(at[s], exp) or (0.0, 1.0)
-            state_failures.append(StateFailure(s, at[s], exp, at[s] / exp, ci))
+            ci = wilson_interval(at[state], exp) or (0.0, 1.0)
+            state_failures.append(StateFailure(state, at[state], exp, at[state] / exp, ci))
     nf = sum(1 for t in ids if fails[t])
     ef: Counter[str] = Counter()
     ep: Counter[str] = Counter()

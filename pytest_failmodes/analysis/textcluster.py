@@ -43,11 +43,11 @@ def _features(texts: Sequence[str], seed: int) -> tuple[Any, Any, list[str]]:
         w, vocab = None, []
     c = chars.fit_transform(texts)
     x = normalize(hstack([m for m in (w, c) if m is not None]).tocsr())
-    dims = min(100, x.shape[0] - 1, x.shape[1] - 1)
+    dims = min(64, x.shape[0] - 1, x.shape[1] - 1)
     if dims >= 2 and (x.shape[0] > 200 or x.shape[1] > 2000):
         from sklearn.decomposition import TruncatedSVD
 
-        x = TruncatedSVD(n_components=dims, random_state=seed, algorithm="randomized", n_iter=5).fit_transform(x)
+        x = TruncatedSVD(n_components=dims, random_state=seed, algorithm="randomized", n_iter=3).fit_transform(x)
         x = normalize(x)
     else:
         x = x.toarray()
@@ -55,7 +55,41 @@ def _features(texts: Sequence[str], seed: int) -> tuple[Any, Any, list[str]]:
 
 
 def cluster_texts(texts: Sequence[str], *, k_min: int = 2, k_max: int = 12, seed: int = 0, k: int | None = None) -> Clustering:
-    """Group ``texts``; ``k`` fixes the number of groups, else the best silhouette in ``[k_min, k_max]``."""
+    """Group ``texts``; ``k`` fixes the number of groups, else the best silhouette in ``[k_min, k_max]``.
+
+    Texts equal after normalising case and spaces are clustered once (notes repeat
+    a lot) and share their group.
+    """
+    keys = [" ".join(t.lower().split()) for t in texts]
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    if len(first) < len(texts):
+        uniq = list(first)
+        sub = _cluster(uniq, k_min=k_min, k_max=k_max, seed=seed, k=k)
+        index = {key: j for j, key in enumerate(uniq)}
+        raw = [sub.labels[index[key]] for key in keys]
+        return _relabel(texts, raw, sub, [first[uniq[m]] for m in sub.medoids])
+    return _cluster(list(texts), k_min=k_min, k_max=k_max, seed=seed, k=k)
+
+
+def _relabel(texts: Sequence[str], raw: list[int], sub: Clustering, medoids: list[int]) -> Clustering:
+    """The clustering of unique texts spread back over every text (groups re-ordered by size)."""
+    sizes = [0] * sub.k
+    for lab in raw:
+        sizes[lab] += 1
+    firsts: dict[int, int] = {}
+    for i, lab in enumerate(raw):
+        firsts.setdefault(lab, i)
+    order = sorted(range(sub.k), key=lambda g: (-sizes[g], firsts[g]))
+    new = {g: i for i, g in enumerate(order)}
+    return Clustering(
+        tuple(new[lab] for lab in raw), sub.k, sub.silhouette,
+        tuple(sub.terms[g] for g in order), tuple(medoids[g] for g in order),
+    )
+
+
+def _cluster(texts: Sequence[str], *, k_min: int, k_max: int, seed: int, k: int | None) -> Clustering:
     import numpy as np
 
     n = len(texts)
