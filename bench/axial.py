@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_failmodes.analysis.axial import axial_offline  # noqa: E402
-from pytest_failmodes.analysis.notes_io import Note  # noqa: E402
+from pytest_failmodes.analysis.notes import Note  # noqa: E402
 
 KINDS = [
     ["replied in English to a Spanish question", "answer in english, user wrote spanish", "wrong language english instead of spanish"],
@@ -37,6 +37,11 @@ KINDS = [
     ["transferred to a human without trying", "escalated to human agent immediately", "handed off to human too early"],
 ]
 FILLER = ["", "clearly", "again", "in this trace", "badly", "which is bad", "customer upset", "on the second turn"]
+
+def _note(trace_id: str, verdict: str, note: str = "", tags: tuple[str, ...] = (), **kw: object) -> Note:
+    """A decided note, arguments in the order a reader of the test expects."""
+    return Note(trace_id=trace_id, verdict=verdict, note=note, tags=tags, **kw)  # type: ignore[arg-type]
+
 
 
 _PLACES = ["Madrid", "Lyon", "Berlin", "Austin", "Lima", "Oslo", "Rome", "Quito", "Pune", "Kobe", "Perth", "Cork"]
@@ -59,7 +64,7 @@ def _notes(n: int, seed: int = 0, distinct: bool = False) -> tuple[list[Note], l
         if distinct:  # every note different, as real notes mostly are: an order number and a place
             extra += [f"order {1000 + i}", rng.choice(_PLACES)]
         text = " ".join(words + extra).strip()
-        notes.append(Note(f"t{i}", "fail", text, line=i + 1))
+        notes.append(_note(f"t{i}", "fail", text, line=i + 1))
         truth.append(k)
     return notes, truth
 

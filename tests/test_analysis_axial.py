@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from pytest_failmodes.analysis.axial import axial_offline, suggest_detector
-from pytest_failmodes.analysis.notes_io import Note, read_notes
+from pytest_failmodes.analysis.notes import Note
+from pytest_failmodes.analysis.notes import decided_notes as read_notes
 from pytest_failmodes.cli import main
 from pytest_failmodes.trace import Trace
 
@@ -20,12 +21,17 @@ REFUND = ["promised a refund without checking the policy", "refund promised with
 LOOKUP = ["did not call lookup_order before giving the status", "no lookup_order call, status invented",
           "status given without lookup_order", "never called lookup_order"]
 
+def _note(trace_id: str, verdict: str, note: str = "", tags: tuple[str, ...] = (), **kw: object) -> Note:
+    """A decided note, arguments in the order a reader of the test expects."""
+    return Note(trace_id=trace_id, verdict=verdict, note=note, tags=tags, **kw)  # type: ignore[arg-type]
+
+
 
 def _notes(groups: list[list[str]]) -> list[Note]:
     out = []
     for g, texts in enumerate(groups):
         for i, text in enumerate(texts):
-            out.append(Note(f"g{g}n{i}", "fail", text, line=len(out) + 1))
+            out.append(_note(f"g{g}n{i}", "fail", text, line=len(out) + 1))
     return out
 
 
@@ -40,8 +46,8 @@ def test_planted_groups_are_found() -> None:
 
 
 def test_tags_make_their_own_modes_and_singletons_are_listed() -> None:
-    notes = [Note("a", "fail", "x went wrong", ("tone",), line=1), Note("b", "fail", "y", ("tone",), line=2),
-             Note("c", "pass", "fine", line=3), Note("d", "fail", "a completely unrelated oddity", line=4)]
+    notes = [_note("a", "fail", "x went wrong", ("tone",), line=1), _note("b", "fail", "y", ("tone",), line=2),
+             _note("c", "pass", "fine", line=3), _note("d", "fail", "a completely unrelated oddity", line=4)]
     res = axial_offline(notes)
     assert [(m.name, m.trace_ids, m.source) for m in res.modes] == [("tone", ["a", "b"], "tag:tone")]
     assert [n.trace_id for n in res.uncovered] == ["d"]
@@ -49,8 +55,8 @@ def test_tags_make_their_own_modes_and_singletons_are_listed() -> None:
 
 
 def test_generic_and_rare_modes_are_flagged() -> None:
-    notes = [Note(f"t{i}", "fail", "sorry loop", ("apology",), line=i) for i in range(20)]
-    notes.append(Note("x", "fail", "rare thing", ("rare",), line=21))
+    notes = [_note(f"t{i}", "fail", "sorry loop", ("apology",), line=i) for i in range(20)]
+    notes.append(_note("x", "fail", "rare thing", ("rare",), line=21))
     res = axial_offline(notes)
     flags = {m.name: m.flags for m in res.modes}
     assert flags["apology"][0].startswith("too generic: matches 95%")
@@ -149,7 +155,7 @@ def test_bad_notes_line_is_one_clear_error(tmp_path: Path, capsys: pytest.Captur
     path = tmp_path / "notes.jsonl"
     path.write_text('{"trace_id": "a", "verdict": "fail", "note": "x"}\n{"trace_id": "b", "verdict": "failed"}\n')
     assert main(["axial", str(path), "-o", str(tmp_path / "d.yaml")]) == 2
-    assert "notes.jsonl:2: verdict: must be one of pass, fail, defer, got 'failed'" in capsys.readouterr().err
+    assert "notes.jsonl:2: verdict: must be one of pass, fail, defer or null, got 'failed'; did you mean 'fail'?" in capsys.readouterr().err
     path.write_text('{"trace_id": "a", "verdict": "fail", "notes": "x"}\n')
     assert main(["axial", str(path), "-o", str(tmp_path / "d.yaml")]) == 2
     assert "notes.jsonl:1: notes: unknown key; did you mean 'note'?" in capsys.readouterr().err
@@ -176,8 +182,8 @@ def test_cohen_kappa_known_values(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cohen_kappa(x, y) == pytest.approx(0.4)
     assert cohen_kappa(["fail", "pass"], ["fail", "pass"]) == pytest.approx(1.0)
     assert cohen_kappa(["fail"] * 3, ["fail"] * 3) is None
-    notes = [Note(f"t{i}", a, reviewer="ana", line=i) for i, a in enumerate(x)]
-    notes += [Note(f"t{i}", b, reviewer="bo", line=100 + i) for i, b in enumerate(y)]
+    notes = [_note(f"t{i}", a, reviewer="ana", line=i) for i, a in enumerate(x)]
+    notes += [_note(f"t{i}", b, reviewer="bo", line=100 + i) for i, b in enumerate(y)]
     [ag] = reviewer_agreement(notes)
     assert (ag.a, ag.b, ag.n, ag.agree) == ("ana", "bo", 50, 35) and ag.kappa == pytest.approx(0.4)
     path = tmp_path / "notes.jsonl"

@@ -52,7 +52,7 @@ def test_a_bad_note_line_names_file_line_and_key(tmp_path: Path) -> None:
     with pytest.raises(FailmodesError, match=r"n.jsonl:1: verdict: must be one of pass, fail, defer or null, got 'fial'; did you mean 'fail'\?"):
         list(read_notes(path))
     path.write_text('{"trace": "t1", "reviewer": "ana"}\n')
-    with pytest.raises(FailmodesError, match=r"n.jsonl:1: trace_id: required, a non-empty string; did you mean 'trace'\?"):
+    with pytest.raises(FailmodesError, match=r"n.jsonl:1: trace: unknown key; did you mean 'trace_id'\?"):
         list(read_notes(path))
     path.write_text('{"trace_id": "t1"\n{"trace_id": "t2", "reviewer": "ana"}\n')
     with pytest.raises(FailmodesError, match=r"n.jsonl:1: malformed JSON"):

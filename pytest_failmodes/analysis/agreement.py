@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
-from .notes_io import Note
+from .notes import Note, cohen_kappa
 
 __all__ = ["Agreement", "cohen_kappa", "reviewer_agreement"]
 
@@ -24,19 +24,6 @@ class Agreement:
     n: int
     agree: int
     kappa: float | None
-
-
-def cohen_kappa(x: Sequence[str], y: Sequence[str]) -> float | None:
-    """Cohen's kappa of two raters' labels; ``None`` when it is undefined (one label only)."""
-    if len(x) != len(y) or not x:
-        return None
-    n = len(x)
-    labels = sorted(set(x) | set(y))
-    observed = sum(a == b for a, b in zip(x, y)) / n
-    expected = sum((x.count(k) / n) * (y.count(k) / n) for k in labels)
-    if expected >= 1.0:
-        return None
-    return (observed - expected) / (1 - expected)
 
 
 def reviewer_agreement(notes: Sequence[Note]) -> list[Agreement]:

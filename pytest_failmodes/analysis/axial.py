@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .notes_io import Note
+from .notes import Note
 
 __all__ = ["DraftMode", "AxialResult", "axial_offline", "suggest_detector", "draft_yaml", "axial_lines"]
 

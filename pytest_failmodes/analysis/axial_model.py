@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import FailmodesError
 from .axial import GENERIC_SHARE, AxialResult, DraftMode, _shares
-from .notes_io import Note
+from .notes import Note
 
 __all__ = ["axial_with_model", "PROPOSE_PROMPT", "ASSIGN_PROMPT", "CONTRAST_PROMPT"]
 

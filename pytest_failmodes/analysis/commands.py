@@ -141,7 +141,7 @@ def _add_axial(sub: Any) -> None:
         import os
 
         from .axial import attach_detectors, axial_lines, axial_offline, draft_yaml
-        from .notes_io import read_notes
+        from .notes import decided_notes as read_notes
 
         notes = read_notes(Path(args.notes))
         traces = load_traces(args.dataset)
@@ -188,7 +188,7 @@ def _add_axial(sub: Any) -> None:
 
 def _notes_outcomes(path: str) -> tuple[dict[str, bool], dict[str, str]]:
     """From notes: trace -> failed (any reviewer's fail), and trace -> noted first failing step."""
-    from .notes_io import read_notes
+    from .notes import decided_notes as read_notes
 
     fails: dict[str, bool] = {}
     first: dict[str, str] = {}

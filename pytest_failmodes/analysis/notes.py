@@ -24,6 +24,7 @@ __all__ = [
     "NotesFile",
     "read_notes",
     "latest_notes",
+    "decided_notes",
     "cohen_kappa",
     "agreement",
     "KAPPA_MIN_COMMON",
@@ -41,7 +42,7 @@ class Note:
     """One line of ``notes.jsonl``: what one reviewer thinks of one trace, at ``ts``."""
 
     trace_id: str
-    reviewer: str
+    reviewer: str = ""
     verdict: str | None = None
     note: str = ""
     tags: tuple[str, ...] = ()
@@ -52,6 +53,8 @@ class Note:
     #: an undo that took the reviewer's only note away
     retracted: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the line of the notes file it was read from (0 when written in this session)
+    line: int = field(default=0, compare=False)
 
     @property
     def done(self) -> bool:
@@ -62,6 +65,7 @@ class Note:
         data = asdict(self)
         data["tags"] = list(self.tags)
         extra = data.pop("extra")
+        del data["line"]
         if not self.retracted:
             del data["retracted"]
         return {**extra, **data}
@@ -73,10 +77,22 @@ def _note_from_row(row: Any, shown: str, line: int) -> Note:
 
     if not isinstance(row, dict):
         raise bad("expected a JSON object (one note per line)")
-    for key in ("trace_id", "reviewer"):
-        if not isinstance(row.get(key), str) or not row[key]:
-            hint = "" if key in row else did_you_mean(key, [k for k in row if k not in _KEYS])
-            raise bad(f"required, a non-empty string{hint}", key)
+    for key in row:
+        # other keys are kept (a team may add its own), but a near-miss of ours is a typo
+        # that would silently drop what it holds
+        hint = "" if key in _KEYS else did_you_mean(key, _KEYS)
+        if hint:
+            raise bad(f"unknown key{hint}", key)
+    trace_id = row.get("trace_id")
+    if isinstance(trace_id, int) and not isinstance(trace_id, bool):
+        trace_id = str(trace_id)  # hand-written notes may give numeric ids
+    if not isinstance(trace_id, str) or not trace_id:
+        hint = "" if "trace_id" in row else did_you_mean("trace_id", [k for k in row if k not in _KEYS])
+        raise bad(f"required, a non-empty string{hint}", "trace_id")
+    # `failmodes review` always names the reviewer; hand-written notes may not
+    reviewer = row.get("reviewer", "")
+    if not isinstance(reviewer, str):
+        raise bad("must be a string", "reviewer")
     verdict = row.get("verdict")
     if verdict is not None and verdict not in VERDICTS:
         raise bad(f"must be one of {', '.join(VERDICTS)} or null, got {verdict!r}{did_you_mean(str(verdict), VERDICTS)}", "verdict")
@@ -93,8 +109,8 @@ def _note_from_row(row: Any, shown: str, line: int) -> Note:
     if not isinstance(ts, (int, float)) or isinstance(ts, bool):
         raise bad("must be a number (epoch seconds)", "ts")
     return Note(
-        trace_id=row["trace_id"],
-        reviewer=row["reviewer"],
+        trace_id=trace_id,
+        reviewer=reviewer,
         verdict=verdict,
         note=note,
         tags=tuple(tags),
@@ -103,6 +119,7 @@ def _note_from_row(row: Any, shown: str, line: int) -> Note:
         source_fingerprint=str(row.get("source_fingerprint", "")),
         retracted=bool(row.get("retracted", False)),
         extra={k: v for k, v in row.items() if k not in _KEYS},
+        line=line,
     )
 
 
@@ -140,6 +157,19 @@ def latest_notes(notes: Iterable[Note]) -> dict[tuple[str, str], Note]:
     for note in notes:
         out[(note.trace_id, note.reviewer)] = note
     return {k: v for k, v in out.items() if not v.retracted}
+
+
+def decided_notes(path: Path, shown: str | None = None) -> list[Note]:
+    """The notes the analysis tools read: the latest per (trace, reviewer) that has a
+    verdict, ordered by the line that made it the latest. A missing file is an error."""
+    if not path.exists():
+        raise FailmodesError("no such notes file", file=shown or str(path))
+    latest: dict[tuple[str, str], Note] = {}
+    for note in read_notes(path, shown):
+        key = (note.trace_id, note.reviewer)
+        latest.pop(key, None)  # re-inserted: a changed note takes the place of its latest line
+        latest[key] = note
+    return sorted((n for n in latest.values() if n.done), key=lambda n: n.line)
 
 
 class NotesFile:
