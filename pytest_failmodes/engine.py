@@ -45,6 +45,8 @@ ALL = "all"
 #: a labelled trace during a pass: (index, human verdict, note, role, cohort keys)
 Labelled = tuple[int, str, str, str, list[str]]
 MISSING_VALUE = "(missing)"
+#: an empty list (a trace that called no tool, for ``tools``)
+NONE_VALUE = "(none)"
 #: one status byte per trace in ModeResult.codes
 CODE_OF_STATUS = {PASS: "P", FAIL: "F", ERROR: "E", SKIP: "S"}
 STATUS_OF_CODE = {v: k for k, v in CODE_OF_STATUS.items()}
@@ -140,6 +142,9 @@ def _value_text(value: Any) -> str:
         return MISSING_VALUE
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        # a list is its values joined, in order (tools=lookup,refund), never a Python repr
+        return ",".join(_value_text(v) for v in value) if value else NONE_VALUE
     return str(value)
 
 
