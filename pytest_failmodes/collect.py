@@ -22,10 +22,12 @@ from .engine import (
     ModeResult,
     ModeSpec,
     Suite,
+    cluster_of,
     cohort_keys,
     detect_one,
     evaluate,
     finish_mode,
+    pair_of,
     trace_excerpt,
 )
 from .errors import FailmodesError
@@ -392,6 +394,8 @@ class TraceItem(_FailmodesItem):
             "reason": verdict.reason,
             "evidence": verdict.evidence,
             "cohorts": cohort_keys(self.trace, self.suite.cohorts),
+            "cluster": cluster_of(self.trace, self.suite.cluster_by),
+            "pair": pair_of(self.trace, self.suite.pair_by),
             "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable),
             "sample": trace_excerpt(self.trace)
             if verdict.status in (FAIL, ERROR) and _session(self.config).samples

@@ -39,6 +39,9 @@ __all__ = [
     "evaluate",
     "detect_one",
     "cohort_keys",
+    "cluster_of",
+    "pair_of",
+    "trial_summary",
 ]
 
 ALL = "all"
@@ -119,6 +122,32 @@ class Suite:
     target: TargetSpec | None = None
     #: consistency probes (pytest_failmodes.probes.run.ProbeSpec); a file of probes alone has no dataset
     probes: tuple[Any, ...] = ()
+    #: traces with the same value here are one cluster (repeated trials of one task)
+    cluster_by: str | None = None
+    #: fields that pair a trace with its baseline counterpart (default: the id)
+    pair_by: tuple[str, ...] = ()
+
+
+def cluster_of(trace: Trace, cluster_by: str | None) -> str | None:
+    """The trace's cluster (``None`` without ``cluster_by``; a trace lacking the field
+    is its own cluster, marked so that the run can say how many did)."""
+    if cluster_by is None:
+        return None
+    value = trace.get(cluster_by)
+    if value is MISSING or value is None or value == "":
+        return LONE_CLUSTER + trace.id
+    return _value_text(value)
+
+
+def pair_of(trace: Trace, pair_by: tuple[str, ...]) -> str | None:
+    """The key that pairs the trace with its baseline counterpart (``None``: its id)."""
+    if not pair_by:
+        return None
+    return " & ".join(f"{name}={_value_text(trace.get(name))}" for name in pair_by)
+
+
+#: how the cluster of a trace without the ``cluster_by`` field begins
+LONE_CLUSTER = "\x00"
 
 
 def cohort_keys(trace: Trace, cohorts: Iterable[tuple[str, ...]]) -> list[str]:
@@ -158,6 +187,18 @@ def detect_one(detector: Callable[[Trace], Any], trace: Trace) -> Verdict:
         return Verdict.error(f"{type(exc).__name__}: {exc}{where}")
 
 
+def _clustered(counts: Mapping[str, list[int]]) -> dict[str, Any] | None:
+    from .stats import clustered_interval
+
+    ci = clustered_interval((f, n) for n, f in counts.values())
+    if ci is None:
+        return None
+    return {
+        "ci_low": ci.low, "ci_high": ci.high, "clusters": ci.clusters,
+        "design_effect": round(ci.design_effect, 4), "effective_n": round(ci.effective_n, 2),
+    }
+
+
 @dataclass
 class CohortRow:
     """Figures for one mode in one cohort."""
@@ -172,6 +213,8 @@ class CohortRow:
     breach: str | None  # None, "limit"
     #: the judge-error-corrected rate of a mode with human labels: rate, ci_low, ci_high, reason
     corrected: dict[str, Any] | None = None
+    #: with ``cluster_by``: the cluster-aware interval (ci_low, ci_high, clusters, design_effect, effective_n)
+    clustered: dict[str, Any] | None = None
 
     @property
     def rate(self) -> float | None:
@@ -179,6 +222,8 @@ class CohortRow:
 
     @property
     def ci(self) -> tuple[float, float] | None:
+        if self.clustered is not None:
+            return self.clustered["ci_low"], self.clustered["ci_high"]
         return wilson_interval(self.fails, self.n)
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,19 +241,24 @@ class CohortRow:
             "gated": self.gated,
             "breach": self.breach,
             **({"corrected": self.corrected} if self.corrected is not None else {}),
+            **({"clustered": self.clustered} if self.clustered is not None else {}),
         }
 
 
 class Aggregator:
-    """Counts per cohort label: [passes, fails, errors]. Order of first sight is kept."""
+    """Counts per cohort label: [passes, fails, errors]. Order of first sight is kept.
 
-    __slots__ = ("counts", "skipped")
+    Given a trace's cluster, it also counts [decided, fails] per cohort and
+    cluster, for the cluster-aware interval."""
+
+    __slots__ = ("counts", "skipped", "clusters")
 
     def __init__(self) -> None:
         self.counts: dict[str, list[int]] = {}
         self.skipped = 0
+        self.clusters: dict[str, dict[str, list[int]]] = {}
 
-    def add(self, keys: Iterable[str], status: str) -> None:
+    def add(self, keys: Iterable[str], status: str, cluster: str | None = None) -> None:
         if status == SKIP:
             self.skipped += 1
             return
@@ -219,6 +269,10 @@ class Aggregator:
             if row is None:
                 row = counts[key] = [0, 0, 0]
             row[slot] += 1
+            if cluster is not None and slot < 2:
+                per = self.clusters.setdefault(key, {}).setdefault(cluster, [0, 0])
+                per[0] += 1
+                per[1] += slot
 
     def rows(self, gate: Gate, *, apply: bool = True) -> list[CohortRow]:
         """Cohort rows with gate decisions: ``all`` first, then cohorts by field and value."""
@@ -229,8 +283,10 @@ class Aggregator:
             limit = gate.limit_for(key)
             small = key != ALL and n < gate.min_cohort_size
             gated = apply and limit is not None and not small and n > 0
-            breach = "limit" if gated and _over(f, n, limit, gate.gate_on) else None  # type: ignore[arg-type]
-            out.append(CohortRow(key, n, f, e, limit, small, gated, breach))
+            clustered = _clustered(self.clusters[key]) if key in self.clusters else None
+            row = CohortRow(key, n, f, e, limit, small, gated, None, clustered=clustered)
+            row.breach = "limit" if gated and _over(row, limit, gate.gate_on) else None  # type: ignore[arg-type]
+            out.append(row)
         return out
 
 
@@ -241,10 +297,10 @@ def _row_order(key: str) -> tuple[int, str, str]:
     return (1, fields, key)
 
 
-def _over(fails: int, n: int, limit: float, gate_on: str) -> bool:
+def _over(row: CohortRow, limit: float, gate_on: str) -> bool:
     if gate_on == "point":
-        return fails / n > limit
-    ci = wilson_interval(fails, n)
+        return row.fails / row.n > limit
+    ci = row.ci
     assert ci is not None
     return (ci[1] if gate_on == "upper" else ci[0]) > limit
 
@@ -279,6 +335,12 @@ class ModeResult:
     samples: dict[str, dict[str, str]] | None = None
     #: the detector measured against human labels (calibration.measure), if the mode has labels
     calibration: dict[str, Any] | None = None
+    #: with ``cluster_by``: each trace's cluster, parallel to ``ids``
+    clusters: list[str] | None = None
+    #: with ``pair_by``: each trace's pairing key, parallel to ``ids``
+    pairs: list[str] | None = None
+    #: with ``cluster_by``: repeated trials per cluster (see :func:`trial_summary`)
+    trials: dict[str, Any] | None = None
 
     @property
     def errors(self) -> int:
@@ -330,6 +392,9 @@ class ModeResult:
             "members": self.members,
             "samples": self.samples,
             "calibration": self.calibration,
+            "clusters": self.clusters,
+            "pairs": self.pairs,
+            "trials": self.trials,
         }
 
     @classmethod
@@ -337,7 +402,7 @@ class ModeResult:
         rows = [
             CohortRow(
                 r["cohort"], r["n"], r["fails"], r["errors"], r["limit"], r["small"], r["gated"], r["breach"],
-                r.get("corrected"),
+                r.get("corrected"), r.get("clustered"),
             )
             for r in d["rows"]
         ]
@@ -361,6 +426,9 @@ class ModeResult:
             members=d.get("members"),
             samples=d.get("samples"),
             calibration=d.get("calibration"),
+            clusters=d.get("clusters"),
+            pairs=d.get("pairs"),
+            trials=d.get("trials"),
         )
 
 
@@ -401,6 +469,8 @@ def finish_mode(
     samples: dict[str, dict[str, str]] | None = None,
     labelled: list[Labelled] | None = None,
     calibrate_only: bool = False,
+    clusters: list[str] | None = None,
+    pairs: list[str] | None = None,
 ) -> ModeResult:
     """Aggregate counts into rows and gate decisions (shared by every way of running).
 
@@ -425,6 +495,17 @@ def finish_mode(
         notes.extend(calibration.pop("notes"))
         if mode.gate.gate_on_corrected and not calibrate_only:
             notes.extend(_gate_on_corrected(mode.gate, rows))
+    trials = None
+    if clusters is not None and broken is None:
+        lone = sum(1 for c, code in zip(clusters, codes) if code != "S" and c.startswith(LONE_CLUSTER))
+        if lone:
+            notes.append(
+                f"cluster_by: {lone} trace(s) lack the field and count as clusters of their own"
+                + (" (every trace: is the field name right?)" if lone == sum(code != "S" for code in codes) else "")
+            )
+        trials = trial_summary(clusters, codes)
+        if trials is not None:
+            notes.append(trials["note"])
     seen = {row.cohort for row in rows}
     for cohort in mode.gate.cohort_limits:
         if broken is None and cohort not in seen:
@@ -449,7 +530,47 @@ def finish_mode(
         members=members,
         samples=samples,
         calibration=calibration,
+        clusters=clusters,
+        pairs=pairs,
+        trials=trials,
     )
+
+
+def trial_summary(clusters: list[str], codes: str) -> dict[str, Any] | None:
+    """pass^k and fail-any-of-k over clusters of repeated trials (``None``: no cluster has 2).
+
+    ``pass^k`` is the chance that k trials of a task, drawn from its trials,
+    all pass (the failure is absent in every one), estimated per task without
+    bias as C(passes, k) / C(trials, k) and averaged over tasks (Yao et al.
+    2024, tau-bench); fail-any-of-k is 1 - pass^k. k runs up to the fewest
+    decided trials of any cluster; errors and skips are not trials.
+    """
+    from math import comb
+
+    per: dict[str, list[int]] = {}
+    for cluster, code in zip(clusters, codes):
+        if code in ("P", "F"):
+            slot = per.setdefault(cluster, [0, 0])
+            slot[0] += 1
+            slot[1] += code == "P"
+    if not per:
+        return None
+    k_max = min(n for n, _p in per.values())
+    if k_max < 2:
+        return None
+    pass_k = {str(k): sum(comb(p, k) / comb(n, k) for n, p in per.values()) / len(per) for k in range(1, k_max + 1)}
+    k = str(k_max)
+    return {
+        "clusters": len(per),
+        "min_trials": k_max,
+        "max_trials": max(n for n, _p in per.values()),
+        "pass_hat_k": pass_k,
+        "fail_any_of_k": {key: 1 - value for key, value in pass_k.items()},
+        "note": (
+            f"repeated trials: {len(per)} clusters of {k_max}+ trials; pass^{k} = {pass_k[k]:.1%} "
+            f"(all {k} trials pass), fail-any-of-{k} = {1 - pass_k[k]:.1%}, pass^1 = {pass_k['1']:.1%}"
+        ),
+    }
 
 
 def _gate_on_corrected(gate: Gate, rows: list[CohortRow]) -> list[str]:
@@ -524,14 +645,22 @@ def evaluate(
         live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None, track_members, samples))
     ids: list[str] = []
     cohorts = suite.cohorts
-    pending: deque[tuple[_Live, int, list[str], Future[Verdict], Trace | None]] = deque()
+    pending: deque[tuple[_Live, int, list[str], Future[Verdict], Trace | None, str | None]] = deque()
     window = max(64, (ctx.runner.max_concurrency if ctx else 1) * 16)
     done = submitted = 0
     source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))
+    cluster_by, pair_by = getattr(suite, "cluster_by", None), getattr(suite, "pair_by", ())
+    clusters: list[str] | None = [] if cluster_by else None
+    pairs: list[str] | None = [] if pair_by else None
     for trace in source:
         idx = len(ids)
         ids.append(trace.id)
         keys = cohort_keys(trace, cohorts)
+        cluster = cluster_of(trace, cluster_by)
+        if clusters is not None:
+            clusters.append(cluster)  # type: ignore[arg-type]
+        if pairs is not None:
+            pairs.append(pair_of(trace, pair_by))  # type: ignore[arg-type]
         unproduced = failed.get(trace.id) if failed else None
         for lv in live:
             if lv.where is not None and not lv.where(trace):
@@ -543,15 +672,15 @@ def evaluate(
                 lv.codes.append(_SKIP)
                 continue
             if unproduced is not None:
-                lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"), trace=trace)
+                lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"), trace=trace, cluster=cluster)
                 continue
             if lv.ctx is None:
-                lv.record(idx, keys, detect_one(lv.detector, trace), trace=trace)
+                lv.record(idx, keys, detect_one(lv.detector, trace), trace=trace, cluster=cluster)
                 continue
             lv.codes.append(_WAIT)
             call = lv.ctx.runner.submit(lv.detector.ajudge(trace, lv.ctx))  # type: ignore[attr-defined]
             # the trace is held until its verdict only when an excerpt may be wanted
-            pending.append((lv, idx, keys, call, trace if lv.want else None))
+            pending.append((lv, idx, keys, call, trace if lv.want else None, cluster))
             submitted += 1
             while len(pending) > window:  # bound the memory held by calls not yet made
                 _settle(*pending.popleft())
@@ -568,7 +697,7 @@ def evaluate(
         results[lv.mode.name] = finish_mode(
             lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details, members=lv.members,
             samples=lv.samples if lv.want else None,
-            labelled=lv.labelled, calibrate_only=calibrate_only,
+            labelled=lv.labelled, calibrate_only=calibrate_only, clusters=clusters, pairs=pairs,
         )
     for mode in modes:
         if mode.name in broken:
@@ -620,10 +749,11 @@ class _Live:
         return True
 
     def record(
-        self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False, trace: Trace | None = None
+        self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False, trace: Trace | None = None,
+        cluster: str | None = None,
     ) -> None:
         status = verdict.status
-        self.agg.add(keys, status)
+        self.agg.add(keys, status, cluster)
         if self.members is not None and status in (PASS, FAIL):
             for key in keys:
                 self.members.setdefault(key, []).append(idx)
@@ -651,11 +781,13 @@ def trace_excerpt(trace: Trace) -> dict[str, str]:
     return {"input": cut(str(trace.input or "")), "output": cut(str(trace.output or ""))}
 
 
-def _settle(lv: _Live, idx: int, keys: list[str], future: Future[Verdict], trace: Trace | None = None) -> None:
+def _settle(
+    lv: _Live, idx: int, keys: list[str], future: Future[Verdict], trace: Trace | None = None, cluster: str | None = None
+) -> None:
     try:
         verdict = future.result()
     except BaseException as exc:  # noqa: BLE001 - a call that died is an error, never a verdict
         if isinstance(exc, KeyboardInterrupt):
             raise
         verdict = Verdict.error(f"{type(exc).__name__}: {exc}")
-    lv.record(idx, keys, verdict, placed=True, trace=trace)
+    lv.record(idx, keys, verdict, placed=True, trace=trace, cluster=cluster)
