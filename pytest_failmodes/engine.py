@@ -39,6 +39,7 @@ __all__ = [
     "evaluate",
     "detect_one",
     "cohort_keys",
+    "DerivedCohort",
     "cluster_of",
     "pair_of",
     "trial_summary",
@@ -116,7 +117,7 @@ class Suite:
 
     source: str
     dataset: DatasetSpec
-    cohorts: tuple[tuple[str, ...], ...]
+    cohorts: tuple[tuple[str | DerivedCohort, ...], ...]
     modes: tuple[ModeSpec, ...]
     #: the application that produces the traces from the dataset's inputs, if any
     target: TargetSpec | None = None
@@ -147,19 +148,60 @@ def pair_of(trace: Trace, pair_by: tuple[str, ...]) -> str | None:
 
 
 #: how the cluster of a trace without the ``cluster_by`` field begins
-LONE_CLUSTER = "\x00"
+LONE_CLUSTER = "(missing) "
 
 
-def cohort_keys(trace: Trace, cohorts: Iterable[tuple[str, ...]]) -> list[str]:
+@dataclass(frozen=True)
+class DerivedCohort:
+    """A cohort field computed from a trace's value: its numeric bin, or whether a list has an item.
+
+    Bins ``(0, 500, 2000)`` give ``field=<0``, ``field=[0, 500)``, ``field=[500, 2000)``
+    and ``field=>=2000``; ``has`` gives ``field has item=true`` or ``=false``.
+    """
+
+    field: str
+    bins: tuple[float, ...] = ()
+    has: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.field} has {self.has}" if self.has is not None else self.field
+
+    def value(self, trace: Trace) -> str:
+        value = trace.get(self.field)
+        if value is MISSING or value is None:
+            return MISSING_VALUE
+        if self.has is not None:
+            items = value if isinstance(value, (list, tuple)) else [value]
+            return "true" if any(_value_text(v) == self.has for v in items) else "false"
+        from .where import _num
+
+        x = _num(value)
+        if x is None:
+            return "(not a number)"
+        edges = self.bins
+        if x < edges[0]:
+            return f"<{edges[0]:g}"
+        for low, high in zip(edges, edges[1:]):
+            if x < high:
+                return f"[{low:g}, {high:g})"
+        return f">={edges[-1]:g}"
+
+
+def cohort_keys(trace: Trace, cohorts: Iterable[tuple[Any, ...]]) -> list[str]:
     """The cohort labels a trace belongs to: ``all`` plus ``field=value`` per grouping."""
     keys = [ALL]
     get = trace.get
+
+    def part(name: Any) -> str:
+        if type(name) is str:
+            return f"{name}={_value_text(get(name))}"
+        return f"{name}={name.value(trace)}"
+
     for group in cohorts:
         if len(group) == 1:
-            name = group[0]
-            keys.append(f"{name}={_value_text(get(name))}")
+            keys.append(part(group[0]))
         else:
-            keys.append(" & ".join([f"{name}={_value_text(get(name))}" for name in group]))
+            keys.append(" & ".join([part(name) for name in group]))
     return keys
 
 
@@ -495,6 +537,7 @@ def finish_mode(
         notes.extend(calibration.pop("notes"))
         if mode.gate.gate_on_corrected and not calibrate_only:
             notes.extend(_gate_on_corrected(mode.gate, rows))
+    notes.extend(_fine_cohorts(rows))
     trials = None
     if clusters is not None and broken is None:
         lone = sum(1 for c, code in zip(clusters, codes) if code != "S" and c.startswith(LONE_CLUSTER))
@@ -534,6 +577,29 @@ def finish_mode(
         pairs=pairs,
         trials=trials,
     )
+
+
+#: below this many traces a cohort field is not warned about for having many values
+FINE_COHORT_MIN_TRACES = 10
+
+
+def _fine_cohorts(rows: list[CohortRow]) -> list[str]:
+    """A cohort field with more distinct values than half the traces says little per value
+    (often it is an id or a free-text field given by mistake)."""
+    total = next((r.n + r.errors for r in rows if r.cohort == ALL), 0)
+    if total < FINE_COHORT_MIN_TRACES:
+        return []
+    values: dict[str, int] = {}
+    for row in rows:
+        if row.cohort != ALL:
+            group = _row_order(row.cohort)[1]
+            values[group] = values.get(group, 0) + 1
+    return [
+        f"cohort {group} has {count} distinct values over {total} traces, more than half: "
+        "each holds too few traces to say anything (is it an id?)"
+        for group, count in values.items()
+        if count > total / 2
+    ]
 
 
 def trial_summary(clusters: list[str], codes: str) -> dict[str, Any] | None:
