@@ -157,6 +157,11 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
         traces = [trace for _line, trace in iter_traces(suite.dataset)]
     except FailmodesError as exc:
         raise parent.CollectError(str(exc)) from None
+    from .engine import names_seen
+
+    names = names_seen(m.detector for m in suite.modes)
+    for trace in traces if names is not None else ():
+        names.add(trace)
     for mode in suite.modes:
         selected = [(i, t) for i, t in enumerate(traces) if mode.where is None or mode.where(t)]
         if calibrate:
@@ -174,6 +179,7 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
                 index=index,
                 where_skipped=where_skipped,
                 applicable=len(selected),
+                notes=names.notes(mode.detector) if names is not None else [],
             )
 
 
@@ -363,9 +369,13 @@ class ModeItem(_FailmodesItem):
 class TraceItem(_FailmodesItem):
     """One failure mode on one trace (``--failmodes-per-trace``)."""
 
-    def __init__(self, *, trace: Trace, index: int, where_skipped: int, applicable: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *, trace: Trace, index: int, where_skipped: int, applicable: int, notes: list[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.trace = trace
+        #: what the mode's run should say whatever the verdicts (a rule naming a tool no trace has)
+        self.notes = notes or []
         self.index = index
         self.where_skipped = where_skipped
         self.applicable = applicable
@@ -396,7 +406,7 @@ class TraceItem(_FailmodesItem):
             "cohorts": cohort_keys(self.trace, self.suite.cohorts),
             "cluster": cluster_of(self.trace, self.suite.cluster_by),
             "pair": pair_of(self.trace, self.suite.pair_by),
-            "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable),
+            "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable, self.notes),
             "sample": trace_excerpt(self.trace)
             if verdict.status in (FAIL, ERROR) and _session(self.config).samples
             else None,

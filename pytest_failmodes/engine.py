@@ -43,6 +43,7 @@ __all__ = [
     "cluster_of",
     "pair_of",
     "trial_summary",
+    "names_seen",
 ]
 
 ALL = "all"
@@ -718,7 +719,10 @@ def evaluate(
     cluster_by, pair_by = getattr(suite, "cluster_by", None), getattr(suite, "pair_by", ())
     clusters: list[str] | None = [] if cluster_by else None
     pairs: list[str] | None = [] if pair_by else None
+    names = names_seen(lv.detector for lv in live)
     for trace in source:
+        if names is not None:
+            names.add(trace)
         idx = len(ids)
         ids.append(trace.id)
         keys = cohort_keys(trace, cohorts)
@@ -765,6 +769,8 @@ def evaluate(
             samples=lv.samples if lv.want else None,
             labelled=lv.labelled, calibrate_only=calibrate_only, clusters=clusters, pairs=pairs,
         )
+        if names is not None:
+            results[lv.mode.name].notes.extend(names.notes(lv.detector))
     for mode in modes:
         if mode.name in broken:
             results[mode.name] = finish_mode(mode, Aggregator(), [], "", {}, broken=broken[mode.name])
@@ -772,6 +778,13 @@ def evaluate(
 
 
 _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")
+
+
+def names_seen(detectors: Iterable[object]) -> Any:
+    """A NamesSeen when some rule names a tool or an agent (else None: nothing to collect)."""
+    from .detectors.rules import NamesSeen, referenced_names
+
+    return NamesSeen() if any(referenced_names(d) for d in detectors) else None
 
 
 class _Live:

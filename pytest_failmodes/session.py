@@ -215,7 +215,9 @@ class FailmodesSession:
             results.update(item.evaluate_suite({item.mode.name}))
         return results[item.mode.name]
 
-    def spec_once(self, mode: ModeSpec, where_skipped: int, applicable: int) -> dict[str, Any] | None:
+    def spec_once(
+        self, mode: ModeSpec, where_skipped: int, applicable: int, notes: list[str] | None = None
+    ) -> dict[str, Any] | None:
         """Mode metadata for the first per-trace report of a mode sent from this process."""
         if mode.key in self._specs_sent:
             return None
@@ -233,6 +235,7 @@ class FailmodesSession:
             "where_skipped": where_skipped,
             "applicable": applicable,
             "labels": mode.labels.to_dict() if mode.labels is not None else None,
+            "notes": list(notes or ()),
         }
 
     # -- hooks --------------------------------------------------------------------------
@@ -477,6 +480,7 @@ class FailmodesSession:
                 clusters=[r["cluster"] for r in rows] if rows and rows[0].get("cluster") is not None else None,
                 pairs=[r["pair"] for r in rows] if rows and rows[0].get("pair") is not None else None,
             )
+            result.notes.extend(spec.get("notes", ()))
             self.results[key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)
 

@@ -221,10 +221,10 @@ def _dig(obj: Any, path: str) -> Any:
 
 
 class CallView(NamedTuple):
-    """A tool call as rules see it: where it is (``index`` into the steps, or the
+    """A tool call as rules see it: where it is (``at``: its index in the steps, or the
     call's position among the calls of the messages), its step id, name, arguments."""
 
-    index: int
+    at: int
     step_id: str
     name: str
     arguments: Any

@@ -272,3 +272,23 @@ def test_step_rules_under_xdist_match_one_process(agents) -> None:
     assert serial.ret == parallel.ret == 1
     assert agents.summary(serial) == agents.summary(parallel)
     assert (agents.path / "serial.json").read_bytes() == (agents.path / "parallel.json").read_bytes()
+
+
+@pytest.mark.parametrize("per_trace", [False, True], ids=["per-mode", "per-trace"])
+def test_a_tool_or_agent_no_trace_has_is_said(agents, per_trace: bool) -> None:
+    agents.definitions("""
+        dataset: data/traces.jsonl
+        failure_modes:
+          - name: refund_unchecked
+            rule: {tool_order: {tool: issue_refnd, after: check_policy}}
+          - name: no_audit
+            rule: {agent_spoke: {name: Auditr, present: false}}
+    """)
+    result = agents.run(*(["--failmodes-per-trace"] if per_trace else []))
+
+    result.stdout.fnmatch_lines([
+        "note: refund_unchecked: the rule names tool 'issue_refnd', which no trace has; did you mean 'issue_refund'? "
+        "(tools seen: check_policy, issue_refund, lookup)",
+        "note: no_audit: the rule names agent 'Auditr', which no trace has; did you mean 'Auditor'? "
+        "(agents seen: Auditor, Support)",
+    ])
