@@ -71,6 +71,8 @@ def main() -> None:
             deff += ci.design_effect
         cover = cl_hits / args.reps
         verdict = "PASS" if 0.93 <= cover <= 0.97 else "MISS"
+        if icc <= 0:
+            verdict = "(reference: no clusters)"
         print(
             f"{name:48} {plain_hits / args.reps:13.3f} {cover:10.3f} {cl_w / plain_w:12.2f} "
             f"{deff / args.reps:10.2f}  {verdict}"
