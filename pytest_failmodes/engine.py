@@ -192,18 +192,23 @@ def cohort_keys(trace: Trace, cohorts: Iterable[tuple[Any, ...]]) -> list[str]:
     """The cohort labels a trace belongs to: ``all`` plus ``field=value`` per grouping."""
     keys = [ALL]
     get = trace.get
-
-    def part(name: Any) -> str:
-        if type(name) is str:
-            return f"{name}={_value_text(get(name))}"
-        return f"{name}={name.value(trace)}"
-
     for group in cohorts:
         if len(group) == 1:
-            keys.append(part(group[0]))
+            name = group[0]
+            # runs for every trace and cohort: a plain field name takes the short path
+            if type(name) is str:
+                keys.append(f"{name}={_value_text(get(name))}")
+            else:
+                keys.append(f"{name}={name.value(trace)}")
         else:
-            keys.append(" & ".join([part(name) for name in group]))
+            keys.append(" & ".join([_cohort_part(trace, name) for name in group]))
     return keys
+
+
+def _cohort_part(trace: Trace, name: str | DerivedCohort) -> str:
+    if type(name) is str:
+        return f"{name}={_value_text(trace.get(name))}"
+    return f"{name}={name.value(trace)}"  # type: ignore[union-attr]
 
 
 def _value_text(value: Any) -> str:

@@ -229,3 +229,19 @@ def test_clustered_mcnemar_and_rao_scott() -> None:
     clustered, = compare([{**rows[0], "base_design_effect": 4.0, "new_design_effect": 4.0}])
     assert clustered.test == "boschloo-rao-scott" and (clustered.base_n, clustered.new_fails) == (80, 24)
     assert clustered.p_value > plain.p_value  # type: ignore[operator]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per_trace", [False, True], ids=["per-mode", "per-trace"])
+def test_clusters_and_pairs_under_xdist_match_one_process(project, per_trace: bool) -> None:
+    project.traces(trials())
+    project.definitions(DEFS % "pair_by: [task_id, trial]\n    cluster_by: task_id\n    cohorts: [{field: latency_ms, bins: [0, 500]}]")
+    extra = ["--failmodes-per-trace"] if per_trace else []
+    serial = project.run_subprocess("-n", "0", "-p", "no:cacheprovider", "--failmodes-report=serial.json", *extra)
+    parallel = project.run_subprocess("-n", "2", "-p", "no:cacheprovider", "--failmodes-report=parallel.json", *extra)
+
+    parallel.stdout.fnmatch_lines(["*2 workers*"])
+    assert serial.ret == parallel.ret == 0
+    assert project.summary(serial) == project.summary(parallel)
+    assert (project.path / "serial.json").read_bytes() == (project.path / "parallel.json").read_bytes()
+    assert "clustered" in all_row(project.report("parallel.json"))
