@@ -338,11 +338,26 @@ class Aggregator:
         return out
 
 
-def _row_order(key: str) -> tuple[int, str, str]:
+def _row_order(key: str) -> tuple[int, str, tuple[int, float, str]]:
     if key == ALL:
-        return (0, "", "")
+        return (0, "", (0, 0.0, ""))
     fields = " & ".join(part.split("=", 1)[0] for part in key.split(" & "))
-    return (1, fields, key)
+    return (1, fields, _bin_order(key))
+
+
+def _bin_order(key: str) -> tuple[int, float, str]:
+    # the bins of a derived cohort sort by their numbers (<0, [0, 5), [5, 10), >=10), not as text
+    value = key.split("=", 1)[1] if " & " not in key and "=" in key else ""
+    try:
+        if value.startswith("<"):
+            return (0, float(value[1:]), key)
+        if value.startswith("[") and value.endswith(")"):
+            return (1, float(value[1:].split(",", 1)[0]), key)
+        if value.startswith(">="):
+            return (2, float(value[2:]), key)
+    except ValueError:
+        pass
+    return (1, 0.0, key)
 
 
 def _over(row: CohortRow, limit: float, gate_on: str) -> bool:

@@ -67,7 +67,8 @@ def clustered_interval(counts: Iterable[tuple[int, int]], z: float = Z95) -> Clu
     narrows the interval), shrunk once more by ``(z / t_{m-1})^2`` so that
     few clusters give a wider interval, as a t-interval would. At 0/N and N/N
     the variance estimate is 0 and the effective size stays N (their rule),
-    corrected for degrees of freedom alone.
+    corrected for degrees of freedom alone. A single cluster counts as one
+    observation (its effective size is 1).
 
     Korn, E. L. and Graubard, B. I. (1998). Confidence intervals for
     proportions with small expected number of positive counts estimated from
@@ -83,7 +84,10 @@ def clustered_interval(counts: Iterable[tuple[int, int]], z: float = Z95) -> Clu
     m = len(rows)
     p = fails / total
     deff = 1.0
-    if 0 < fails < total and m > 1:
+    if m == 1:
+        # one cluster is one observation, whatever its size: no variance can be estimated from it
+        deff = float(total)
+    elif 0 < fails < total:
         var_cluster = m / (m - 1) * sum((f - p * n) ** 2 for f, n in rows) / (total * total)
         deff = max(1.0, var_cluster / (p * (1 - p) / total))
     n_eff = total / deff

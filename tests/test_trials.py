@@ -134,6 +134,9 @@ def test_derived_cohorts_bins_and_membership(project) -> None:
         "tools=lookup": 20,
         "tools=lookup,refund": 20,
     }
+    # bins in the order of their numbers, not as text
+    order = [r["cohort"] for r in project.report("r.json")["modes"][0]["cohorts"]]
+    assert order[1:4] == ["latency_ms=[0, 500)", "latency_ms=[500, 800)", "latency_ms=>=800"]
 
 
 def test_a_cohort_as_fine_as_the_traces_is_warned_about(project) -> None:
@@ -213,6 +216,8 @@ def test_clustered_interval_without_clustering_is_close_to_wilson() -> None:
     low, high = wilson_interval(20, 200)  # type: ignore[misc]
     assert ci.low == pytest.approx(low, abs=0.002) and ci.high == pytest.approx(high, abs=0.002)
     assert clustered_interval([]) is None
+    one = clustered_interval([(2, 4)])
+    assert one is not None and one.effective_n == 1.0  # one cluster is one observation
     zero = clustered_interval([(0, 4)] * 10)
     assert zero is not None and zero.low == 0.0 and 0 < zero.high < 1
 
