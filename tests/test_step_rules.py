@@ -292,3 +292,29 @@ def test_a_tool_or_agent_no_trace_has_is_said(agents, per_trace: bool) -> None:
         "note: no_audit: the rule names agent 'Auditr', which no trace has; did you mean 'Auditor'? "
         "(agents seen: Auditor, Support)",
     ])
+
+
+def test_where_and_cohorts_on_values_derived_from_steps(agents) -> None:
+    agents.definitions("""
+        dataset: data/traces.jsonl
+        cohorts: [agents, {field: tools, has: lookup}]
+        failure_modes:
+          - name: long_run_with_refund
+            where: {steps.count: {gte: 3}, tool_calls.count: {gte: 2}}
+            rule: {tool_called: issue_refund}
+    """)
+    result = agents.run("--failmodes-report=r.json")
+
+    assert result.ret == 0
+    mode = agents.report("r.json")["modes"][0]
+    # a1 (3 steps, 2 calls), a3 (4 steps, 3 calls), a4 (3 steps, 2 calls), a5 (7 messages, 2 calls)
+    assert [t["id"] for t in mode["traces"]] == ["a1", "a3", "a4", "a5"]
+    assert mode["skipped"] == 2
+    rows = {r["cohort"]: (r["n"], r["fails"]) for r in mode["cohorts"]}
+    assert rows == {
+        "all": (4, 2),
+        "agents=Auditor": (1, 1),
+        "agents=Support": (3, 1),
+        "tools has lookup=false": (2, 2),
+        "tools has lookup=true": (2, 0),
+    }
