@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .engine import STATUS_OF_CODE
 from .errors import FailmodesError
 
 if TYPE_CHECKING:
@@ -155,6 +154,7 @@ def compare_with_baseline(
     min_increase: float = 0.0,
 ) -> BaselineComparison:
     """Test every mode × cohort of the run against the baseline, corrected together."""
+    from .engine import STATUS_OF_CODE
     from .regression import compare
 
     out = BaselineComparison(baseline.path)
