@@ -154,6 +154,7 @@ def compare_with_baseline(
     min_increase: float = 0.0,
 ) -> BaselineComparison:
     """Test every mode × cohort of the run against the baseline, corrected together."""
+    from .engine import STATUS_OF_CODE
     from .regression import compare
 
     out = BaselineComparison(baseline.path)
@@ -173,8 +174,24 @@ def compare_with_baseline(
             notes.append("its definition changed since the baseline: not compared (save a new baseline)")
             continue
         base_rows = {r["cohort"]: r for r in base.get("cohorts", [])}
-        base_verdicts = {t["id"]: t["verdict"] for t in base.get("traces", []) if t.get("verdict") in ("pass", "fail")}
-        new_verdicts = {tid: st for tid, st, _r, _e in result.verdicts() if st in ("pass", "fail")}
+        base_traces = [t for t in base.get("traces", []) if t.get("verdict") in ("pass", "fail")]
+        by_pair = result.pairs is not None
+        if by_pair and base_traces and any("pair" not in t for t in base_traces):
+            notes.append("pair_by: the baseline was saved without it, so traces pair by id")
+            by_pair = False
+        base_keys = [t["pair"] if by_pair else t["id"] for t in base_traces]
+        base_verdicts = {k: t["verdict"] for k, t in zip(base_keys, base_traces)}
+        # a trace's key: its pair_by key, else its id
+        key_of: list[str] = result.pairs if by_pair else result.ids  # type: ignore[assignment]
+        new_verdicts = {key_of[i]: STATUS_OF_CODE[code] for i, code in enumerate(result.codes) if code in "PF"}
+        clash = _clash(base_keys, [key_of[i] for i, code in enumerate(result.codes) if code in "PF"]) if by_pair else None
+        if clash:
+            notes.append(f"pair_by: more than one trace has the key {clash!r}, so traces cannot pair: compared unpaired")
+            base_verdicts, new_verdicts = {}, {}
+        clusters = (
+            {key_of[i]: result.clusters[i] for i, code in enumerate(result.codes) if code in "PF"}
+            if result.clusters is not None else None
+        )
         overlap = len(base_verdicts.keys() & new_verdicts.keys())
         if new_verdicts and overlap < len(new_verdicts):
             notes.append(
@@ -197,13 +214,20 @@ def compare_with_baseline(
                 "new_n": row.n,
                 "min_increase": limit,
             }
-            ids = [result.ids[i] for i in members.get(row.cohort, ())]
+            ids = [key_of[i] for i in members.get(row.cohort, ())]
             ids = [i for i in ids if i in new_verdicts]
             if ids and len(ids) == row.n and all(i in base_verdicts for i in ids) and int(old["n"]) == len(ids):
                 # the same traces in both runs: the paired test is the sensitive one
                 entry["base_verdicts"] = {i: base_verdicts[i] for i in ids}
                 entry["new_verdicts"] = {i: new_verdicts[i] for i in ids}
                 del entry["base_fails"], entry["base_n"], entry["new_fails"], entry["new_n"]
+                if clusters is not None:
+                    entry["clusters"] = {i: clusters[i] for i in ids}
+            elif row.clustered is not None:
+                base_deff = (old.get("clustered") or {}).get("design_effect")
+                entry["new_design_effect"] = row.clustered["design_effect"]
+                # a baseline run without cluster_by is taken to have the same design as this run
+                entry["base_design_effect"] = base_deff if base_deff is not None else row.clustered["design_effect"]
             elif overlap == len(new_verdicts):
                 unpaired.append(row.cohort)
             rows.append(entry)
@@ -216,6 +240,17 @@ def compare_with_baseline(
         out.comparisons[(comparison.mode, comparison.cohort)] = comparison
     out.notes = {k: v for k, v in out.notes.items() if v}
     return out
+
+
+def _clash(*sides: list[str]) -> str | None:
+    """A pairing key held by more than one trace of a run, if any."""
+    for keys in sides:
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                return key
+            seen.add(key)
+    return None
 
 
 def base_rate(comparison: Comparison) -> float | None:

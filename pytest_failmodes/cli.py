@@ -41,7 +41,10 @@ def _rebuild(modes: dict[str, dict[str, Any]]) -> list[Any]:
     for order, (key, m) in enumerate(modes.items()):
         traces = m.get("traces", [])
         rows = [
-            CohortRow(r["cohort"], r["n"], r["fails"], r["errors"], r["limit"], r["small"], r["gated"], r["breach"])
+            CohortRow(
+                r["cohort"], r["n"], r["fails"], r["errors"], r["limit"], r["small"], r["gated"], r["breach"],
+                clustered=r.get("clustered"),
+            )
             for r in m.get("cohorts", [])
         ]
         gate = Gate.from_dict({k: v for k, v in m.get("gate", {}).items() if k in Gate.__dataclass_fields__})
@@ -64,6 +67,9 @@ def _rebuild(modes: dict[str, dict[str, Any]]) -> list[Any]:
                 notes=list(m.get("notes", [])),
                 fingerprint=m.get("fingerprint", ""),
                 members=_members(m, traces),
+                # written with pair_by / cluster_by: pairing and the cluster-aware tests need them
+                pairs=[str(t["pair"]) for t in traces] if traces and all("pair" in t for t in traces) else None,
+                clusters=[str(t["cluster"]) for t in traces] if traces and all("cluster" in t for t in traces) else None,
             )
         )
     return results

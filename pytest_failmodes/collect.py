@@ -22,10 +22,12 @@ from .engine import (
     ModeResult,
     ModeSpec,
     Suite,
+    cluster_of,
     cohort_keys,
     detect_one,
     evaluate,
     finish_mode,
+    pair_of,
     trace_excerpt,
 )
 from .errors import FailmodesError
@@ -184,6 +186,12 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
     # a name no trace has, or a mode with no trace to run, gets one item per mode: it
     # reports the mode as broken or empty, decided over every trace (the same on every xdist worker)
     checked = suite.check_names(traces)
+    from .engine import names_seen
+
+    # step rules' tool and agent names no trace has: notes with what the traces do have
+    names = names_seen(m.detector for m in suite.modes)
+    for trace in traces if names is not None else ():
+        names.add(trace)
     for mode in suite.modes:
         selected = [(i, t) for i, t in enumerate(traces) if mode.where is None or mode.where(t)]
         if checked[mode.name][0] is not None or not selected:
@@ -204,7 +212,7 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
                 index=index,
                 where_skipped=where_skipped,
                 applicable=len(selected),
-                notes=checked[mode.name][1],
+                notes=checked[mode.name][1] + (names.notes(mode.detector) if names is not None else []),
             )
 
 
@@ -400,6 +408,8 @@ class TraceItem(_FailmodesItem):
         super().__init__(**kwargs)
         self.notes = notes or []
         self.trace = trace
+        #: what the mode's run should say whatever the verdicts (a rule naming a tool no trace has)
+        self.notes = notes or []
         self.index = index
         self.where_skipped = where_skipped
         self.applicable = applicable
@@ -428,6 +438,8 @@ class TraceItem(_FailmodesItem):
             "reason": verdict.reason,
             "evidence": verdict.evidence,
             "cohorts": cohort_keys(self.trace, self.suite.cohorts),
+            "cluster": cluster_of(self.trace, self.suite.cluster_by),
+            "pair": pair_of(self.trace, self.suite.pair_by),
             "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable, self.notes),
             "sample": trace_excerpt(self.trace)
             if verdict.status in (FAIL, ERROR) and _session(self.config).samples

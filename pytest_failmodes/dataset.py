@@ -13,7 +13,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class DatasetSpec:
     format: str | None = None
     #: rows need no output: a target produces it (``target:`` in the definition)
     inputs_only: bool = False
+    #: file-level ``where:``: only the traces it keeps are evaluated (a :class:`~pytest_failmodes.where.Where`)
+    where: Callable[[Trace], bool] | None = None
 
     @property
     def resolved_format(self) -> str:
@@ -65,7 +67,7 @@ def iter_traces(spec: DatasetSpec) -> Iterator[tuple[int, Trace]]:
     """Yield ``(line, trace)`` for every row; raise :class:`DatasetError` on bad input."""
     seen: dict[str, int] = {}
     mapper = _RowMapper(spec)
-    count = 0
+    count = kept = 0
     for line, row in iter_rows(spec.path, spec.resolved_format):
         trace = mapper(line, row)
         # by id, not by line: a one-line JSON array puts every row on line 1
@@ -79,9 +81,15 @@ def iter_traces(spec: DatasetSpec) -> Iterator[tuple[int, Trace]]:
             )
         seen[trace.id] = line
         count += 1
+        if spec.where is not None and not spec.where(trace):
+            continue
+        kept += 1
         yield line, trace
     if count == 0:
         raise DatasetError("dataset is empty: no traces found", file=spec.path)
+    if kept == 0:
+        # a filter that keeps nothing would make every rate 0/0: say so instead
+        raise DatasetError(f"where: {spec.where!r} matched none of the {count} traces", file=spec.path)
 
 
 def iter_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    AllowInfNan, BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, ValidationError, field_validator, model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .dataset import FORMATS, DatasetSpec
@@ -260,7 +262,35 @@ class ModeDef(_Strict):
         return self
 
 
-Cohort = str | list[str]
+class DerivedCohortDef(_Strict):
+    """A cohort computed from a field: numeric ``bins``, or membership (``has``) of a list."""
+
+    field: str = Field(min_length=1)
+    bins: list[float] | None = Field(default=None, min_length=1)
+    has: str | int | bool | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DerivedCohortDef:
+        given = [k for k in ("bins", "has") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of bins or has (got {' and '.join(given) or 'none'})")
+        if self.bins is not None and any(b >= a for a, b in zip(self.bins[1:], self.bins)):
+            raise ValueError("bins must be increasing numbers, such as [0, 500, 2000]")
+        return self
+
+
+def _cohort_tag(value: Any) -> str:
+    # a mapping is a derived cohort: its errors, not "input should be a valid string"
+    if isinstance(value, Mapping):
+        return "dict[derived]"
+    return "list[str]" if isinstance(value, list) else "str"
+
+
+# tags with "[" or named like a type are dropped from error locations (_is_union_tag)
+Cohort = Annotated[
+    Annotated[str, Tag("str")] | Annotated[list[str], Tag("list[str]")] | Annotated[DerivedCohortDef, Tag("dict[derived]")],
+    Discriminator(_cohort_tag),
+]
 
 
 class TargetDef(_Strict):
@@ -478,6 +508,17 @@ class FileDef(_Strict):
     calibration: CalibrationDef | None = None
     failure_modes: list[ModeDef] | None = Field(default=None, min_length=1)
     probes: list[ProbeDef] = Field(default_factory=list)
+    #: which traces the whole file evaluates
+    where: dict[str, Any] | None = None
+    #: fields that pair a trace with its baseline counterpart (default: the id)
+    pair_by: list[str] | None = Field(default=None, min_length=1)
+    #: traces with the same value are one cluster (repeated trials of a task)
+    cluster_by: str | None = Field(default=None, min_length=1)
+
+    @field_validator("pair_by", mode="before")
+    @classmethod
+    def _pair_shorthand(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("judge")
     @classmethod
@@ -612,16 +653,30 @@ def suite_from_mapping(
 
     base = source.parent
     dataset = None
+    file_where = None
+    if fdef.where is not None:
+        if fdef.dataset is None:
+            raise error("where: chooses the traces of the dataset; this file has no dataset", ("where",))
+        try:
+            file_where = compile_where(fdef.where)
+        except WhereError as exc:
+            raise error(str(exc), ("where", *exc.path)) from None
     if fdef.dataset is not None:
         dpath = dataset_override if dataset_override is not None else (base / fdef.dataset.path)
         dataset = DatasetSpec(
-            dpath, dict(fdef.dataset.fields), fdef.dataset.format, inputs_only=fdef.target is not None or not fdef.failure_modes
+            dpath, dict(fdef.dataset.fields), fdef.dataset.format, inputs_only=fdef.target is not None or not fdef.failure_modes,
+            where=file_where,
         )
         if dataset.format is None and dpath.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
             raise error(f"cannot tell the format of {dpath.name!r}; set format to one of {', '.join(FORMATS)}", ("dataset", "path"))
 
-    cohorts: list[tuple[str, ...]] = []
+    cohorts: list[tuple[Any, ...]] = []
     for i, c in enumerate(fdef.cohorts):
+        if isinstance(c, DerivedCohortDef):
+            from .engine import DerivedCohort
+
+            cohorts.append((DerivedCohort(c.field, tuple(c.bins or ()), None if c.has is None else _as_text(c.has)),))
+            continue
         group = (c,) if isinstance(c, str) else tuple(c)
         if not group or not all(group):
             raise error("a cohort is a field name or a non-empty list of field names", ("cohorts", i))
@@ -632,6 +687,9 @@ def suite_from_mapping(
 
     suite_needs: list[Need] = []
     for i, c in enumerate(fdef.cohorts):
+        if isinstance(c, DerivedCohortDef):
+            suite_needs.append(need("field", c.field, ("cohorts", i, "field")))
+            continue
         for j, name in enumerate([c] if isinstance(c, str) else c):
             suite_needs.append(need("field", name, ("cohorts", i) if isinstance(c, str) else ("cohorts", i, j)))
     if fdef.dataset is not None:
@@ -721,7 +779,7 @@ def suite_from_mapping(
         probes = build_probes(fdef, shown, lines.line if lines.lines else (lambda _p: first_line), len(modes))
     return Suite(
         source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target,  # type: ignore[arg-type]
-        probes=probes, needs=tuple(suite_needs),
+        probes=probes, needs=tuple(suite_needs), cluster_by=fdef.cluster_by, pair_by=tuple(fdef.pair_by or ()),
     )
 
 

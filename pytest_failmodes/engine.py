@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .stats import wilson_interval
 from .seen import Need, Seen
-from .values import MISSING_VALUE, cohort_part, split_cohort
+from .trace import MISSING, Trace
+from .values import MISSING_VALUE, cohort_part, split_cohort, value_text
 from .verdict import ERROR, FAIL, PASS, SKIP, Verdict, to_verdict
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from .judge import ModelContext
     from .labels import HumanLabels
     from .target import TargetSpec
-    from .trace import Trace
     from .where import Where
 
 __all__ = [
@@ -40,11 +40,18 @@ __all__ = [
     "evaluate",
     "detect_one",
     "cohort_keys",
+    "DerivedCohort",
+    "cluster_of",
+    "pair_of",
+    "trial_summary",
+    "names_seen",
 ]
 
 ALL = "all"
 #: a labelled trace during a pass: (index, human verdict, note, role, cohort keys)
 Labelled = tuple[int, str, str, str, list[str]]
+#: an empty list (a trace that called no tool, for ``tools``)
+NONE_VALUE = "(none)"
 #: one status byte per trace in ModeResult.codes
 CODE_OF_STATUS = {PASS: "P", FAIL: "F", ERROR: "E", SKIP: "S"}
 STATUS_OF_CODE = {v: k for k, v in CODE_OF_STATUS.items()}
@@ -116,7 +123,7 @@ class Suite:
 
     source: str
     dataset: DatasetSpec
-    cohorts: tuple[tuple[str, ...], ...]
+    cohorts: tuple[tuple[str | DerivedCohort, ...], ...]
     modes: tuple[ModeSpec, ...]
     #: the application that produces the traces from the dataset's inputs, if any
     target: TargetSpec | None = None
@@ -124,6 +131,12 @@ class Suite:
     probes: tuple[Any, ...] = ()
     #: what every mode reads (cohort fields, ``dataset.fields`` columns), checked like a mode's needs
     needs: tuple[Need, ...] = ()
+
+    #: traces with the same value here are one cluster (repeated trials of one task)
+    cluster_by: str | None = None
+    #: fields that pair a trace with its baseline counterpart (default: the id)
+    pair_by: tuple[str, ...] = ()
+
 
     def check_names(self, traces: Iterable[Trace], only: Iterable[str] | None = None) -> dict[str, tuple[str | None, list[str]]]:
         """mode name -> (why it is broken or None, notes) for names that match nothing in ``traces``
@@ -145,21 +158,99 @@ def name_problems(seen: Seen, suite: Suite, mode: ModeSpec) -> tuple[str | None,
     return errors[0] + more, notes
 
 
-def cohort_keys(trace: Trace, cohorts: Iterable[tuple[str, ...]]) -> list[str]:
+def cluster_of(trace: Trace, cluster_by: str | None) -> str | None:
+    """The trace's cluster (``None`` without ``cluster_by``; a trace lacking the field
+    is its own cluster, marked so that the run can say how many did)."""
+    if cluster_by is None:
+        return None
+    value = trace.get(cluster_by)
+    if value is MISSING or value is None or value == "":
+        return LONE_CLUSTER + trace.id
+    return _value_text(value)
+
+
+def pair_of(trace: Trace, pair_by: tuple[str, ...]) -> str | None:
+    """The key that pairs the trace with its baseline counterpart (``None``: its id)."""
+    if not pair_by:
+        return None
+    return " & ".join(f"{name}={_value_text(trace.get(name))}" for name in pair_by)
+
+
+#: how the cluster of a trace without the ``cluster_by`` field begins
+LONE_CLUSTER = "(missing) "
+
+
+@dataclass(frozen=True)
+class DerivedCohort:
+    """A cohort field computed from a trace's value: its numeric bin, or whether a list has an item.
+
+    Bins ``(0, 500, 2000)`` give ``field=<0``, ``field=[0, 500)``, ``field=[500, 2000)``
+    and ``field=>=2000``; ``has`` gives ``field has item=true`` or ``=false``.
+    """
+
+    field: str
+    bins: tuple[float, ...] = ()
+    has: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.field} has {self.has}" if self.has is not None else self.field
+
+    def value(self, trace: Trace) -> str:
+        value = trace.get(self.field)
+        if value is MISSING or value is None:
+            return MISSING_VALUE
+        if self.has is not None:
+            items = value if isinstance(value, (list, tuple)) else [value]
+            return "true" if any(_value_text(v) == self.has for v in items) else "false"
+        from .where import _num
+
+        x = _num(value)
+        if x is None:
+            return "(not a number)"
+        edges = self.bins
+        if x < edges[0]:
+            return f"<{edges[0]:g}"
+        for low, high in zip(edges, edges[1:]):
+            if x < high:
+                return f"[{low:g}, {high:g})"
+        return f">={edges[-1]:g}"
+
+
+
+
+def cohort_keys(trace: Trace, cohorts: Iterable[tuple[Any, ...]]) -> list[str]:
     """The cohort labels a trace belongs to: ``all`` plus ``field=value`` per grouping.
 
     Values print canonically (``reward=1`` for 1, 1.0 and "1") and are quoted where
-    they would make a label ambiguous (see :func:`pytest_failmodes.values.cohort_part`).
+    they would make a label ambiguous (see :func:`pytest_failmodes.values.cohort_part`);
+    a list prints as its values joined (``tools=lookup,refund``), never a Python repr.
     """
     keys = [ALL]
     get = trace.get
     for group in cohorts:
         if len(group) == 1:
             name = group[0]
-            keys.append(cohort_part(name, get(name)))
+            keys.append(_cohort_part(trace, name))
         else:
-            keys.append(" & ".join([cohort_part(name, get(name)) for name in group]))
+            keys.append(" & ".join([_cohort_part(trace, name) for name in group]))
     return keys
+
+
+def _cohort_part(trace: Trace, name: str | DerivedCohort) -> str:
+    if type(name) is str:
+        value = trace.get(name)
+        if isinstance(value, (list, tuple)):
+            value = ",".join(value_text(v) for v in value) if value else NONE_VALUE
+        return cohort_part(name, value)
+    derived = name.value(trace)  # type: ignore[union-attr]
+    return cohort_part(str(name), None if derived == MISSING_VALUE else derived)
+
+
+def _value_text(value: Any) -> str:
+    # a cluster's or pair's key: the canonical text of a value, a list joined
+    if isinstance(value, (list, tuple)):
+        return ",".join(value_text(v) for v in value) if value else NONE_VALUE
+    return value_text(value)
 
 
 def detect_one(detector: Callable[[Trace], Any], trace: Trace) -> Verdict:
@@ -170,6 +261,18 @@ def detect_one(detector: Callable[[Trace], Any], trace: Trace) -> Verdict:
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
         return Verdict.error(f"{type(exc).__name__}: {exc}{where}")
+
+
+def _clustered(counts: Mapping[str, list[int]]) -> dict[str, Any] | None:
+    from .stats import clustered_interval
+
+    ci = clustered_interval((f, n) for n, f in counts.values())
+    if ci is None:
+        return None
+    return {
+        "ci_low": ci.low, "ci_high": ci.high, "clusters": ci.clusters,
+        "design_effect": round(ci.design_effect, 4), "effective_n": round(ci.effective_n, 2),
+    }
 
 
 @dataclass
@@ -186,6 +289,8 @@ class CohortRow:
     breach: str | None  # None, "limit"
     #: the judge-error-corrected rate of a mode with human labels: rate, ci_low, ci_high, reason
     corrected: dict[str, Any] | None = None
+    #: with ``cluster_by``: the cluster-aware interval (ci_low, ci_high, clusters, design_effect, effective_n)
+    clustered: dict[str, Any] | None = None
 
     @property
     def rate(self) -> float | None:
@@ -193,6 +298,8 @@ class CohortRow:
 
     @property
     def ci(self) -> tuple[float, float] | None:
+        if self.clustered is not None:
+            return self.clustered["ci_low"], self.clustered["ci_high"]
         return wilson_interval(self.fails, self.n)
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,19 +317,24 @@ class CohortRow:
             "gated": self.gated,
             "breach": self.breach,
             **({"corrected": self.corrected} if self.corrected is not None else {}),
+            **({"clustered": self.clustered} if self.clustered is not None else {}),
         }
 
 
 class Aggregator:
-    """Counts per cohort label: [passes, fails, errors]. Order of first sight is kept."""
+    """Counts per cohort label: [passes, fails, errors]. Order of first sight is kept.
 
-    __slots__ = ("counts", "skipped")
+    Given a trace's cluster, it also counts [decided, fails] per cohort and
+    cluster, for the cluster-aware interval."""
+
+    __slots__ = ("counts", "skipped", "clusters")
 
     def __init__(self) -> None:
         self.counts: dict[str, list[int]] = {}
         self.skipped = 0
+        self.clusters: dict[str, dict[str, list[int]]] = {}
 
-    def add(self, keys: Iterable[str], status: str) -> None:
+    def add(self, keys: Iterable[str], status: str, cluster: str | None = None) -> None:
         if status == SKIP:
             self.skipped += 1
             return
@@ -233,6 +345,10 @@ class Aggregator:
             if row is None:
                 row = counts[key] = [0, 0, 0]
             row[slot] += 1
+            if cluster is not None and slot < 2:
+                per = self.clusters.setdefault(key, {}).setdefault(cluster, [0, 0])
+                per[0] += 1
+                per[1] += slot
 
     def rows(self, gate: Gate, *, apply: bool = True) -> list[CohortRow]:
         """Cohort rows with gate decisions: ``all`` first, then cohorts by field and value."""
@@ -245,22 +361,39 @@ class Aggregator:
             limit = gate.limit_for(key)
             small = key != ALL and n < gate.min_cohort_size
             gated = apply and limit is not None and not small and n > 0
-            breach = "limit" if gated and _over(f, n, limit, gate.gate_on) else None  # type: ignore[arg-type]
-            out.append(CohortRow(key, n, f, e, limit, small, gated, breach))
+            clustered = _clustered(self.clusters[key]) if key in self.clusters else None
+            row = CohortRow(key, n, f, e, limit, small, gated, None, clustered=clustered)
+            row.breach = "limit" if gated and _over(row, limit, gate.gate_on) else None  # type: ignore[arg-type]
+            out.append(row)
         return out
 
 
-def _row_order(key: str) -> tuple[int, str, str]:
+def _row_order(key: str) -> tuple[int, str, tuple[int, float, str]]:
     if key == ALL:
-        return (0, "", "")
+        return (0, "", (0, 0.0, ""))
     fields = " & ".join(name for name, _value in split_cohort(key))
-    return (1, fields, key)
+    return (1, fields, _bin_order(key))
 
 
-def _over(fails: int, n: int, limit: float, gate_on: str) -> bool:
+def _bin_order(key: str) -> tuple[int, float, str]:
+    # the bins of a derived cohort sort by their numbers (<0, [0, 5), [5, 10), >=10), not as text
+    value = key.split("=", 1)[1] if " & " not in key and "=" in key else ""
+    try:
+        if value.startswith("<"):
+            return (0, float(value[1:]), key)
+        if value.startswith("[") and value.endswith(")"):
+            return (1, float(value[1:].split(",", 1)[0]), key)
+        if value.startswith(">="):
+            return (2, float(value[2:]), key)
+    except ValueError:
+        pass
+    return (1, 0.0, key)
+
+
+def _over(row: CohortRow, limit: float, gate_on: str) -> bool:
     if gate_on == "point":
-        return fails / n > limit
-    ci = wilson_interval(fails, n)
+        return row.fails / row.n > limit
+    ci = row.ci
     assert ci is not None
     return (ci[1] if gate_on == "upper" else ci[0]) > limit
 
@@ -295,6 +428,12 @@ class ModeResult:
     samples: dict[str, dict[str, str]] | None = None
     #: the detector measured against human labels (calibration.measure), if the mode has labels
     calibration: dict[str, Any] | None = None
+    #: with ``cluster_by``: each trace's cluster, parallel to ``ids``
+    clusters: list[str] | None = None
+    #: with ``pair_by``: each trace's pairing key, parallel to ``ids``
+    pairs: list[str] | None = None
+    #: with ``cluster_by``: repeated trials per cluster (see :func:`trial_summary`)
+    trials: dict[str, Any] | None = None
 
     @property
     def errors(self) -> int:
@@ -367,6 +506,9 @@ class ModeResult:
             "members": self.members,
             "samples": self.samples,
             "calibration": self.calibration,
+            "clusters": self.clusters,
+            "pairs": self.pairs,
+            "trials": self.trials,
         }
 
     @classmethod
@@ -374,7 +516,7 @@ class ModeResult:
         rows = [
             CohortRow(
                 r["cohort"], r["n"], r["fails"], r["errors"], r["limit"], r["small"], r["gated"], r["breach"],
-                r.get("corrected"),
+                r.get("corrected"), r.get("clustered"),
             )
             for r in d["rows"]
         ]
@@ -398,6 +540,9 @@ class ModeResult:
             members=d.get("members"),
             samples=d.get("samples"),
             calibration=d.get("calibration"),
+            clusters=d.get("clusters"),
+            pairs=d.get("pairs"),
+            trials=d.get("trials"),
         )
 
 
@@ -438,6 +583,8 @@ def finish_mode(
     samples: dict[str, dict[str, str]] | None = None,
     labelled: list[Labelled] | None = None,
     calibrate_only: bool = False,
+    clusters: list[str] | None = None,
+    pairs: list[str] | None = None,
 ) -> ModeResult:
     """Aggregate counts into rows and gate decisions (shared by every way of running).
 
@@ -462,6 +609,18 @@ def finish_mode(
         notes.extend(calibration.pop("notes"))
         if mode.gate.gate_on_corrected and not calibrate_only:
             notes.extend(_gate_on_corrected(mode.gate, rows))
+    notes.extend(_fine_cohorts(rows))
+    trials = None
+    if clusters is not None and broken is None:
+        lone = sum(1 for c, code in zip(clusters, codes) if code != "S" and c.startswith(LONE_CLUSTER))
+        if lone:
+            notes.append(
+                f"cluster_by: {lone} trace(s) lack the field and count as clusters of their own"
+                + (" (every trace: is the field name right?)" if lone == sum(code != "S" for code in codes) else "")
+            )
+        trials = trial_summary(clusters, codes)
+        if trials is not None:
+            notes.append(trials["note"])
     seen = {row.cohort for row in rows}
     for cohort in mode.gate.cohort_limits:
         if broken is None and cohort not in seen:
@@ -486,7 +645,70 @@ def finish_mode(
         members=members,
         samples=samples,
         calibration=calibration,
+        clusters=clusters,
+        pairs=pairs,
+        trials=trials,
     )
+
+
+#: below this many traces a cohort field is not warned about for having many values
+FINE_COHORT_MIN_TRACES = 10
+
+
+def _fine_cohorts(rows: list[CohortRow]) -> list[str]:
+    """A cohort field with more distinct values than half the traces says little per value
+    (often it is an id or a free-text field given by mistake)."""
+    total = next((r.n + r.errors for r in rows if r.cohort == ALL), 0)
+    if total < FINE_COHORT_MIN_TRACES:
+        return []
+    values: dict[str, int] = {}
+    for row in rows:
+        if row.cohort != ALL:
+            group = _row_order(row.cohort)[1]
+            values[group] = values.get(group, 0) + 1
+    return [
+        f"cohort {group} has {count} distinct values over {total} traces, more than half: "
+        "each holds too few traces to say anything (is it an id?)"
+        for group, count in values.items()
+        if count > total / 2
+    ]
+
+
+def trial_summary(clusters: list[str], codes: str) -> dict[str, Any] | None:
+    """pass^k and fail-any-of-k over clusters of repeated trials (``None``: no cluster has 2).
+
+    ``pass^k`` is the chance that k trials of a task, drawn from its trials,
+    all pass (the failure is absent in every one), estimated per task without
+    bias as C(passes, k) / C(trials, k) and averaged over tasks (Yao et al.
+    2024, tau-bench); fail-any-of-k is 1 - pass^k. k runs up to the fewest
+    decided trials of any cluster; errors and skips are not trials.
+    """
+    from math import comb
+
+    per: dict[str, list[int]] = {}
+    for cluster, code in zip(clusters, codes):
+        if code in ("P", "F"):
+            slot = per.setdefault(cluster, [0, 0])
+            slot[0] += 1
+            slot[1] += code == "P"
+    if not per:
+        return None
+    k_max = min(n for n, _p in per.values())
+    if k_max < 2:
+        return None
+    pass_k = {str(k): sum(comb(p, k) / comb(n, k) for n, p in per.values()) / len(per) for k in range(1, k_max + 1)}
+    k = str(k_max)
+    return {
+        "clusters": len(per),
+        "min_trials": k_max,
+        "max_trials": max(n for n, _p in per.values()),
+        "pass_hat_k": pass_k,
+        "fail_any_of_k": {key: 1 - value for key, value in pass_k.items()},
+        "note": (
+            f"repeated trials: {len(per)} clusters of {k_max}+ trials; pass^{k} = {pass_k[k]:.1%} "
+            f"(all {k} trials pass), fail-any-of-{k} = {1 - pass_k[k]:.1%}, pass^1 = {pass_k['1']:.1%}"
+        ),
+    }
 
 
 def _gate_on_corrected(gate: Gate, rows: list[CohortRow]) -> list[str]:
@@ -561,16 +783,27 @@ def evaluate(
         live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None, track_members, samples))
     ids: list[str] = []
     cohorts = suite.cohorts
-    pending: deque[tuple[_Live, int, list[str], Future[Verdict], Trace | None]] = deque()
+    pending: deque[tuple[_Live, int, list[str], Future[Verdict], Trace | None, str | None]] = deque()
     window = max(64, (ctx.runner.max_concurrency if ctx else 1) * 16)
     done = submitted = 0
     source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))
     seen = Seen([*suite.needs, *(n for lv in live for n in lv.mode.needs)])
+    cluster_by, pair_by = getattr(suite, "cluster_by", None), getattr(suite, "pair_by", ())
+    clusters: list[str] | None = [] if cluster_by else None
+    pairs: list[str] | None = [] if pair_by else None
+    names = names_seen(lv.detector for lv in live)
     for trace in source:
+        if names is not None:
+            names.add(trace)
         idx = len(ids)
         ids.append(trace.id)
         seen.observe(trace)
         keys = cohort_keys(trace, cohorts)
+        cluster = cluster_of(trace, cluster_by)
+        if clusters is not None:
+            clusters.append(cluster)  # type: ignore[arg-type]
+        if pairs is not None:
+            pairs.append(pair_of(trace, pair_by))  # type: ignore[arg-type]
         unproduced = failed.get(trace.id) if failed else None
         for lv in live:
             if lv.where is not None and not lv.where(trace):
@@ -582,15 +815,15 @@ def evaluate(
                 lv.codes.append(_SKIP)
                 continue
             if unproduced is not None:
-                lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"), trace=trace)
+                lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"), trace=trace, cluster=cluster)
                 continue
             if lv.ctx is None:
-                lv.record(idx, keys, detect_one(lv.detector, trace), trace=trace)
+                lv.record(idx, keys, detect_one(lv.detector, trace), trace=trace, cluster=cluster)
                 continue
             lv.codes.append(_WAIT)
             call = lv.ctx.runner.submit(lv.detector.ajudge(trace, lv.ctx))  # type: ignore[attr-defined]
             # the trace is held until its verdict only when an excerpt may be wanted
-            pending.append((lv, idx, keys, call, trace if lv.want else None))
+            pending.append((lv, idx, keys, call, trace if lv.want else None, cluster))
             submitted += 1
             while len(pending) > window:  # bound the memory held by calls not yet made
                 _settle(*pending.popleft())
@@ -612,9 +845,11 @@ def evaluate(
         results[lv.mode.name] = finish_mode(
             lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details, members=lv.members,
             samples=lv.samples if lv.want else None,
-            labelled=lv.labelled, calibrate_only=calibrate_only,
+            labelled=lv.labelled, calibrate_only=calibrate_only, clusters=clusters, pairs=pairs,
         )
         results[lv.mode.name].notes.extend(notes)
+        if names is not None:
+            results[lv.mode.name].notes.extend(names.notes(lv.detector))
     for mode in modes:
         if mode.name in broken:
             results[mode.name] = finish_mode(mode, Aggregator(), [], "", {}, broken=broken[mode.name])
@@ -622,6 +857,13 @@ def evaluate(
 
 
 _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")
+
+
+def names_seen(detectors: Iterable[object]) -> Any:
+    """A NamesSeen when some rule names a tool or an agent (else None: nothing to collect)."""
+    from .detectors.rules import NamesSeen, referenced_names
+
+    return NamesSeen() if any(referenced_names(d) for d in detectors) else None
 
 
 class _Live:
@@ -665,10 +907,11 @@ class _Live:
         return True
 
     def record(
-        self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False, trace: Trace | None = None
+        self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False, trace: Trace | None = None,
+        cluster: str | None = None,
     ) -> None:
         status = verdict.status
-        self.agg.add(keys, status)
+        self.agg.add(keys, status, cluster)
         if self.members is not None and status in (PASS, FAIL):
             for key in keys:
                 self.members.setdefault(key, []).append(idx)
@@ -696,11 +939,13 @@ def trace_excerpt(trace: Trace) -> dict[str, str]:
     return {"input": cut(str(trace.input or "")), "output": cut(str(trace.output or ""))}
 
 
-def _settle(lv: _Live, idx: int, keys: list[str], future: Future[Verdict], trace: Trace | None = None) -> None:
+def _settle(
+    lv: _Live, idx: int, keys: list[str], future: Future[Verdict], trace: Trace | None = None, cluster: str | None = None
+) -> None:
     try:
         verdict = future.result()
     except BaseException as exc:  # noqa: BLE001 - a call that died is an error, never a verdict
         if isinstance(exc, KeyboardInterrupt):
             raise
         verdict = Verdict.error(f"{type(exc).__name__}: {exc}")
-    lv.record(idx, keys, verdict, placed=True, trace=trace)
+    lv.record(idx, keys, verdict, placed=True, trace=trace, cluster=cluster)

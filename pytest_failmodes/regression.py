@@ -26,6 +26,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+import dataclasses
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -34,6 +35,7 @@ __all__ = [
     "BOSCHLOO_MAX_CELLS",
     "Comparison",
     "adjust",
+    "clustered_mcnemar_one_sided",
     "compare",
     "mcnemar_exact_one_sided",
     "min_attainable_p",
@@ -207,6 +209,45 @@ def mcnemar_exact_one_sided(b: int, c: int) -> float:
 
     # bdtrc(k, n, p) = P(X > k); accurate in the far tail (incomplete beta)
     return _clip(float(bdtrc(b - 1, b + c, 0.5)))
+
+
+def clustered_mcnemar_one_sided(discordant: Sequence[tuple[int, int]]) -> float:
+    """One-sided McNemar test for clustered matched pairs (Durkalski et al. 2003).
+
+    ``discordant`` holds ``(b_k, c_k)`` per cluster: its pairs that went
+    pass -> fail and fail -> pass. Trials of one task are not independent, so
+    the plain McNemar test, which treats every pair as its own draw, is
+    anti-conservative; this statistic takes the variance from the clusters:
+    ``z = sum(b_k - c_k) / sqrt(sum((b_k - c_k)^2))``, standard normal under H0
+    for enough clusters. With one pair per cluster it is the (asymptotic)
+    McNemar test. 1.0 when no cluster has a discordant pair.
+
+    Durkalski, V. L., Palesch, Y. Y., Lipsitz, S. R. and Rust, P. F. (2003).
+    Analysis of clustered matched-pair data. *Statistics in Medicine* 22(15),
+    2417-2428.
+    """
+    diffs = [b - c for b, c in discordant]
+    denom = sum(d * d for d in diffs)
+    if denom == 0:
+        return 1.0
+    from scipy.special import ndtr
+
+    return _clip(float(ndtr(-sum(diffs) / math.sqrt(denom))))
+
+
+def rao_scott_counts(fails: int, n: int, design_effect: float) -> tuple[int, int]:
+    """Counts deflated by a design effect (Rao and Scott 1992): ``round(f / d), round(n / d)``.
+
+    An exact test on the deflated table treats clustered traces as the
+    ``n / d`` independent ones they are worth.
+
+    Rao, J. N. K. and Scott, A. J. (1992). A simple method for the analysis of
+    clustered binary data. *Biometrics* 48(2), 577-585.
+    """
+    if design_effect <= 1.0:
+        return fails, n
+    n_eff = max(1, round(n / design_effect))
+    return min(n_eff, round(fails / design_effect)), n_eff
 
 
 def two_proportion_one_sided(
@@ -481,6 +522,20 @@ def _test_row(row: Mapping[str, Any], name: str, unpaired_method: str, boschloo_
     base_fails, base_n, new_fails, new_n = (counts[key] for key in _COUNT_KEYS)
 
     pair = _pair(sets["base"], sets["new"]) if len(sets) == 2 else None
+    clusters = row.get("clusters")
+    if pair is not None and clusters and base_n:
+        _, b, c, _ = pair
+        (base_ids, base_fail), (_new_ids, new_fail) = sets["base"], sets["new"]
+        per: dict[str, list[int]] = {}
+        for tid in base_ids:
+            went = (tid in new_fail) - (tid in base_fail)
+            if went:
+                slot = per.setdefault(str(clusters.get(tid, tid)), [0, 0])
+                slot[0 if went > 0 else 1] += 1
+        cells = [(x, y) for x, y in per.values()]
+        p_up = clustered_mcnemar_one_sided(cells)
+        p_down = clustered_mcnemar_one_sided([(y, x) for x, y in cells])
+        return _Tested(base_fails, base_n, new_fails, new_n, True, (b, c), p_up, p_down, "mcnemar-clustered", 0.0, 0.0)
     if pair is not None:
         _, b, c, _ = pair
         if base_n == 0:
@@ -493,6 +548,22 @@ def _test_row(row: Mapping[str, Any], name: str, unpaired_method: str, boschloo_
         raise ValueError(f"{name}: more fails than traces ({base_fails}/{base_n} -> {new_fails}/{new_n})")
     if base_n == 0 or new_n == 0:
         return _Tested(base_fails, base_n, new_fails, new_n, False, None, None, None, "")
+    deffs = (float(row.get("base_design_effect") or 1.0), float(row.get("new_design_effect") or 1.0))
+    if max(deffs) > 1.0:
+        # clustered traces: the exact test runs on the counts they are worth (Rao-Scott)
+        shown = (base_fails, base_n, new_fails, new_n)
+        base_fails, base_n = rao_scott_counts(base_fails, base_n, deffs[0])
+        new_fails, new_n = rao_scott_counts(new_fails, new_n, deffs[1])
+        t = _unpaired(base_fails, base_n, new_fails, new_n, unpaired_method, boschloo_max_cells)
+        return dataclasses.replace(
+            t, base_fails=shown[0], base_n=shown[1], new_fails=shown[2], new_n=shown[3], test=t.test + "-rao-scott"
+        )
+    return _unpaired(base_fails, base_n, new_fails, new_n, unpaired_method, boschloo_max_cells)
+
+
+def _unpaired(
+    base_fails: int, base_n: int, new_fails: int, new_n: int, unpaired_method: str, boschloo_max_cells: int | None
+) -> _Tested:
     method = unpaired_method
     if method == "boschloo" and boschloo_max_cells is not None and (base_n + 1) * (new_n + 1) > boschloo_max_cells:
         method = "fisher"

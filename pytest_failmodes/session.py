@@ -459,7 +459,7 @@ class FailmodesSession:
             for i, row in enumerate(rows):
                 if row.get("sample") and len(samples) < self.samples:
                     samples[row["id"]] = row["sample"]
-                agg.add(row["cohorts"], row["status"])
+                agg.add(row["cohorts"], row["status"], row.get("cluster"))
                 codes.append(CODE_OF_STATUS[row["status"]])
                 if row.get("human"):
                     human, note, role = row["human"]
@@ -477,8 +477,10 @@ class FailmodesSession:
                 members=members if self.tracks_members else None,
                 samples=samples if self.samples else None,
                 labelled=labelled, calibrate_only=bool(self.config.getoption(opt.dest(opt.CALIBRATE))),
+                clusters=[r["cluster"] for r in rows] if rows and rows[0].get("cluster") is not None else None,
+                pairs=[r["pair"] for r in rows] if rows and rows[0].get("pair") is not None else None,
             )
-            # a definition's value that matches no trace (decided at collection, over every trace)
+            # a definition's value or name that matches no trace (decided at collection, over every trace)
             result.notes.extend(spec.get("notes") or ())
             self.results[key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)

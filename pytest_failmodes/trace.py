@@ -8,7 +8,10 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS"]
+__all__ = [
+    "Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED",
+    "CallView", "tool_call_views", "speakers",
+]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
 TRACE_FIELDS = ("id", "input", "output", "messages", "steps", "metadata", "labels")
@@ -175,7 +178,8 @@ class Trace(BaseModel):
 
         ``output``, ``input``, ``id``, ``final_reply`` and ``messages`` (the
         transcript) name trace fields; ``metadata.a.b`` and ``labels.x`` are
-        explicit; any other name is looked up in ``metadata``, then ``labels``.
+        explicit; any other name is looked up in ``metadata``, then ``labels``,
+        then among the values derived from the steps (:data:`DERIVED`).
         Returns :data:`MISSING` when the path does not exist.
         """
         head, _, rest = path.partition(".")
@@ -186,6 +190,8 @@ class Trace(BaseModel):
         value = _dig(self.metadata, path)
         if value is MISSING:
             value = _dig(self.labels, path)
+        if value is MISSING and path in DERIVED:
+            value = DERIVED[path](self)
         return value
 
 
@@ -206,3 +212,108 @@ def _dig(obj: Any, path: str) -> Any:
         else:
             return MISSING
     return obj
+
+
+# -- values derived from the steps (where:, cohorts and rules read them) -----------------
+#
+# A trace with ``steps`` is read from them; one with only OpenAI ``messages``
+# from its tool calls and speakers, so a rule means the same on both shapes.
+
+
+class CallView(NamedTuple):
+    """A tool call as rules see it: where it is (``at``: its index in the steps, or the
+    call's position among the calls of the messages), its step id, name, arguments."""
+
+    at: int
+    step_id: str
+    name: str
+    arguments: Any
+    status: str
+
+
+_CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def tool_call_views(trace: Trace) -> list[CallView]:
+    """Every tool call of the trace, in order: its ``tool`` steps, else the messages' calls."""
+    if trace.steps:
+        return [
+            CallView(i, s.id, s.name, _arguments(s.input), s.status)
+            for i, s in enumerate(trace.steps)
+            if s.kind == "tool"
+        ]
+    views = []
+    n = 0
+    for message in trace.messages:
+        for item in message.tool_calls or ():
+            views.append(CallView(n, item.id or f"call{n}", item.function.name, _arguments(item.function.arguments), "unset"))
+            n += 1
+    return views
+
+
+def _arguments(value: Any) -> Any:
+    # exporters give arguments as a JSON string or as an object; rules look into objects
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else {}
+        except ValueError:
+            return value
+    return value
+
+
+def speakers(trace: Trace) -> list[tuple[int, str, str]]:
+    """``(index, step id, agent name)`` for every agent turn: ``agent`` steps, else
+    messages with a ``name`` or an agent's name as their role."""
+    if trace.steps:
+        return [(i, s.id, s.name) for i, s in enumerate(trace.steps) if s.kind == "agent" and s.name]
+    out = []
+    for i, m in enumerate(trace.messages):
+        name = m.name or (m.role if m.role not in _CHAT_ROLES else "")
+        if name:
+            out.append((i, f"message{i}", name))
+    return out
+
+
+def _distinct(names: Any) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _model(trace: Trace) -> Any:
+    for step in trace.steps:
+        for key in ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name", "model"):
+            value = step.attributes.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return MISSING
+
+
+def _total_tokens(trace: Trace) -> Any:
+    counted = {s.id for s in trace.steps if s.tokens}
+    if not counted:
+        return MISSING
+    # a parent span repeats its children's counts: only the outermost counted steps add up
+    return sum(
+        s.tokens.get("total", s.tokens.get("prompt", 0) + s.tokens.get("completion", 0))
+        for s in trace.steps
+        if s.tokens and s.parent_id not in counted
+    )
+
+
+def _latency(trace: Trace) -> Any:
+    starts = [s.start_ms for s in trace.steps if s.start_ms is not None]
+    ends = [s.end_ms for s in trace.steps if s.end_ms is not None]
+    if not starts or not ends:
+        return MISSING
+    return max(ends) - min(starts)
+
+
+#: names :meth:`Trace.get` derives from the steps when metadata and labels lack them
+DERIVED: dict[str, Any] = {
+    "steps.count": lambda t: len(t.steps) if t.steps else len(t.messages),
+    "tools": lambda t: _distinct(c.name for c in tool_call_views(t)),
+    "tool_calls.count": lambda t: len(tool_call_views(t)),
+    "agents": lambda t: _distinct(name for _i, _id, name in speakers(t)),
+    "model": _model,
+    "tokens.total": _total_tokens,
+    "latency_ms": _latency,
+}

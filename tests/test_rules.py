@@ -47,6 +47,7 @@ def test_builtin_kinds_and_their_options() -> None:
     assert set(KINDS) == {
         "regex", "contains", "not_contains", "tool_called", "json_valid", "json_schema",
         "max_chars", "min_chars", "any", "all", "not",
+        "tool_order", "step_error", "max_steps", "max_tool_calls", "repeated_tool_call", "agent_spoke",
     }
     assert KINDS["regex"].options == ("field",)
     assert KINDS["contains"].options == ("field", "ignore_case")

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..patterns import PatternTimeout, UserPattern, cached_pattern, compile_pattern
-from ..trace import MISSING, Trace
+from ..trace import MISSING, CallView, Trace, speakers, tool_call_views
 from ..verdict import Verdict
 from . import Detector, RuleError, RuleKind, build_rule
 
-__all__ = ["BUILTIN_RULE_KINDS"]
+__all__ = ["BUILTIN_RULE_KINDS", "NamesSeen", "referenced_names"]
 
 _FIELD = "output"
 _PASS = Verdict.pass_()
@@ -91,31 +91,225 @@ class Contains:
 
 
 @dataclass(frozen=True)
+class ArgMatch:
+    """One condition on a tool call's arguments: the value at a JSON path equals
+    ``value``, or (``pattern``) its text matches the regular expression."""
+
+    path: str
+    value: Any = None
+    pattern: UserPattern | None = None
+
+    def __call__(self, arguments: Any) -> bool:
+        actual = _at_path(arguments, self.path)
+        if actual is MISSING:
+            return False
+        if self.pattern is not None:
+            text = actual if isinstance(actual, str) else json.dumps(actual, default=str)
+            return self.pattern.search(text) is not None
+        return _same(actual, self.value)
+
+    def __repr__(self) -> str:
+        return f"{self.path}~/{self.pattern.pattern}/" if self.pattern is not None else f"{self.path}={self.value!r}"
+
+
+def _at_path(obj: Any, path: str) -> Any:
+    """``a.b[0].c`` (or ``a.b.0.c``) inside parsed JSON; MISSING when absent."""
+    for part in re.findall(r"[^.\[\]]+", path):
+        if isinstance(obj, Mapping) and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]
+        else:
+            return MISSING
+    return obj
+
+
+def _where(call: CallView) -> str:
+    """How a reason points at a call: its step id and its place."""
+    return f"step {call.step_id} (#{call.at})"
+
+
+@dataclass(frozen=True)
 class ToolCalled:
-    """FAIL when the tool is called (``present: true``) or not called (``present: false``)."""
+    """FAIL when the tool is called (``present: true``) or not called (``present: false``);
+    ``args`` / ``args_match`` narrow it to calls whose arguments match."""
 
     name: str
     args: Mapping[str, Any] = field(default_factory=dict)
     present: bool = True
+    matchers: tuple[ArgMatch, ...] = ()
 
-    def _matches(self, arguments: Mapping[str, Any]) -> bool:
-        return all(k in arguments and _same(arguments[k], v) for k, v in self.args.items())
+    def _matches(self, arguments: Any) -> bool:
+        if self.args and not isinstance(arguments, Mapping):
+            return False
+        return all(
+            k in arguments and _same(arguments[k], v) for k, v in self.args.items()
+        ) and all(m(arguments) for m in self.matchers)
 
     def __call__(self, trace: Trace) -> Verdict:
-        called = any(c.name == self.name and self._matches(c.arguments) for c in trace.tool_calls)
-        what = self.name + (f" with {dict(self.args)}" if self.args else "")
-        if called and self.present:
-            return Verdict.fail(f"tool {what} was called")
-        if not called and not self.present:
+        called = next((c for c in tool_call_views(trace) if c.name == self.name and self._matches(c.arguments)), None)
+        what = self.name + self._narrowed()
+        if called is not None and self.present:
+            return Verdict.fail(f"tool {what} was called at {_where(called)}", called.step_id)
+        if called is None and not self.present:
             return Verdict.fail(f"tool {what} was not called")
         return _PASS
 
+    def referenced_names(self) -> dict[str, tuple[str, ...]]:
+        return {"tool": (self.name,)}
+
+    def _narrowed(self) -> str:
+        parts = [f"{k}={v!r}" for k, v in self.args.items()] + [repr(m) for m in self.matchers]
+        return f" with {', '.join(parts)}" if parts else ""
+
     def __repr__(self) -> str:
-        return f"tool_called({self.name}{', args=' + str(dict(self.args)) if self.args else ''}, present={self.present})"
+        args = f", args={dict(self.args)}" if self.args else ""
+        paths = f", paths=[{', '.join(map(repr, self.matchers))}]" if self.matchers else ""
+        return f"tool_called({self.name}{args}{paths}, present={self.present})"
 
 
 def _same(actual: Any, expected: Any) -> bool:
     return actual == expected or str(actual) == str(expected)
+
+
+@dataclass(frozen=True)
+class ToolOrder:
+    """FAIL when a call of ``tool`` breaks the order: no ``after`` call before it, or
+    (``before``) no ``before`` call after it."""
+
+    tool: str
+    other: str
+    after: bool  # True: ``tool`` must come after ``other``
+
+    def __call__(self, trace: Trace) -> Verdict:
+        calls = tool_call_views(trace)
+        positions = [i for i, c in enumerate(calls) if c.name == self.other]
+        for i, call in enumerate(calls):
+            if call.name != self.tool:
+                continue
+            if self.after and not any(p < i for p in positions):
+                return Verdict.fail(f"{self.tool} was called at {_where(call)} with no {self.other} call before it", call.step_id)
+            if not self.after and not any(p > i for p in positions):
+                return Verdict.fail(f"{self.tool} was called at {_where(call)} with no {self.other} call after it", call.step_id)
+        return _PASS
+
+    def referenced_names(self) -> dict[str, tuple[str, ...]]:
+        return {"tool": (self.tool, self.other)}
+
+    def __repr__(self) -> str:
+        return f"tool_order({self.tool} {'after' if self.after else 'before'} {self.other})"
+
+
+@dataclass(frozen=True)
+class StepError:
+    """FAIL when a step has error status (``kind`` / ``name``: only such steps)."""
+
+    kind: str | None = None
+    name: str | None = None
+
+    def __call__(self, trace: Trace) -> Verdict:
+        for i, step in enumerate(trace.steps):
+            if step.status != "error":
+                continue
+            if (self.kind is None or step.kind == self.kind) and (self.name is None or step.name == self.name):
+                what = f"{step.kind} step {step.name!r}" if step.name else f"{step.kind} step"
+                why = f": {step.error:.120}" if step.error else ""
+                return Verdict.fail(f"{what} {step.id} (#{i}) has error status{why}", step.id)
+        return _PASS
+
+    def __repr__(self) -> str:
+        narrowed = [f"{k}={v}" for k, v in (("kind", self.kind), ("name", self.name)) if v]
+        return f"step_error({', '.join(narrowed)})"
+
+
+@dataclass(frozen=True)
+class MaxCount:
+    """FAIL when the trace has more than ``limit`` steps (``kind``: of that kind), or
+    more than ``limit`` tool calls (``tool``: of that tool)."""
+
+    limit: int
+    what: str  # "steps" or "tool calls"
+    only: str | None = None
+
+    def __call__(self, trace: Trace) -> Verdict:
+        if self.what == "steps":
+            n = sum(1 for s in trace.steps if self.only is None or s.kind == self.only)
+            if not trace.steps and self.only is None:
+                n = len(trace.messages)  # a chat trace: its turns are its steps
+            label = f"{self.only} steps" if self.only else "steps"
+        else:
+            n = sum(1 for c in tool_call_views(trace) if self.only is None or c.name == self.only)
+            label = f"calls of {self.only}" if self.only else "tool calls"
+        if n > self.limit:
+            return Verdict.fail(f"{n} {label}, more than {self.limit}", n)
+        return _PASS
+
+    def referenced_names(self) -> dict[str, tuple[str, ...]]:
+        return {"tool": (self.only,)} if self.what == "tool calls" and self.only else {}
+
+    def __repr__(self) -> str:
+        kind = "max_steps" if self.what == "steps" else "max_tool_calls"
+        return f"{kind}({self.limit}{', ' + self.only if self.only else ''})"
+
+
+@dataclass(frozen=True)
+class RepeatedCall:
+    """FAIL when the same tool is called with the same arguments ``times`` times:
+    in a row (``consecutive``, the default), or in all."""
+
+    times: int
+    consecutive: bool = True
+    tool: str | None = None
+
+    def __call__(self, trace: Trace) -> Verdict:
+        seen: dict[str, int] = {}
+        run_key, run = "", 0
+        for call in tool_call_views(trace):
+            if self.tool is not None and call.name != self.tool:
+                if self.consecutive:
+                    run_key, run = "", 0
+                continue
+            key = call.name + "\x00" + json.dumps(call.arguments, sort_keys=True, default=str)
+            if self.consecutive:
+                run = run + 1 if key == run_key else 1
+                run_key, count = key, run
+            else:
+                count = seen[key] = seen.get(key, 0) + 1
+            if count >= self.times:
+                how = "in a row" if self.consecutive else "in all"
+                args = json.dumps(call.arguments, default=str)
+                return Verdict.fail(
+                    f"{call.name}({args:.80}) called {count} times {how}, the last at {_where(call)}", call.step_id
+                )
+        return _PASS
+
+    def referenced_names(self) -> dict[str, tuple[str, ...]]:
+        return {"tool": (self.tool,)} if self.tool else {}
+
+    def __repr__(self) -> str:
+        return f"repeated_tool_call({self.times}{'' if self.consecutive else ', in all'}{', ' + self.tool if self.tool else ''})"
+
+
+@dataclass(frozen=True)
+class AgentSpoke:
+    """FAIL when the agent speaks (``present: true``) or never does (``present: false``)."""
+
+    name: str
+    present: bool = True
+
+    def __call__(self, trace: Trace) -> Verdict:
+        turn = next(((i, sid) for i, sid, who in speakers(trace) if who == self.name), None)
+        if turn is not None and self.present:
+            return Verdict.fail(f"agent {self.name} spoke at {turn[1]} (#{turn[0]})", turn[1])
+        if turn is None and not self.present:
+            return Verdict.fail(f"agent {self.name} did not speak")
+        return _PASS
+
+    def referenced_names(self) -> dict[str, tuple[str, ...]]:
+        return {"agent": (self.name,)}
+
+    def __repr__(self) -> str:
+        return f"agent_spoke({self.name}, present={self.present})"
 
 
 @dataclass(frozen=True)
@@ -265,8 +459,49 @@ class Combine:
             return Verdict.fail("; ".join(v.reason for v in failed))
         return _PASS
 
+    def referenced_names(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        for child in self.children:
+            for kind, names in referenced_names(child).items():
+                out[kind] = out.get(kind, ()) + names
+        return out
+
     def __repr__(self) -> str:
         return f"{self.op}({', '.join(map(repr, self.children))})"
+
+
+def referenced_names(detector: object) -> dict[str, tuple[str, ...]]:
+    """The tool and agent names a rule looks for: ``{"tool": (...), "agent": (...)}``."""
+    get = getattr(detector, "referenced_names", None)
+    return get() if callable(get) else {}
+
+
+class NamesSeen:
+    """The tool and agent names of the traces of a pass, to tell a rule that names
+    one no trace has (a typo would otherwise pass, or fail, every trace quietly)."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[str]] = {"tool": set(), "agent": set()}
+
+    def add(self, trace: Trace) -> None:
+        self.seen["tool"].update(c.name for c in tool_call_views(trace))
+        self.seen["agent"].update(name for _i, _id, name in speakers(trace))
+
+    def notes(self, detector: object) -> list[str]:
+        """One line per name the detector looks for that no trace has."""
+        from ..errors import did_you_mean
+
+        out = []
+        for kind, names in referenced_names(detector).items():
+            seen = self.seen[kind]
+            for name in dict.fromkeys(names):
+                if name in seen:
+                    continue
+                listed = ", ".join(sorted(seen)[:10]) + (", ..." if len(seen) > 10 else "") if seen else "none"
+                out.append(f"the rule names {kind} {name!r}, which no trace has{did_you_mean(name, seen)} ({kind}s seen: {listed})")
+        return out
 
 
 def _regex(value: Any, field: str = _FIELD) -> Detector:
@@ -294,24 +529,119 @@ def _not_contains(value: Any, field: str = _FIELD, ignore_case: bool = True) -> 
     return Contains(_phrases(value), _field(field), _bool(ignore_case, "ignore_case"), negate=True)
 
 
+def _keys(value: Mapping[str, Any], valid: tuple[str, ...]) -> None:
+    unknown = set(value) - set(valid)
+    if unknown:
+        from ..errors import did_you_mean
+
+        key = sorted(map(str, unknown))[0]
+        raise RuleError(f"unknown key {key!r}{did_you_mean(key, valid)}", (key,))
+
+
+def _name(value: Any, key: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise RuleError(f"{key!r} ({what}) is required", (key,))
+    return value
+
+
+_TOOL_KEYS = ("name", "args", "args_match", "present")
+
+
 def _tool_called(value: Any) -> Detector:
     if isinstance(value, str) and value:
         return ToolCalled(value)
     if not isinstance(value, Mapping):
-        raise RuleError("takes a tool name or {name, args, present}")
-    unknown = set(value) - {"name", "args", "present"}
-    if unknown:
-        from ..errors import did_you_mean
-
-        key = sorted(unknown)[0]
-        raise RuleError(f"unknown key {key!r}{did_you_mean(key, ('name', 'args', 'present'))}", (key,))
-    name = value.get("name")
-    if not isinstance(name, str) or not name:
-        raise RuleError("'name' (the tool's name) is required", ("name",))
+        raise RuleError("takes a tool name or {name, args, args_match, present}")
+    _keys(value, _TOOL_KEYS)
+    name = _name(value.get("name"), "name", "the tool's name")
     args = value.get("args", {})
     if not isinstance(args, Mapping):
-        raise RuleError("'args' takes a mapping of argument -> expected value", ("args",))
-    return ToolCalled(name, dict(args), _bool(value.get("present", True), "present"))
+        raise RuleError("'args' takes a mapping of argument (or JSON path) -> expected value", ("args",))
+    plain = {k: v for k, v in args.items() if not _is_path(str(k))}
+    matchers = [ArgMatch(str(k), v) for k, v in args.items() if _is_path(str(k))]
+    patterns = value.get("args_match", {})
+    if not isinstance(patterns, Mapping):
+        raise RuleError("'args_match' takes a mapping of argument (or JSON path) -> regular expression", ("args_match",))
+    for path, pattern in patterns.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise RuleError("takes a regular expression", ("args_match", str(path)))
+        try:
+            # time-limited like every user regex: a catastrophic one makes the trace an error
+            matchers.append(ArgMatch(str(path), pattern=compile_pattern(pattern)))
+        except ValueError as exc:
+            raise RuleError(str(exc), ("args_match", str(path))) from None
+    return ToolCalled(name, plain, _bool(value.get("present", True), "present"), tuple(matchers))
+
+
+def _is_path(key: str) -> bool:
+    return "." in key or "[" in key
+
+
+def _tool_order(value: Any) -> Detector:
+    if not isinstance(value, Mapping):
+        raise RuleError("takes {tool, after} or {tool, before}")
+    _keys(value, ("tool", "after", "before"))
+    tool = _name(value.get("tool"), "tool", "the tool whose calls are checked")
+    given = [k for k in ("after", "before") if k in value]
+    if len(given) != 1:
+        raise RuleError("give exactly one of 'after' or 'before'", ())
+    other = _name(value[given[0]], given[0], "the other tool")
+    return ToolOrder(tool, other, given[0] == "after")
+
+
+def _step_error(value: Any, kind: str | None = None, name: str | None = None) -> Detector:
+    if value is not True:
+        raise RuleError("step_error takes true (narrow it with the options kind and name)")
+    return StepError(_step_kind(kind), _opt_name(name, "name"))
+
+
+def _step_kind(kind: Any) -> str | None:
+    from ..trace import STEP_KINDS
+
+    if kind is None:
+        return None
+    if kind not in STEP_KINDS:
+        from ..errors import did_you_mean
+
+        raise RuleError(f"unknown step kind {kind!r}{did_you_mean(str(kind), STEP_KINDS)}; one of: {', '.join(STEP_KINDS)}", ("kind",))
+    return str(kind)
+
+
+def _opt_name(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise RuleError(f"{key!r} takes a name", (key,))
+    return value
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RuleError("takes a whole number (0 or more)")
+    return value
+
+
+def _max_steps(value: Any, kind: str | None = None) -> Detector:
+    return MaxCount(_count(value), "steps", _step_kind(kind))
+
+
+def _max_tool_calls(value: Any, tool: str | None = None) -> Detector:
+    return MaxCount(_count(value), "tool calls", _opt_name(tool, "tool"))
+
+
+def _repeated_tool_call(value: Any, consecutive: bool = True, tool: str | None = None) -> Detector:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise RuleError("takes how many identical calls make a loop (2 or more)")
+    return RepeatedCall(value, _bool(consecutive, "consecutive"), _opt_name(tool, "tool"))
+
+
+def _agent_spoke(value: Any) -> Detector:
+    if isinstance(value, str) and value:
+        return AgentSpoke(value)
+    if not isinstance(value, Mapping):
+        raise RuleError("takes an agent name or {name, present}")
+    _keys(value, ("name", "present"))
+    return AgentSpoke(_name(value.get("name"), "name", "the agent's name"), _bool(value.get("present", True), "present"))
 
 
 def _json_valid(value: Any, field: str = _FIELD) -> Detector:
@@ -371,6 +701,12 @@ BUILTIN_RULE_KINDS: tuple[RuleKind, ...] = (
     RuleKind("contains", _contains),
     RuleKind("not_contains", _not_contains),
     RuleKind("tool_called", _tool_called),
+    RuleKind("tool_order", _tool_order),
+    RuleKind("step_error", _step_error),
+    RuleKind("max_steps", _max_steps),
+    RuleKind("max_tool_calls", _max_tool_calls),
+    RuleKind("repeated_tool_call", _repeated_tool_call),
+    RuleKind("agent_spoke", _agent_spoke),
     RuleKind("json_valid", _json_valid),
     RuleKind("json_schema", _json_schema),
     RuleKind("max_chars", _length(True)),

@@ -78,10 +78,8 @@ def build_report(
                 "skipped": r.skipped,
                 "cohorts": cohorts,
                 "calibration": r.calibration,
-                "traces": [
-                    {"id": tid, "verdict": st, "reason": reason, "evidence": ev}
-                    for tid, st, reason, ev in r.verdicts()
-                ],
+                "traces": _traces(r),
+                **({"trials": {k: v for k, v in r.trials.items() if k != "note"}} if r.trials else {}),
             }
         )
     return {
@@ -92,6 +90,20 @@ def build_report(
         "baseline": comparison.baseline if comparison else None,
         "modes": modes,
     }
+
+
+def _traces(r: ModeResult) -> list[dict[str, Any]]:
+    """Per-trace verdicts; with ``cluster_by`` / ``pair_by`` each names its cluster / pairing key."""
+    out = [{"id": tid, "verdict": st, "reason": reason, "evidence": ev} for tid, st, reason, ev in r.verdicts()]
+    if r.clusters is None and r.pairs is None:
+        return out
+    decided = [i for i, code in enumerate(r.codes) if code != "S"]
+    for entry, i in zip(out, decided):
+        if r.clusters is not None:
+            entry["cluster"] = r.clusters[i]
+        if r.pairs is not None:
+            entry["pair"] = r.pairs[i]
+    return out
 
 
 def _baseline_figures(c: Comparison) -> dict[str, Any]:
