@@ -184,8 +184,8 @@ LONE_CLUSTER = "(missing) "
 class DerivedCohort:
     """A cohort field computed from a trace's value: its numeric bin, or whether a list has an item.
 
-    Bins ``(0, 500, 2000)`` give ``field=<0``, ``field=[0, 500)``, ``field=[500, 2000)``
-    and ``field=>=2000``; ``has`` gives ``field has item=true`` or ``=false``.
+    Bins ``(0, 500, 2000)`` give ``field=[-inf, 0)``, ``field=[0, 500)``, ``field=[500, 2000)``
+    and ``field=[2000, inf)``; ``has`` gives ``field has item=true`` or ``=false``.
     """
 
     field: str
@@ -208,12 +208,13 @@ class DerivedCohort:
         if x is None:
             return "(not a number)"
         edges = self.bins
+        # half-open intervals, the outer two unbounded: no `=` or `<` to quote in a label
         if x < edges[0]:
-            return f"<{edges[0]:g}"
+            return f"[-inf, {edges[0]:g})"
         for low, high in zip(edges, edges[1:]):
             if x < high:
                 return f"[{low:g}, {high:g})"
-        return f">={edges[-1]:g}"
+        return f"[{edges[-1]:g}, inf)"
 
 
 
@@ -376,17 +377,13 @@ def _row_order(key: str) -> tuple[int, str, tuple[int, float, str]]:
 
 
 def _bin_order(key: str) -> tuple[int, float, str]:
-    # the bins of a derived cohort sort by their numbers (<0, [0, 5), [5, 10), >=10), not as text
+    # the bins of a derived cohort sort by their lower edge ([-inf, 0), [0, 5), [5, inf)), not as text
     value = key.split("=", 1)[1] if " & " not in key and "=" in key else ""
-    try:
-        if value.startswith("<"):
-            return (0, float(value[1:]), key)
-        if value.startswith("[") and value.endswith(")"):
+    if value.startswith("[") and value.endswith(")"):
+        try:
             return (1, float(value[1:].split(",", 1)[0]), key)
-        if value.startswith(">="):
-            return (2, float(value[2:]), key)
-    except ValueError:
-        pass
+        except ValueError:
+            pass
     return (1, 0.0, key)
 
 

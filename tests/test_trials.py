@@ -103,7 +103,7 @@ def test_file_level_where_that_keeps_nothing_is_an_error(project) -> None:
     result = project.run()
 
     assert result.ret != 0
-    result.stdout.fnmatch_lines(["*data/traces.jsonl: where: Where(trial eq '9') matched none of the 80 traces*"])
+    result.stdout.fnmatch_lines(["*data/traces.jsonl: where: Where(trial eq 9) matched none of the 80 traces*"])
     assert "Traceback" not in result.stdout.str()
 
 
@@ -127,7 +127,7 @@ def test_derived_cohorts_bins_and_membership(project) -> None:
         "all": 80,
         "latency_ms=[0, 500)": 40,  # trials 0 and 1: 0 ms, 300 ms
         "latency_ms=[500, 800)": 20,
-        "latency_ms=>=800": 20,
+        "latency_ms=[800, inf)": 20,
         "tools has refund=true": 20,
         "tools has refund=false": 60,
         "tools=(none)": 40,  # an empty list
@@ -136,7 +136,7 @@ def test_derived_cohorts_bins_and_membership(project) -> None:
     }
     # bins in the order of their numbers, not as text
     order = [r["cohort"] for r in project.report("r.json")["modes"][0]["cohorts"]]
-    assert order[1:4] == ["latency_ms=[0, 500)", "latency_ms=[500, 800)", "latency_ms=>=800"]
+    assert order[1:4] == ["latency_ms=[0, 500)", "latency_ms=[500, 800)", "latency_ms=[800, inf)"]
 
 
 def test_a_cohort_as_fine_as_the_traces_is_warned_about(project) -> None:
