@@ -268,6 +268,11 @@ class Runner:
         with self._stats_lock:
             stats.cache_hits += 1
 
+    def error_count(self) -> int:
+        """Calls (of every model and target) that failed for good so far."""
+        with self._stats_lock:
+            return sum(s.errors for s in self.stats.values())
+
     def stats_dict(self) -> dict[str, dict[str, Any]]:
         with self._stats_lock:
             return {m: s.to_dict() for m, s in self.stats.items()}
