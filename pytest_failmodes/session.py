@@ -355,7 +355,7 @@ class FailmodesSession:
         """Put "N gates breached" on pytest's last line. Per-trace items end as passed or
         detected, and a regression fails no item, so "303 passed, 97 detected" alone
         reads as green in a CI log although the run fails."""
-        regressed = set()
+        regressed: set[str] = set()
         if self.comparison is not None:
             regressed = {key for (key, _cohort), c in self.comparison.comparisons.items() if c.regression}
         breached = sum(
