@@ -33,7 +33,10 @@ _SECRET_PARAMS = ("api_key", "api-key", "authorization", "token", "secret", "pas
 
 
 #: the packages a model call runs through; what they warn is theirs to fix, not a verdict
-THIRD_PARTY = ("litellm", "openai", "httpx", "httpcore", "pydantic", "pydantic_core", "aiohttp", "anyio", "tiktoken")
+THIRD_PARTY = (
+    "litellm", "openai", "httpx", "httpcore", "h11", "pydantic", "pydantic_core", "aiohttp", "aiohappyeyeballs",
+    "yarl", "multidict", "anyio", "jiter", "tiktoken", "tokenizers",
+)
 _THIRD_PARTY_MODULES = rf"({'|'.join(THIRD_PARTY)})(\.|$)"
 
 
