@@ -47,7 +47,7 @@ def main() -> int:
     if not changed and not added:
         print(f"test-latest: the newest versions the ranges allow are the locked ones ({len(pins)} packages)")
         return 0
-    print(f"test-latest: {len(changed)} packages newer than {sys.argv[1]}, {len(added)} not in it:")
+    print(f"test-latest: versions that differ from {sys.argv[1]}: {len(changed)}; packages not in it: {len(added)}")
     print("\n".join(changed + added))
     return 0
 
