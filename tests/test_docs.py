@@ -211,3 +211,12 @@ def test_console_block_prints_what_it_shows(block: Block, examples: Path, tmp_pa
         f"{block.id} no longer matches what the command prints "
         "(FAILMODES_UPDATE_DOCS=1 pytest tests/test_docs.py -p no:xdist rewrites it):\n" + "\n\n".join(stale)
     )
+
+
+def test_the_getting_started_data_is_what_its_generator_writes(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "getting-started"
+    subprocess.run([sys.executable, str(example / "generate.py"), "--out", str(tmp_path)], check=True, timeout=120)
+    for name in ("traces.jsonl", "candidate_traces.jsonl"):
+        assert (tmp_path / name).read_bytes() == (example / "data" / name).read_bytes(), (
+            f"{name} differs from what generate.py writes; run `python generate.py` in examples/getting-started"
+        )
