@@ -25,30 +25,59 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["Runner", "Completion", "ModelError", "ModelStats", "load_litellm"]
+__all__ = ["Runner", "Completion", "ModelError", "ModelStats", "load_litellm", "quiet_third_party"]
 
 T = TypeVar("T")
 
 _SECRET_PARAMS = ("api_key", "api-key", "authorization", "token", "secret", "password")
 
 
+#: the packages a model call runs through; what they warn is theirs to fix, not a verdict
+THIRD_PARTY = (
+    "litellm", "openai", "httpx", "httpcore", "h11", "pydantic", "pydantic_core", "aiohttp", "aiohappyeyeballs",
+    "yarl", "multidict", "anyio", "jiter", "tiktoken", "tokenizers",
+)
+_THIRD_PARTY_MODULES = rf"({'|'.join(THIRD_PARTY)})(\.|$)"
+
+
+def quiet_third_party() -> None:
+    """Ignore warnings raised inside the model-call libraries (:data:`THIRD_PARTY`).
+
+    Under ``-W error`` or ``filterwarnings = error``, a warning such a library
+    emits in the middle of a call (litellm 1.110 imports modules on the first
+    call, and pydantic warns while building their schemas) would be raised as an
+    exception and turn every verdict into an error. ``warnings.catch_warnings``
+    cannot help: it swaps the process-wide filter list, and calls run in the
+    runner's thread while pytest swaps that list for every test in the main
+    thread (Python < 3.14 has no per-thread filters). So one filter, scoped to
+    those packages' modules (warnings our code or the user's code emits are
+    attributed to their own modules and are untouched), is kept first in the
+    current list: pytest puts a fresh list in place per test, and the next call
+    puts the filter back in front.
+    """
+    import warnings
+
+    first = warnings.filters[0] if warnings.filters else None
+    module = first[3] if first is not None else None
+    if first is not None and first[0] == "ignore" and getattr(module, "pattern", None) == _THIRD_PARTY_MODULES:
+        return
+    warnings.filterwarnings("ignore", module=_THIRD_PARTY_MODULES)
+
+
 def load_litellm() -> Any:
     """Import litellm without its network fetch of the model price map at import.
 
-    Also builds litellm's reply types once with warnings silenced: their first
-    construction emits pydantic deprecation warnings, which a user's
-    ``-W error`` would turn into a failed (and misreported) call.
+    Also builds litellm's reply types once: their first construction emits
+    pydantic deprecation warnings. Those, and whatever else litellm and the
+    libraries under it warn, are ignored (:func:`quiet_third_party`).
     """
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import warnings
+    quiet_third_party()
+    import litellm
+    from litellm.types.utils import Delta, Message
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import litellm
-        from litellm.types.utils import Delta, Message
-
-        Message(content="")
-        Delta(content="")
+    Message(content="")
+    Delta(content="")
     litellm.suppress_debug_info = True
     return litellm
 
@@ -216,6 +245,7 @@ class Runner:
             # that calls litellm itself runs on this loop too, even when we made no call
             litellm = self._litellm or sys.modules.get("litellm")
             if litellm is not None and hasattr(litellm, "close_litellm_async_clients"):
+                quiet_third_party()
                 await litellm.close_litellm_async_clients()
 
         try:
@@ -241,6 +271,11 @@ class Runner:
         with self._stats_lock:
             stats.cache_hits += 1
 
+    def error_count(self) -> int:
+        """Calls (of every model and target) that failed for good so far."""
+        with self._stats_lock:
+            return sum(s.errors for s in self.stats.values())
+
     def stats_dict(self) -> dict[str, dict[str, Any]]:
         with self._stats_lock:
             return {m: s.to_dict() for m, s in self.stats.items()}
@@ -256,6 +291,7 @@ class Runner:
         last = "no attempt made"
         for attempt in range(self.max_retries + 1):
             await self._limit.acquire()
+            quiet_third_party()
             throttled = False
             wait = 0.0
             started = time.perf_counter()
@@ -297,6 +333,8 @@ class Runner:
         stats = self.model_stats(label)
         for attempt in range(self.max_retries + 1):
             await self._limit.acquire()
+            # an application that calls litellm itself runs into the same warnings
+            quiet_third_party()
             started = time.perf_counter()
             try:
                 result = await asyncio.wait_for(make_call(), timeout=self.timeout)
@@ -381,6 +419,10 @@ def _classify(exc: BaseException, litellm: Any) -> tuple[str, bool, float | None
     """(description, retryable, retry-after seconds) for a failed call."""
     if isinstance(exc, asyncio.TimeoutError) or isinstance(exc, litellm.Timeout):
         return "timed out", True, None
+    if isinstance(exc, Warning):
+        # a library's warning raised as an error because pytest put a fresh filter list
+        # in place between our filter and the call: the next attempt restores the filter
+        return f"{type(exc).__name__} raised as an error", True, 0.0
     status = getattr(exc, "status_code", None)
     if isinstance(exc, litellm.RateLimitError) or status == 429:
         return "rate limited (429)", True, _retry_after(exc)

@@ -133,11 +133,17 @@ class FailmodesSession:
         return cache
 
     def progress(self, what: str) -> Callable[[int, int], None] | None:
-        """A progress callback for a long model phase: TTY only, quiet under -q and on workers."""
+        """A progress callback for a long model phase, quiet under -q and on workers: a
+        line rewritten in place on a terminal, else (CI logs) a line now and then."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if self.is_worker or reporter is None or self.config.get_verbosity() < 0 or not reporter.isatty():
+        if self.is_worker or reporter is None or self.config.get_verbosity() < 0:
             return None
-        return _Progress(reporter, what)
+        if reporter.isatty():
+            return _Progress(reporter, what)
+        return _LogProgress(reporter, what, self._failed_calls)
+
+    def _failed_calls(self) -> int:
+        return self._ctx.runner.error_count() if self._ctx is not None else 0
 
     def prefetch(self, item: Any) -> Future[Verdict]:
         """Per-trace items of a judge mode: submit every selected item's call at once."""
@@ -323,6 +329,7 @@ class FailmodesSession:
             return
         if not self.results:
             return
+        self._count_breaches(terminalreporter)
         from .report.terminal import detection_lines, summary_lines
 
         terminalreporter.section("failure modes")
@@ -346,6 +353,22 @@ class FailmodesSession:
             terminalreporter.write_line("")
             for line in model_lines(self.model_stats):
                 terminalreporter.write_line(line)
+
+    def _count_breaches(self, terminalreporter: Any) -> None:
+        """Put "N gates breached" on pytest's last line. Per-trace items end as passed or
+        detected, and a regression fails no item, so "303 passed, 97 detected" alone
+        reads as green in a CI log although the run fails."""
+        regressed: set[str] = set()
+        if self.comparison is not None:
+            regressed = {key for (key, _cohort), c in self.comparison.comparisons.items() if c.regression}
+        breached = sum(
+            1 for r in self.results.values() if r.broken is None and (not r.passed or r.key in regressed)
+        )
+        if breached:
+            # the line counts the entries of each stats key; ours are no test reports
+            terminalreporter.stats.setdefault("gate breached" if breached == 1 else "gates breached", []).extend(
+                [_GateCount()] * breached
+            )
 
     # -- baselines ----------------------------------------------------------------------
     def _load_baseline(self) -> None:
@@ -523,6 +546,53 @@ class _Progress:
         self.reporter.rewrite(line, bold=True)
         if done >= total:
             self.reporter.write_line("")
+
+
+#: the least time between two progress lines in a log (tests set it to 0)
+LOG_PROGRESS_SECONDS = 30.0
+
+
+class _LogProgress:
+    """Progress of a model phase where output is not a terminal (CI logs): one line at each
+    10% step, at most one per :data:`LOG_PROGRESS_SECONDS`, so a long phase shows it is
+    alive without flooding the log; the last line when a phase that printed one ends."""
+
+    def __init__(self, reporter: Any, what: str, failed_calls: Callable[[], int]) -> None:
+        self.reporter = reporter
+        self.what = what
+        self.failed_calls = failed_calls
+        self.errors_before = failed_calls()
+        self.start = time.monotonic()
+        self.last = self.start
+        self.step = 0  # the 10% step of the last line
+        self.printed = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        now = time.monotonic()
+        step = done * 10 // total
+        finished = done >= total
+        if finished:
+            # a phase that ended before its first line stays silent
+            if not self.printed and now - self.start < LOG_PROGRESS_SECONDS:
+                return
+        elif step <= self.step or now - self.last < LOG_PROGRESS_SECONDS:
+            return
+        self.step = step
+        self.last = now
+        self.printed = True
+        errors = self.failed_calls() - self.errors_before
+        self.reporter.write_line(
+            f"failmodes: {self.what} {done}/{total} ({done * 100 // total}%), "
+            f"{errors} error{'' if errors == 1 else 's'}, {now - self.start:.1f} s"
+        )
+
+
+class _GateCount:
+    """An entry of pytest's stats that counts on the last line and nowhere else."""
+
+    count_towards_summary = True
 
 
 class _SpecView:

@@ -383,12 +383,32 @@ TTY_CONFTEST = """
 """
 
 
-def test_no_progress_line_when_not_a_tty(judged: Any, server: FakeLLM) -> None:
+def test_a_short_phase_prints_no_progress_line_in_a_log(judged: Any, server: FakeLLM) -> None:
     result = judged.run()
 
     assert result.ret == 0
     assert server.call_count == N
     assert "failmodes: judging" not in result.stdout.str()
+
+
+def test_progress_lines_in_a_log_with_the_failed_calls(
+    judged: Any, server: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a line per 10% step, none closer than LOG_PROGRESS_SECONDS (30 s by default)
+    monkeypatch.setattr("pytest_failmodes.session.LOG_PROGRESS_SECONDS", 0.0)
+    server.script(server_error(), server_error())
+
+    result = judged.run("--failmodes-no-cache", "--failmodes-max-retries", "0")
+
+    assert result.ret == 1  # the two failed calls are errors, over max_errors 0
+    lines = [line for line in result.outlines if line.startswith("failmodes: judging")]
+    assert [line.split()[3] for line in lines] == [f"{i}/10" for i in range(1, 11)]
+    assert re.fullmatch(r"failmodes: judging promised_refund 1/10 \(10%\), [0-2] errors?, [\d.]+ s", lines[0])
+    assert re.fullmatch(r"failmodes: judging promised_refund 10/10 \(100%\), 2 errors, [\d.]+ s", lines[-1])
+
+    quiet = judged.run("--failmodes-no-cache", "-q")
+    assert quiet.ret == 0
+    assert "failmodes: judging" not in quiet.stdout.str()
 
 
 def test_progress_line_on_a_tty_but_not_under_q(judged: Any, server: FakeLLM) -> None:
