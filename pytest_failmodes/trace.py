@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS"]
+__all__ = ["Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED"]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
 TRACE_FIELDS = ("id", "input", "output", "messages", "steps", "metadata", "labels")
@@ -139,6 +139,8 @@ class Trace(BaseModel):
             self.input = next(
                 (m.text for m in reversed(self.messages) if m.role == "user"), ""
             )
+        if not self.steps and self.messages:
+            self.steps = _steps_from_messages(self.messages)
         return self
 
     @cached_property
@@ -175,7 +177,9 @@ class Trace(BaseModel):
 
         ``output``, ``input``, ``id``, ``final_reply`` and ``messages`` (the
         transcript) name trace fields; ``metadata.a.b`` and ``labels.x`` are
-        explicit; any other name is looked up in ``metadata``, then ``labels``.
+        explicit; any other name is looked up in ``metadata``, then ``labels``,
+        then among the values derived from the steps (:data:`DERIVED`), so a
+        dataset's own ``model`` column wins over the model named in its spans.
         Returns :data:`MISSING` when the path does not exist.
         """
         head, _, rest = path.partition(".")
@@ -186,7 +190,82 @@ class Trace(BaseModel):
         value = _dig(self.metadata, path)
         if value is MISSING:
             value = _dig(self.labels, path)
+        if value is MISSING and path in DERIVED:
+            value = self.derived.get(path, MISSING)
         return value
+
+    @cached_property
+    def derived(self) -> dict[str, Any]:
+        """Trace-level values computed from the steps (the keys of :data:`DERIVED`);
+        a value the steps do not tell (no timing, no token counts) is absent."""
+        steps = self.steps
+        out: dict[str, Any] = {"steps.count": len(steps)}
+        tools = [s.name for s in steps if s.kind == "tool"] if steps else [c.name for c in self.tool_calls]
+        out["tools"] = list(dict.fromkeys(tools))
+        out["tool_calls.count"] = len(tools)
+        out["agents"] = list(dict.fromkeys(s.name for s in steps if s.kind == "agent" and s.name))
+        out["errors.count"] = sum(1 for s in steps if s.status == "error")
+        for step in steps:
+            if step.kind == "llm":
+                model = next((step.attributes[k] for k in _MODEL_KEYS if step.attributes.get(k)), None)
+                if model:
+                    out["model"] = str(model)
+                    break
+        totals = [s.tokens.get("total", s.tokens.get("prompt", 0) + s.tokens.get("completion", 0)) for s in steps if s.tokens]
+        if totals:
+            out["tokens.total"] = sum(totals)
+        starts = [s.start_ms for s in steps if s.start_ms is not None]
+        ends = [s.end_ms for s in steps if s.end_ms is not None]
+        if starts and ends:
+            out["latency_ms"] = max(ends) - min(starts)
+        return out
+
+
+#: trace-level values derived from the steps, for ``where:``, cohorts and rules
+DERIVED = (
+    "steps.count", "tools", "tool_calls.count", "agents", "errors.count", "model", "tokens.total", "latency_ms",
+)
+# where span formats name an LLM call's model, most specific first
+_MODEL_KEYS = ("llm.model_name", "gen_ai.response.model", "gen_ai.request.model", "ls_model_name", "model")
+
+
+def _steps_from_messages(messages: list[Message]) -> list[Step]:
+    """An ``llm`` step per assistant turn and, under it, a ``tool`` step per tool
+    call with the matching tool message as its output.
+
+    Built with ``model_construct``: the messages are already validated, and a
+    dataset of plain chats should not pay for a second validation.
+    """
+    results: dict[str, Message] = {}
+    for m in messages:
+        if m.role == "tool" and m.tool_call_id:
+            results[m.tool_call_id] = m
+    steps: list[Step] = []
+    construct = Step.model_construct
+    for i, m in enumerate(messages):
+        if m.role != "assistant":
+            continue
+        sid = f"msg{i}"
+        steps.append(construct(id=sid, kind="llm", name=m.name or "assistant", output=m.text, attributes={}))
+        for j, call in enumerate(m.tool_calls or ()):
+            result = results.get(call.id) if call.id else None
+            args = call.function.arguments
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args) if args.strip() else {}
+                except ValueError:
+                    pass  # kept as the text the model wrote
+            error = None
+            status = "unset"
+            # only a format that says so marks a tool call as failed (Anthropic's is_error)
+            if result is not None and getattr(result, "is_error", None) is True:
+                status, error = "error", result.text
+            steps.append(construct(
+                id=call.id or f"{sid}.{j}", parent_id=sid, kind="tool", name=call.function.name,
+                input=args, output=result.text if result is not None else None,
+                status=status, error=error, attributes={},
+            ))
+    return steps
 
 
 _DIRECT = {
@@ -203,6 +282,8 @@ def _dig(obj: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(obj, dict) and part in obj:
             obj = obj[part]
+        elif isinstance(obj, list) and part.lstrip("-").isdigit() and -len(obj) <= int(part) < len(obj):
+            obj = obj[int(part)]  # traj.0.content: an index into a list
         else:
             return MISSING
     return obj
