@@ -55,6 +55,7 @@ class Reader(Protocol):
 #: reader name -> module defining ``READER``; imported only when used
 _MODULES = {
     "rows": "rows",
+    "openinference": "openinference",
 }
 READER_NAMES = tuple(_MODULES)
 #: every value ``dataset.format:`` accepts: a container (rows in that file

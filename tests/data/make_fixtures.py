@@ -1,0 +1,212 @@
+"""Produce the trace-format fixtures in this folder with the real exporters.
+
+Run from the repository root: ``python tests/data/make_fixtures.py``. A tiny
+support agent (one LLM call that asks for a tool, the tool, one LLM call that
+answers) talks to the loopback fake server (``tests/fakellm.py``) through the
+``openai`` SDK; the instrumentations and exporters below record it:
+
+- ``openinference.jsonl``: openinference-instrumentation-openai plus
+  OpenInference's own tracer for the agent and tool spans, written by the
+  OpenTelemetry SDK's ``ConsoleSpanExporter`` one span per line;
+- ``otlp_genai.json``: opentelemetry-instrumentation-openai-v2 (GenAI
+  semantic conventions, messages as ``gen_ai.input.messages`` /
+  ``gen_ai.output.messages`` attributes) encoded as OTLP/JSON by the
+  exporter's own protobuf encoder;
+- ``otlp_events.json``: the older convention, one span event per message
+  (``gen_ai.user.message``, ``gen_ai.choice``, ...), same encoder;
+- ``anthropic.jsonl`` / ``responses.jsonl``: conversations built from the
+  ``anthropic`` and ``openai`` SDKs' own response models, dumped as they
+  serialise them.
+
+The outputs are committed; the tests read them and never run this script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# read once, when OpenTelemetry's instrumentation package is first imported
+os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "span_only"
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from fakellm import FakeLLM, text  # noqa: E402
+
+QUESTIONS = [
+    ("Where is my order 1234?", True, False),
+    ("What are your opening hours?", False, False),
+    ("Refund order 999 please", True, True),
+]
+
+
+def _replies(server: FakeLLM, tool: bool, order: str) -> None:
+    if tool:
+        server.script(
+            text(None, tool_calls=[{"id": f"call_{order}", "name": "lookup_order", "arguments": {"order_id": order}}]),
+            text(f"Order {order} ships tomorrow." if order != "999" else "I could not find order 999."),
+        )
+    else:
+        server.script(text("We are open 9am to 5pm, Monday to Friday."))
+
+
+def _lookup(order: str, fail: bool) -> str:
+    if fail:
+        raise LookupError(f"order {order} not found")
+    return json.dumps({"order_id": order, "status": "shipped"})
+
+
+def _agent(client: Any, question: str, tool: bool, fail: bool, on_tool: Any) -> str:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are a support agent. Use lookup_order for order questions."},
+        {"role": "user", "content": question},
+    ]
+    tools = [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}}}}]
+    first = client.chat.completions.create(model="fake-agent", messages=messages, tools=tools)
+    msg = first.choices[0].message
+    if not msg.tool_calls:
+        return str(msg.content)
+    messages.append(msg.model_dump(exclude_none=True))
+    for call in msg.tool_calls:
+        result = on_tool(call, json.loads(call.function.arguments)["order_id"], fail)
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+    second = client.chat.completions.create(model="fake-agent", messages=messages, tools=tools)
+    return str(second.choices[0].message.content)
+
+
+def openinference(server: FakeLLM) -> None:
+    import openai
+    from openinference.instrumentation import OITracer, TraceConfig
+    from openinference.instrumentation.openai import OpenAIInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+
+    out = (HERE / "openinference.jsonl").open("w", encoding="utf-8")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out, formatter=lambda s: s.to_json(indent=None) + "\n")))
+    OpenAIInstrumentor().instrument(tracer_provider=provider)
+    tracer = OITracer(provider.get_tracer(__name__), config=TraceConfig())
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-fake")
+
+    def on_tool(call: Any, order: str, fail: bool) -> str:
+        with tracer.start_as_current_span("lookup_order", openinference_span_kind="tool") as span:
+            span.set_tool(name="lookup_order", parameters={"order_id": order})
+            span.set_input({"order_id": order})
+            try:
+                result = _lookup(order, fail)
+            except LookupError as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                return f"error: {exc}"
+            span.set_output(result)
+            return result
+
+    try:
+        for question, tool, fail in QUESTIONS:
+            _replies(server, tool, "1234" if "1234" in question else "999")
+            with tracer.start_as_current_span("support_agent", openinference_span_kind="agent") as root:
+                root.set_input(question)
+                answer = _agent(client, question, tool, fail, on_tool)
+                root.set_output(answer)
+                root.set_status(Status(StatusCode.OK))
+    finally:
+        OpenAIInstrumentor().uninstrument()
+        provider.shutdown()
+        out.close()
+
+
+def _otlp_json(spans: Any, path: Path) -> None:
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    doc = MessageToDict(encode_spans(spans))
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def otlp_genai(server: FakeLLM) -> None:
+    import openai
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    OpenAIInstrumentor().instrument(tracer_provider=provider)
+    tracer = provider.get_tracer(__name__)
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-fake")
+
+    def on_tool(call: Any, order: str, fail: bool) -> str:
+        with tracer.start_as_current_span("execute_tool lookup_order") as span:
+            span.set_attribute("gen_ai.operation.name", "execute_tool")
+            span.set_attribute("gen_ai.tool.name", "lookup_order")
+            span.set_attribute("gen_ai.tool.call.id", call.id)
+            span.set_attribute("gen_ai.tool.call.arguments", call.function.arguments)
+            try:
+                result = _lookup(order, fail)
+            except LookupError as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                span.set_attribute("error.type", type(exc).__name__)
+                return f"error: {exc}"
+            span.set_attribute("gen_ai.tool.call.result", result)
+            return result
+
+    try:
+        for question, tool, fail in QUESTIONS:
+            _replies(server, tool, "1234" if "1234" in question else "999")
+            with tracer.start_as_current_span("invoke_agent support_agent") as root:
+                root.set_attribute("gen_ai.operation.name", "invoke_agent")
+                root.set_attribute("gen_ai.agent.name", "support_agent")
+                _agent(client, question, tool, fail, on_tool)
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    _otlp_json(memory.get_finished_spans(), HERE / "otlp_genai.json")
+    provider.shutdown()
+
+
+def otlp_events() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer(__name__)
+    for i, (question, _tool, _fail) in enumerate(QUESTIONS[:2]):
+        with tracer.start_as_current_span("chat gpt-4o-mini") as span:
+            span.set_attribute("gen_ai.operation.name", "chat")
+            span.set_attribute("gen_ai.system", "openai")
+            span.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+            span.set_attribute("gen_ai.usage.input_tokens", 20 + i)
+            span.set_attribute("gen_ai.usage.output_tokens", 7)
+            span.add_event("gen_ai.system.message", {"gen_ai.system": "openai", "content": "You are a support agent."})
+            span.add_event("gen_ai.user.message", {"gen_ai.system": "openai", "content": question})
+            span.add_event(
+                "gen_ai.choice",
+                {"gen_ai.system": "openai", "index": 0, "finish_reason": "stop",
+                 "message": json.dumps({"role": "assistant", "content": f"Answer {i}: we are on it."})},
+            )
+    _otlp_json(memory.get_finished_spans(), HERE / "otlp_events.json")
+    provider.shutdown()
+
+
+def main() -> None:
+    with FakeLLM() as server:
+        openinference(server)
+        otlp_genai(server)
+    otlp_events()
+    print("wrote", ", ".join(sorted(p.name for p in HERE.iterdir() if p.suffix in (".json", ".jsonl"))))
+
+
+if __name__ == "__main__":
+    main()

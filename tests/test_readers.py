@@ -1,0 +1,144 @@
+"""Trace formats: each reader on data its real exporter produced (tests/data,
+made by tests/data/make_fixtures.py), detection, and one-line errors for
+corrupted files of each format."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_failmodes.dataset import DatasetSpec, iter_traces
+from pytest_failmodes.errors import DatasetError
+from pytest_failmodes.trace import Trace
+
+DATA = Path(__file__).parent / "data"
+
+
+def load(path: Path, fmt: str | None = None, **fields: Any) -> list[Trace]:
+    return [t for _line, t in iter_traces(DatasetSpec(path, fields, fmt))]
+
+
+def load_error(path: Path, fmt: str | None = None, **fields: Any) -> DatasetError:
+    with pytest.raises(DatasetError) as info:
+        load(path, fmt, **fields)
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def write_lines(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# -- OpenInference ------------------------------------------------------------
+
+
+def check_support_agent(traces: list[Trace]) -> None:
+    """The three conversations of make_fixtures.py, whatever the format."""
+    assert len(traces) == 3
+    by_input = {t.input: t for t in traces}
+    assert set(by_input) == {"Where is my order 1234?", "What are your opening hours?", "Refund order 999 please"}
+    order = by_input["Where is my order 1234?"]
+    assert order.output == "Order 1234 ships tomorrow."
+    assert order.get("tools") == ["lookup_order"]
+    [tool] = [s for s in order.steps if s.kind == "tool"]
+    assert tool.input == {"order_id": "1234"} and tool.status != "error"
+    assert "shipped" in str(tool.output)
+    hours = by_input["What are your opening hours?"]
+    assert hours.output == "We are open 9am to 5pm, Monday to Friday."
+    assert hours.get("tools") == []
+    refund = by_input["Refund order 999 please"]
+    assert refund.output == "I could not find order 999."
+    [failed] = [s for s in refund.steps if s.status == "error"]
+    assert (failed.kind, failed.name, failed.error) == ("tool", "lookup_order", "order 999 not found")
+    for t in traces:
+        assert t.get("model") == "fake-agent"
+        assert t.get("tokens.total") > 0
+        assert t.get("latency_ms") >= 0
+        ids = [s.id for s in t.steps]
+        for i, s in enumerate(t.steps):  # pre-order: a parent comes before its children
+            assert s.parent_id is None or s.parent_id in ids[:i]
+
+
+def test_openinference_spans_from_the_sdk_exporter() -> None:
+    traces = load(DATA / "openinference.jsonl")
+    check_support_agent(traces)
+    by_input = {t.input: t for t in traces}
+    order = by_input["Where is my order 1234?"]
+    assert [s.kind for s in order.steps] == ["agent", "llm", "tool", "llm"]
+    assert order.get("steps.count") == 4 and order.get("agents") == ["support_agent"]
+    # the last LLM call's conversation: tool rules over messages see the call too
+    assert [c.name for c in order.tool_calls] == ["lookup_order"]
+    assert order.messages[-1].role == "assistant" and order.messages[-1].text == order.output
+    assert by_input["What are your opening hours?"].get("steps.count") == 2
+
+
+def test_openinference_detected_and_named_explicitly(tmp_path: Path) -> None:
+    spans = lines(DATA / "openinference.jsonl")
+    path = write_lines(tmp_path / "spans.log.jsonl", spans)
+    assert len(load(path, "openinference")) == 3
+    # one trace per file: a JSON array of its spans
+    array = tmp_path / "one.json"
+    first = spans[0]["context"]["trace_id"]
+    array.write_text(json.dumps([s for s in spans if s["context"]["trace_id"] == first]), encoding="utf-8")
+    [trace] = load(array)
+    assert trace.id == first[2:]
+
+
+def test_openinference_interleaved_traces_are_grouped(tmp_path: Path) -> None:
+    spans = lines(DATA / "openinference.jsonl")
+    # round-robin the traces' spans: an exporter flushing concurrent traces
+    by_trace: dict[str, list[Any]] = {}
+    for s in spans:
+        by_trace.setdefault(s["context"]["trace_id"], []).append(s)
+    mixed = [s for group in zip(*by_trace.values()) for s in group]
+    mixed += [s for group in by_trace.values() for s in group[min(map(len, by_trace.values())):]]
+    check_support_agent(load(write_lines(tmp_path / "mixed.jsonl", mixed)))
+
+
+def test_openinference_span_after_its_trace_completed_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_failmodes.readers import spans as spans_mod
+
+    monkeypatch.setattr(spans_mod, "WINDOW", 2)
+    rows = lines(DATA / "openinference.jsonl")
+    first = rows[0]["context"]["trace_id"]
+    late = [r for r in rows if r["context"]["trace_id"] == first][:1]
+    rest = [r for r in rows if r not in late]
+    path = write_lines(tmp_path / "late.jsonl", rest + late)
+    err = load_error(path)
+    assert err.line == len(rest) + 1
+    assert f"of trace {first[2:]!r} arrives after its trace was complete" in err.message
+    assert "sort the file by trace id" in err.message
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "message"),
+    [
+        (lambda s: s["context"].pop("trace_id"), "context.trace_id", "span has no trace id"),
+        (lambda s: s.__setitem__("attributes", ["x"]), "attributes", "attributes must be an object, got an array"),
+    ],
+)
+def test_openinference_corrupted_span_names_line_and_field(tmp_path: Path, mutate: Any, key: str, message: str) -> None:
+    rows = lines(DATA / "openinference.jsonl")
+    mutate(rows[2])
+    err = load_error(write_lines(tmp_path / "bad.jsonl", rows), "openinference")
+    assert (err.file, err.line, err.key) == (str(tmp_path / "bad.jsonl"), 3, key)
+    assert message in err.message
+
+
+def test_openinference_truncated_line(tmp_path: Path) -> None:
+    text = (DATA / "openinference.jsonl").read_text(encoding="utf-8").splitlines()
+    text[1] = text[1][:200]
+    path = tmp_path / "cut.jsonl"
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    err = load_error(path)
+    assert err.line == 2 and err.message.startswith("malformed JSON")
