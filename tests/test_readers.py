@@ -142,3 +142,57 @@ def test_openinference_truncated_line(tmp_path: Path) -> None:
     path.write_text("\n".join(text) + "\n", encoding="utf-8")
     err = load_error(path)
     assert err.line == 2 and err.message.startswith("malformed JSON")
+
+
+# -- OpenTelemetry GenAI (OTLP/JSON) ---------------------------------------------
+
+
+def test_otlp_genai_messages_attributes_from_the_openai_v2_instrumentation() -> None:
+    traces = load(DATA / "otlp_genai.json")
+    check_support_agent(traces)
+    order = next(t for t in traces if t.input == "Where is my order 1234?")
+    assert [(s.kind, s.name) for s in order.steps] == [
+        ("agent", "support_agent"), ("llm", "chat fake-agent"), ("tool", "lookup_order"), ("llm", "chat fake-agent"),
+    ]
+    assert [m.role for m in order.messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert [c.name for c in order.tool_calls] == ["lookup_order"]
+
+
+def test_otlp_older_per_message_events() -> None:
+    traces = load(DATA / "otlp_events.json")
+    assert [(t.input, t.output) for t in traces] == [
+        ("Where is my order 1234?", "Answer 0: we are on it."),
+        ("What are your opening hours?", "Answer 1: we are on it."),
+    ]
+    for t in traces:
+        assert t.get("steps.count") == 1 and t.get("tools") == []
+        assert t.get("model") == "gpt-4o-mini" and t.get("tokens.total") in (27, 28)
+        assert [m.role for m in t.messages] == ["system", "user", "assistant"]
+
+
+def test_otlp_hex_ids_and_one_export_per_jsonl_line(tmp_path: Path) -> None:
+    import base64
+
+    doc = json.loads((DATA / "otlp_genai.json").read_text(encoding="utf-8"))
+    for rs in doc["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for span in ss["spans"]:  # the Collector's file exporter writes hex ids
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    path = write_lines(tmp_path / "collector.jsonl", [doc])
+    check_support_agent(load(path))
+
+
+def test_otlp_corrupted_span_names_its_path(tmp_path: Path) -> None:
+    doc = json.loads((DATA / "otlp_genai.json").read_text(encoding="utf-8"))
+    del doc["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["traceId"]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    err = load_error(path)
+    assert (err.line, err.key) == (1, "traceId")
+    assert err.message == "resourceSpans[0].scopeSpans[0].spans[1]: span has no traceId"
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"] = {"oops": 1}
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    err = load_error(path, "otlp")
+    assert err.key == "resourceSpans[0].scopeSpans[0].spans" and "spans must be a list, got an object" in err.message

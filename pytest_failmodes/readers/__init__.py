@@ -56,6 +56,7 @@ class Reader(Protocol):
 _MODULES = {
     "rows": "rows",
     "openinference": "openinference",
+    "otlp": "otlp",
 }
 READER_NAMES = tuple(_MODULES)
 #: every value ``dataset.format:`` accepts: a container (rows in that file
