@@ -196,3 +196,54 @@ def test_otlp_corrupted_span_names_its_path(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc), encoding="utf-8")
     err = load_error(path, "otlp")
     assert err.key == "resourceSpans[0].scopeSpans[0].spans" and "spans must be a list, got an object" in err.message
+
+
+# -- Anthropic Messages and OpenAI Responses --------------------------------------
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("anthropic.jsonl", "anthropic"), ("responses.jsonl", "responses")])
+def test_chat_dialects_from_the_sdk_models(name: str, fmt: str) -> None:
+    traces = load(DATA / name)
+    assert traces == load(DATA / name, fmt)  # detected as the format it is
+    assert [t.id for t in traces] == ["conv-1", "conv-2", "conv-3"]
+    assert [(t.input, t.output) for t in traces] == [
+        ("Where is my order 1234?", "Order 1234 ships tomorrow."),
+        ("What are your opening hours?", "We are open 9am to 5pm, Monday to Friday."),
+        ("Refund order 999 please", "I could not find order 999."),
+    ]
+    assert [t.get("steps.count") for t in traces] == [3, 1, 3]
+    assert [t.get("tools") for t in traces] == [["lookup_order"], [], ["lookup_order"]]
+    first = traces[0]
+    assert [m.role for m in first.messages] == ["system", "user", "assistant", "tool", "assistant"]
+    [tool] = [s for s in first.steps if s.kind == "tool"]
+    assert tool.input == {"order_id": "1234"} and "shipped" in tool.output
+    assert first.metadata["model"] in ("claude-fake", "gpt-fake")
+    # only Anthropic says a tool result is an error (is_error); Responses has no such flag
+    assert traces[2].get("errors.count") == (1 if fmt == "anthropic" else 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "key", "message"),
+    [
+        ("anthropic.jsonl", ("messages", 1, "content", 1, "name"), "messages[1].content[1].name", "tool_use block has no name"),
+        ("anthropic.jsonl", ("messages", 2, "content", 0, "tool_use_id"), "messages[2].content[0].tool_use_id", "tool_result block has no tool_use_id"),
+        ("responses.jsonl", ("input", 1, "name"), "input[1].name", "function_call item has no name"),
+    ],
+)
+def test_chat_dialect_corrupted_rows(tmp_path: Path, name: str, path: tuple[Any, ...], key: str, message: str) -> None:
+    rows = lines(DATA / name)
+    target = rows[2]
+    for part in path[:-1]:
+        target = target[part]
+    del target[path[-1]]
+    err = load_error(write_lines(tmp_path / name, rows))
+    assert (err.line, err.key, err.message) == (3, key, message)
+
+
+def test_ambiguous_first_record_names_both_formats(tmp_path: Path) -> None:
+    row = {"id": "a", "messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "x", "input": {}}]}],
+           "output": [{"type": "function_call", "call_id": "c", "name": "x", "arguments": "{}"}]}
+    err = load_error(write_lines(tmp_path / "both.jsonl", [row]))
+    assert err.line == 1
+    assert err.message == "the first record looks like 'anthropic' and 'responses'; set dataset.format to one of them"
+    assert load(tmp_path / "both.jsonl", "responses")[0].get("tools") == ["x"]

@@ -57,6 +57,8 @@ _MODULES = {
     "rows": "rows",
     "openinference": "openinference",
     "otlp": "otlp",
+    "anthropic": "chat",
+    "responses": "chat",
 }
 READER_NAMES = tuple(_MODULES)
 #: every value ``dataset.format:`` accepts: a container (rows in that file
@@ -73,16 +75,21 @@ def get_reader(name: str) -> Reader:
     return readers[name]
 
 
+#: a sniff score from which a reader is sure: two such readers make detection ambiguous
+SURE = 50
+
+
 def detect(first: Record) -> Reader:
     """The reader for a dataset whose first record is ``first``."""
     scored = sorted(((get_reader(n).sniff(first.value), n) for n in READER_NAMES if n != "rows"), reverse=True)
     best, name = scored[0] if scored else (0, "rows")
     if best <= 0:
         return get_reader("rows")
-    ties = [n for s, n in scored if s == best]
+    # two readers both sure of themselves: guessing would read it wrong half the time
+    ties = [n for s, n in scored if s == best or s >= SURE]
     if len(ties) > 1:
         raise DatasetError(
-            f"the first record looks like {' and '.join(repr(t) for t in ties)} equally; "
+            f"the first record looks like {' and '.join(repr(t) for t in ties)}; "
             f"set dataset.format to one of them",
             file=first.file,
             line=first.line,

@@ -200,11 +200,78 @@ def otlp_events() -> None:
     provider.shutdown()
 
 
+def _sdk_conversations() -> list[tuple[str, str, str | None, str, bool]]:
+    """(id, question, order id or None, answer, tool fails) for the SDK-model fixtures."""
+    return [
+        ("conv-1", "Where is my order 1234?", "1234", "Order 1234 ships tomorrow.", False),
+        ("conv-2", "What are your opening hours?", None, "We are open 9am to 5pm, Monday to Friday.", False),
+        ("conv-3", "Refund order 999 please", "999", "I could not find order 999.", True),
+    ]
+
+
+def anthropic_messages() -> None:
+    from anthropic.types import Message, TextBlock, ToolUseBlock, Usage
+
+    rows = []
+    for cid, question, order, answer, fail in _sdk_conversations():
+        messages: list[Any] = [{"role": "user", "content": question}]
+        if order is not None:
+            ask = Message(
+                id=f"msg_{cid}_1", type="message", role="assistant", model="claude-fake", stop_reason="tool_use",
+                content=[TextBlock(type="text", text="Let me look that up."),
+                         ToolUseBlock(type="tool_use", id=f"toolu_{order}", name="lookup_order", input={"order_id": order})],
+                usage=Usage(input_tokens=30, output_tokens=12),
+            )
+            messages.append({"role": "assistant", "content": ask.model_dump(mode="json", exclude_none=True)["content"]})
+            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": f"toolu_{order}"}
+            if fail:
+                result.update(content=f"order {order} not found", is_error=True)
+            else:
+                result["content"] = [{"type": "text", "text": _lookup(order, False)}]
+            messages.append({"role": "user", "content": [result]})
+        reply = Message(
+            id=f"msg_{cid}_2", type="message", role="assistant", model="claude-fake", stop_reason="end_turn",
+            content=[TextBlock(type="text", text=answer)], usage=Usage(input_tokens=40, output_tokens=9),
+        )
+        messages.append({"role": "assistant", "content": reply.model_dump(mode="json", exclude_none=True)["content"]})
+        rows.append({"id": cid, "system": "You are a support agent.", "model": "claude-fake", "messages": messages})
+    _write_jsonl(HERE / "anthropic.jsonl", rows)
+
+
+def responses_items() -> None:
+    from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+
+    rows = []
+    for cid, question, order, answer, fail in _sdk_conversations():
+        items: list[Any] = [{"role": "user", "content": question}]
+        if order is not None:
+            call = ResponseFunctionToolCall(
+                type="function_call", id=f"fc_{order}", call_id=f"call_{order}", name="lookup_order",
+                arguments=json.dumps({"order_id": order}), status="completed",
+            )
+            items.append(call.model_dump(mode="json", exclude_none=True))
+            output = f"error: order {order} not found" if fail else _lookup(order, False)
+            items.append({"type": "function_call_output", "call_id": f"call_{order}", "output": output})
+        reply = ResponseOutputMessage(
+            type="message", id=f"msg_{cid}", role="assistant", status="completed",
+            content=[ResponseOutputText(type="output_text", text=answer, annotations=[])],
+        )
+        rows.append({"id": cid, "model": "gpt-fake", "instructions": "You are a support agent.",
+                     "input": items, "output": [reply.model_dump(mode="json", exclude_none=True)]})
+    _write_jsonl(HERE / "responses.jsonl", rows)
+
+
+def _write_jsonl(path: Path, rows: list[Any]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
 def main() -> None:
     with FakeLLM() as server:
         openinference(server)
         otlp_genai(server)
     otlp_events()
+    anthropic_messages()
+    responses_items()
     print("wrote", ", ".join(sorted(p.name for p in HERE.iterdir() if p.suffix in (".json", ".jsonl"))))
 
 
