@@ -247,3 +247,82 @@ def test_ambiguous_first_record_names_both_formats(tmp_path: Path) -> None:
     assert err.line == 1
     assert err.message == "the first record looks like 'anthropic' and 'responses'; set dataset.format to one of them"
     assert load(tmp_path / "both.jsonl", "responses")[0].get("tools") == ["x"]
+
+
+# -- multi-agent logs -------------------------------------------------------------
+
+
+def test_multiagent_logs_one_per_file_in_a_folder() -> None:
+    traces = load(DATA / "multiagent")
+    assert [t.id for t in traces] == ["task-1", "task-2"]
+    first, second = traces
+    assert first.input == "How many studio albums did the band release before 2000?"
+    assert first.output == "5"  # the final-answer channel, not the termination turn
+    assert second.output == "The answer is 391."  # the last agent turn, TERMINATE removed
+    assert first.get("agents") == ["Orchestrator", "WebSurfer"]
+    assert [t.get("steps.count") for t in traces] == [7, 6]
+    assert first.steps[0].kind == "message" and first.steps[3].name == "WebSurfer"
+    assert first.metadata["mistake_agent"] == "WebSurfer"
+
+
+def test_multiagent_corrupted_turn(tmp_path: Path) -> None:
+    log = json.loads((DATA / "multiagent" / "task-1.json").read_text(encoding="utf-8"))
+    del log["history"][2]["role"]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(log), encoding="utf-8")
+    err = load_error(path)
+    assert (err.line, err.key, err.message) == (1, "history[2].role", "a turn needs a role")
+
+
+# -- files: folders, globs, gzip, nested fields -----------------------------------------
+
+
+def test_glob_and_gzip(tmp_path: Path) -> None:
+    for name in ("anthropic.jsonl", "responses.jsonl"):
+        with gzip.open(tmp_path / f"{name}.gz", "wb") as fh:
+            fh.write((DATA / name).read_bytes().replace(b'"conv-', f'"{name[:4]}-'.encode()))
+    traces = load(tmp_path / "anth*.jsonl.gz")
+    assert [t.id for t in traces] == ["anth-1", "anth-2", "anth-3"]
+    # a folder: every data file in it, by name, in the format of the first
+    (tmp_path / "README.txt").write_text("not data", encoding="utf-8")
+    err = load_error(tmp_path)
+    assert err.file == str(tmp_path / "responses.jsonl.gz") and err.key == "messages"
+    (tmp_path / "responses.jsonl.gz").unlink()
+    assert [t.id for t in load(tmp_path)] == ["anth-1", "anth-2", "anth-3"]
+
+
+def test_corrupt_gzip_names_the_file(tmp_path: Path) -> None:
+    data = gzip.compress((DATA / "anthropic.jsonl").read_bytes())
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    err = load_error(path)
+    assert err.file == str(path) and "compressed file" in err.message
+
+
+def test_folder_without_data_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    assert load_error(tmp_path).message == "the folder holds no .jsonl, .json or .csv file (optionally .gz); it has: notes.txt"
+    assert load_error(tmp_path / "*.jsonl").message == "the glob matches no file"
+
+
+def test_raw_json_with_a_nested_list_and_a_composite_id(tmp_path: Path) -> None:
+    # the shape of tau-bench's raw trajectories: no id column, messages under "traj"
+    runs = [
+        {"task_id": 7, "trial": t, "reward": float(t), "info": {"task": {"user_id": "u1"}},
+         "traj": [{"role": "user", "content": "cancel my flight"},
+                  {"role": "assistant", "content": None, "tool_calls": [
+                      {"id": f"c{t}", "type": "function", "function": {"name": "cancel_reservation", "arguments": "{\"id\": 1}"}}]},
+                  {"role": "tool", "tool_call_id": f"c{t}", "name": "cancel_reservation", "content": "ok"},
+                  {"role": "assistant", "content": "Done."}]}
+        for t in range(2)
+    ]
+    path = tmp_path / "raw.json"
+    path.write_text(json.dumps(runs), encoding="utf-8")
+    traces = load(path, id=["task_id", "trial"], messages="traj", metadata="info.task")
+    assert [t.id for t in traces] == ["7/0", "7/1"]
+    assert traces[0].input == "cancel my flight" and traces[0].output == "Done."
+    assert traces[0].get("tools") == ["cancel_reservation"] and traces[0].get("steps.count") == 3
+    assert traces[0].get("user_id") == "u1" and traces[1].get("reward") == 1.0
+    assert load(path, id=["task_id", "trial"], messages="traj", input="traj.0.content")[0].input == "cancel my flight"
+    err = load_error(path, id=["task_id", "missing"], messages="traj")
+    assert (err.key, err.message) == ("task_id+missing", "missing id (mapped from 'task_id+missing')")

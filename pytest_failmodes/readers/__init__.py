@@ -59,6 +59,7 @@ _MODULES = {
     "otlp": "otlp",
     "anthropic": "chat",
     "responses": "chat",
+    "multiagent": "multiagent",
 }
 READER_NAMES = tuple(_MODULES)
 #: every value ``dataset.format:`` accepts: a container (rows in that file

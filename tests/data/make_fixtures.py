@@ -261,6 +261,43 @@ def responses_items() -> None:
     _write_jsonl(HERE / "responses.jsonl", rows)
 
 
+def multiagent_logs() -> None:
+    """Magentic-One style logs. No Python package exports this shape (it is how
+    failure-attribution datasets publish AutoGen runs), so these are written
+    here, turn by turn, in that shape: a folder with one log per file."""
+    folder = HERE / "multiagent"
+    folder.mkdir(exist_ok=True)
+    logs = {
+        "task-1.json": {
+            "question": "How many studio albums did the band release before 2000?",
+            "ground_truth": "4", "question_ID": "task-1", "is_correct": False,
+            "mistake_agent": "WebSurfer", "mistake_step": "3",
+            "history": [
+                {"role": "human", "content": "How many studio albums did the band release before 2000?"},
+                {"role": "Orchestrator (thought)", "content": "We need the discography. WebSurfer should search."},
+                {"role": "Orchestrator (-> WebSurfer)", "content": "Search for the band's discography."},
+                {"role": "WebSurfer", "content": "I typed 'band discography' into the search box. The page lists 5 albums."},
+                {"role": "Orchestrator (thought)", "content": "The request is satisfied."},
+                {"role": "Orchestrator (final answer)", "content": "5"},
+                {"role": "Orchestrator (termination condition)", "content": "No agent selected."},
+            ],
+        },
+        "task-2.json": {
+            "question": "What is 17 * 23?", "ground_truth": "391", "question_ID": "task-2", "is_correct": True,
+            "history": [
+                {"role": "human", "content": "What is 17 * 23?"},
+                {"role": "Orchestrator (-> Coder)", "content": "Compute 17 * 23 in Python."},
+                {"role": "Coder", "content": "```python\nprint(17 * 23)\n```"},
+                {"role": "ComputerTerminal", "content": "391"},
+                {"role": "Coder", "content": "The answer is 391. TERMINATE"},
+                {"role": "Orchestrator (termination condition)", "content": "TERMINATE"},
+            ],
+        },
+    }
+    for name, log in logs.items():
+        (folder / name).write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
+
+
 def _write_jsonl(path: Path, rows: list[Any]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
@@ -272,6 +309,7 @@ def main() -> None:
     otlp_events()
     anthropic_messages()
     responses_items()
+    multiagent_logs()
     print("wrote", ", ".join(sorted(p.name for p in HERE.iterdir() if p.suffix in (".json", ".jsonl"))))
 
 
