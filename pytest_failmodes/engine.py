@@ -523,9 +523,15 @@ def evaluate(
     window = max(64, (ctx.runner.max_concurrency if ctx else 1) * 16)
     done = submitted = 0
     source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))
+    empty: list[str] = []  # the first ids of traces whose output is empty
+    n_empty = 0
     for trace in source:
         idx = len(ids)
         ids.append(trace.id)
+        if not trace.output:
+            n_empty += 1
+            if len(empty) < 3:
+                empty.append(trace.id)
         keys = cohort_keys(trace, cohorts)
         unproduced = failed.get(trace.id) if failed else None
         for lv in live:
@@ -565,10 +571,23 @@ def evaluate(
             samples=lv.samples if lv.want else None,
             labelled=lv.labelled, calibrate_only=calibrate_only,
         )
+    if n_empty:
+        note = empty_output_note(empty, n_empty, len(ids))
+        for result in results.values():
+            result.notes.append(note)
     for mode in modes:
         if mode.name in broken:
             results[mode.name] = finish_mode(mode, Aggregator(), [], "", {}, broken=broken[mode.name])
     return SuiteResult(results, len(ids))
+
+
+def empty_output_note(first: list[str], count: int, total: int) -> str:
+    """The run's warning that some traces have no output: what an output rule checks there is ''."""
+    shown = ", ".join(repr(i) for i in first) + (", ..." if count > len(first) else "")
+    return (
+        f"{count} of {total} traces have an empty output (first: {shown}); "
+        "checks on the output see '' there: map the output with dataset.fields or check the format"
+    )
 
 
 _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")

@@ -326,3 +326,45 @@ def test_raw_json_with_a_nested_list_and_a_composite_id(tmp_path: Path) -> None:
     assert load(path, id=["task_id", "trial"], messages="traj", input="traj.0.content")[0].input == "cancel my flight"
     err = load_error(path, id=["task_id", "missing"], messages="traj")
     assert (err.key, err.message) == ("task_id+missing", "missing id (mapped from 'task_id+missing')")
+
+
+# -- in a pytest --failmodes session ------------------------------------------------
+
+
+def test_a_span_file_is_detected_and_evaluated_in_a_session(project: Any) -> None:
+    shutil.copy(DATA / "openinference.jsonl", project.path / "spans.jsonl")
+    project.definitions(
+        """
+        dataset: spans.jsonl
+        failure_modes:
+          - name: looked_up_order
+            rule: {tool_called: lookup_order}
+          - name: could_not
+            rule: {regex: "could not", field: output}
+        """
+    )
+    result = project.run()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["looked_up_order*all*3*2*66.7%*", "could_not*all*3*1*33.3%*"])
+    assert "empty output" not in result.stdout.str()
+
+
+def test_traces_with_an_empty_derived_output_are_named_in_the_notes(project: Any) -> None:
+    log = json.loads((DATA / "multiagent" / "task-2.json").read_text(encoding="utf-8"))
+    log["history"] = log["history"][:2]  # cut before any agent answered
+    (project.path / "logs").mkdir()
+    (project.path / "logs" / "cut.json").write_text(json.dumps(log), encoding="utf-8")
+    shutil.copy(DATA / "multiagent" / "task-1.json", project.path / "logs" / "ok.json")
+    project.definitions(
+        """
+        dataset: logs
+        failure_modes:
+          - name: says_five
+            rule: {regex: "^5$", field: output}
+        """
+    )
+    result = project.run()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "note: says_five: 1 of 2 traces have an empty output (first: 'task-2'); checks on the output see '' there*",
+    ])

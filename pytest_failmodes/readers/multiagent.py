@@ -13,8 +13,9 @@ Rules (documented in docs/datasets.md):
 - the trace **input** is ``question`` (or ``task``) when present, else the
   first ``human``/``user`` turn;
 - the trace **output** is the last turn on the ``final answer`` channel,
-  else the last agent turn that is not a thought and says more than a
-  termination marker (``TERMINATE`` is removed from its end);
+  else the last agent turn that is neither a thought nor an instruction to
+  another agent (``-> Coder``) and says more than a termination marker
+  (``TERMINATE`` is removed from its end);
 - each turn is a step: ``agent`` for agents, ``message`` for the human.
 - the trace **id** is ``id`` or ``question_ID``, else the file name
   (``name.json``, or ``name.jsonl:LINE`` for a JSONL of logs).
@@ -95,7 +96,7 @@ class MultiAgentReader:
             if not human:
                 if channel == "final answer":
                     final = text
-                elif channel not in _SKIP_CHANNELS:
+                elif channel not in _SKIP_CHANNELS and not channel.startswith("->"):
                     said = _TERMINATE.sub("", text).strip()
                     if said:
                         fallback = said
