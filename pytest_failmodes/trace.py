@@ -229,6 +229,30 @@ DERIVED = (
 _MODEL_KEYS = ("llm.model_name", "gen_ai.response.model", "gen_ai.request.model", "ls_model_name", "model")
 
 
+_STEP_DEFAULTS = {
+    "parent_id": None, "kind": "other", "name": "", "input": None, "output": None, "status": "unset",
+    "error": None, "start_ms": None, "end_ms": None,
+}
+
+
+def new_step(**values: Any) -> Step:
+    """A Step from values a reader has already checked, without validating them again.
+
+    Readers build one per span; pydantic's ``model_construct`` costs several
+    times the span's own parsing, so the instance is assembled directly.
+    ``id`` is required; ``tokens`` and ``attributes`` default to new dicts.
+    """
+    step = Step.__new__(Step)
+    data = {**_STEP_DEFAULTS, **values}
+    data.setdefault("tokens", {})
+    data.setdefault("attributes", {})
+    object.__setattr__(step, "__dict__", data)
+    object.__setattr__(step, "__pydantic_fields_set__", set(values))
+    object.__setattr__(step, "__pydantic_extra__", None)
+    object.__setattr__(step, "__pydantic_private__", None)
+    return step
+
+
 def _steps_from_messages(messages: list[Message]) -> list[Step]:
     """An ``llm`` step per assistant turn and, under it, a ``tool`` step per tool
     call with the matching tool message as its output.
@@ -241,7 +265,7 @@ def _steps_from_messages(messages: list[Message]) -> list[Step]:
         if m.role == "tool" and m.tool_call_id:
             results[m.tool_call_id] = m
     steps: list[Step] = []
-    construct = Step.model_construct
+    construct = new_step
     for i, m in enumerate(messages):
         if m.role != "assistant":
             continue

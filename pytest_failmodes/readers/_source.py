@@ -143,6 +143,16 @@ def _decode(data: bytes, path: Path, line: int | None = None) -> str:
 def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
     loads = json.loads
     for line, raw in enumerate(handle, 1):
+        # bytes straight to the parser (it decodes UTF-8 itself); the strict path
+        # below explains a line that fails. json decodes bytes with
+        # "surrogatepass", so a line that may hold an encoded surrogate (0xED
+        # lead byte) takes the strict path too.
+        if b"\xed" not in raw:
+            try:
+                yield line, loads(raw)
+                continue
+            except (ValueError, UnicodeDecodeError):
+                pass
         if not raw.strip():
             continue
         # without its line break, an error at the end of the row gets the row's

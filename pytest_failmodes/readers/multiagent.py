@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import DatasetError
-from ..trace import Step, Trace
+from ..trace import Step, Trace, new_step
 from . import Options, Record, kind_of
 from .spans import message_text
 
@@ -100,7 +100,7 @@ class MultiAgentReader:
                     said = _TERMINATE.sub("", text).strip()
                     if said:
                         fallback = said
-            steps.append(Step.model_construct(
+            steps.append(new_step(
                 id=str(i), kind="message" if human else "agent", name=agent, output=text,
                 attributes={"role": role, "channel": channel} if channel else {"role": role},
             ))

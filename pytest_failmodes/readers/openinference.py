@@ -12,13 +12,14 @@ flattened first). Names come from ``openinference-semantic-conventions``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
 from openinference.semconv.trace import MessageAttributes, SpanAttributes, ToolCallAttributes
 
 from ..errors import DatasetError
-from ..trace import STEP_KINDS, Step, Trace
+from ..trace import STEP_KINDS, Step, Trace, new_step
 from . import Options, Record, kind_of
 from .spans import Group, SpanGrouper, iso_ms, message_text, preorder
 
@@ -67,8 +68,8 @@ def _hex(value: Any) -> str:
 
 def _flat(attrs: dict[str, Any]) -> dict[str, Any]:
     """Phoenix can export attributes nested (``{"llm": {"model_name": ...}}``); flatten them."""
-    if not any(isinstance(v, (dict, list)) for v in attrs.values()):
-        return attrs
+    if KIND in attrs or INPUT in attrs or not any(isinstance(v, (dict, list)) for v in attrs.values()):
+        return attrs  # already flat: the SDK's span JSON
     out: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -138,7 +139,7 @@ def span_step(rec: Record) -> tuple[str, Step]:
     if kind == "llm" and f"{OUT_MESSAGES}.0.{ROLE}" in attrs:
         # the reply's text ('' for a turn that only calls tools), not the raw response JSON
         value_out = _last_assistant_text(attrs) or ""
-    step = Step.model_construct(
+    step = new_step(
         id=_hex(span_id),
         parent_id=_hex(parent) if parent else None,
         kind=kind,
@@ -168,15 +169,26 @@ def _last_assistant_text(attrs: dict[str, Any]) -> str | None:
 
 def messages_from_attributes(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     """OpenAI-shaped messages from flattened ``<prefix>.N.message.*`` attributes."""
-    lead = prefix + "."
-    found: dict[int, dict[str, Any]] = {}
+    return _messages_by_prefix(attrs, (prefix,))[0]
+
+
+def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> list[list[dict[str, Any]]]:
+    # one pass over the attributes for every prefix: LLM spans have many keys
+    leads = [(p + ".", len(p) + 1) for p in prefixes]
+    found: list[dict[int, dict[str, Any]]] = [{} for _ in prefixes]
+    common = os.path.commonprefix([lead for lead, _ in leads])
     for key, value in attrs.items():
-        if not key.startswith(lead):
+        if not key.startswith(common):
             continue
-        idx_text, _, rest = key[len(lead):].partition(".")
+        for which, (lead, cut) in enumerate(leads):
+            if key.startswith(lead):
+                break
+        else:
+            continue
+        idx_text, _, rest = key[cut:].partition(".")
         if not idx_text.isdigit():
             continue
-        msg = found.setdefault(int(idx_text), {"role": "user"})
+        msg = found[which].setdefault(int(idx_text), {"role": "user"})
         if rest == ROLE:
             msg["role"] = str(value)
         elif rest == CONTENT:
@@ -195,13 +207,16 @@ def messages_from_attributes(attrs: dict[str, Any], prefix: str) -> list[dict[st
                 call["function"]["arguments"] = value
             elif field == CALL_ID:
                 call["id"] = str(value)
-    out = []
-    for _, msg in sorted(found.items()):
-        calls = msg.pop("_calls", None)
-        if calls:
-            msg["tool_calls"] = [c for _, c in sorted(calls.items())]
-        out.append(msg)
-    return out
+    result = []
+    for messages in found:
+        out = []
+        for _, msg in sorted(messages.items()):
+            calls = msg.pop("_calls", None)
+            if calls:
+                msg["tool_calls"] = [c for _, c in sorted(calls.items())]
+            out.append(msg)
+        result.append(out)
+    return result
 
 
 def _text_value(step: Step, mime_key: str, value: Any) -> str | None:
@@ -222,10 +237,10 @@ def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str) -> 
     steps = preorder(group.steps)
     root = steps[0]
     llms = [s for s in steps if s.kind == "llm"]
-    first_in, _ = messages_of(llms[0]) if llms else ([], [])
     last_in, last_out = messages_of(llms[-1]) if llms else ([], [])
     text_in = _text_value(root, in_mime, root.input)
     if text_in is None:
+        first_in = messages_of(llms[0])[0] if len(llms) > 1 else last_in
         text_in = next((message_text(m.get("content")) for m in reversed(first_in) if m.get("role") == "user"), "")
     text_out = _text_value(root, out_mime, root.output) if root.kind != "llm" else None
     if text_out is None:
@@ -255,7 +270,8 @@ def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str) -> 
 
 
 def _oi_messages(step: Step) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    return messages_from_attributes(step.attributes, IN_MESSAGES), messages_from_attributes(step.attributes, OUT_MESSAGES)
+    ins, outs = _messages_by_prefix(step.attributes, (IN_MESSAGES, OUT_MESSAGES))
+    return ins, outs
 
 
 class OpenInferenceReader:

@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as G
 
 from ..errors import DatasetError
-from ..trace import STEP_KINDS, Step, Trace
+from ..trace import STEP_KINDS, Step, Trace, new_step
 from . import Options, Record, kind_of
 from .openinference import KIND as OI_KIND
 from .openinference import INPUT as OI_INPUT, OUTPUT as OI_OUTPUT, TOOL_NAME as OI_TOOL
@@ -30,7 +30,20 @@ from .spans import Group, SpanGrouper, message_text
 
 __all__ = ["OtlpReader", "READERS"]
 
-OPERATION = G.GEN_AI_OPERATION_NAME
+# names from opentelemetry-semantic-conventions; older releases lack the newest,
+# so each falls back to its spelled-out value
+AGENT_NAME = getattr(G, "GEN_AI_AGENT_NAME", "gen_ai.agent.name")
+INPUT_MESSAGES = getattr(G, "GEN_AI_INPUT_MESSAGES", "gen_ai.input.messages")
+OPERATION_NAME = getattr(G, "GEN_AI_OPERATION_NAME", "gen_ai.operation.name")
+OUTPUT_MESSAGES = getattr(G, "GEN_AI_OUTPUT_MESSAGES", "gen_ai.output.messages")
+TOOL_CALL_ARGUMENTS = getattr(G, "GEN_AI_TOOL_CALL_ARGUMENTS", "gen_ai.tool.call.arguments")
+TOOL_CALL_RESULT = getattr(G, "GEN_AI_TOOL_CALL_RESULT", "gen_ai.tool.call.result")
+TOOL_NAME = getattr(G, "GEN_AI_TOOL_NAME", "gen_ai.tool.name")
+USAGE_COMPLETION_TOKENS = getattr(G, "GEN_AI_USAGE_COMPLETION_TOKENS", "gen_ai.usage.completion_tokens")
+USAGE_INPUT_TOKENS = getattr(G, "GEN_AI_USAGE_INPUT_TOKENS", "gen_ai.usage.input_tokens")
+USAGE_OUTPUT_TOKENS = getattr(G, "GEN_AI_USAGE_OUTPUT_TOKENS", "gen_ai.usage.output_tokens")
+USAGE_PROMPT_TOKENS = getattr(G, "GEN_AI_USAGE_PROMPT_TOKENS", "gen_ai.usage.prompt_tokens")
+
 _KIND_OF_OPERATION = {
     "chat": "llm", "text_completion": "llm", "generate_content": "llm",
     "execute_tool": "tool", "invoke_agent": "agent", "create_agent": "agent",
@@ -42,7 +55,7 @@ _EVENT_ROLES = {
 }
 _STATUS = {0: "unset", 1: "ok", 2: "error", "STATUS_CODE_UNSET": "unset", "STATUS_CODE_OK": "ok", "STATUS_CODE_ERROR": "error"}
 # the attribute that holds each JSON-valued message list
-_MSG_IN, _MSG_OUT = G.GEN_AI_INPUT_MESSAGES, G.GEN_AI_OUTPUT_MESSAGES
+_MSG_IN, _MSG_OUT = INPUT_MESSAGES, OUTPUT_MESSAGES
 _IN_MIME, _OUT_MIME = "_in_mime", "_out_mime"  # no mime types in GenAI spans
 
 
@@ -162,7 +175,7 @@ def span_step(rec: Record, span: Any, where: str) -> tuple[str, Step]:
         )
     attrs = _attrs(span.get("attributes"))
     events = [e for e in span.get("events") or () if isinstance(e, dict)]
-    operation = attrs.get(OPERATION)
+    operation = attrs.get(OPERATION_NAME)
     name = str(span.get("name") or "")
     if attrs.get(OI_KIND):  # OpenInference spans sent over OTLP
         kind = str(attrs[OI_KIND]).lower()
@@ -177,11 +190,11 @@ def span_step(rec: Record, span: Any, where: str) -> tuple[str, Step]:
             kind = "llm"
         value_in = value_out = None
         if kind == "tool":
-            name = attrs.get(G.GEN_AI_TOOL_NAME) or name
-            value_in = _json(attrs.get(G.GEN_AI_TOOL_CALL_ARGUMENTS))
-            value_out = attrs.get(G.GEN_AI_TOOL_CALL_RESULT)
+            name = attrs.get(TOOL_NAME) or name
+            value_in = _json(attrs.get(TOOL_CALL_ARGUMENTS))
+            value_out = attrs.get(TOOL_CALL_RESULT)
         elif kind == "agent":
-            name = attrs.get(G.GEN_AI_AGENT_NAME) or name
+            name = attrs.get(AGENT_NAME) or name
         if kind in ("llm", "agent"):
             ins, outs = _genai_messages(attrs.get(_MSG_IN)), _genai_messages(attrs.get(_MSG_OUT))
             if not ins and not outs and events:
@@ -197,8 +210,8 @@ def span_step(rec: Record, span: Any, where: str) -> tuple[str, Step]:
         exc = next((_attrs(e.get("attributes")).get("exception.message") for e in events if e.get("name") == "exception"), None)
         error = status_obj.get("message") or exc or attrs.get("error.type") or "error"
     tokens = {}
-    prompt = attrs.get(G.GEN_AI_USAGE_INPUT_TOKENS, attrs.get(G.GEN_AI_USAGE_PROMPT_TOKENS))
-    completion = attrs.get(G.GEN_AI_USAGE_OUTPUT_TOKENS, attrs.get(G.GEN_AI_USAGE_COMPLETION_TOKENS))
+    prompt = attrs.get(USAGE_INPUT_TOKENS, attrs.get(USAGE_PROMPT_TOKENS))
+    completion = attrs.get(USAGE_OUTPUT_TOKENS, attrs.get(USAGE_COMPLETION_TOKENS))
     if isinstance(prompt, int):
         tokens["prompt"] = prompt
     if isinstance(completion, int):
@@ -209,7 +222,7 @@ def span_step(rec: Record, span: Any, where: str) -> tuple[str, Step]:
         if isinstance(attrs.get(attr), int):
             tokens[key] = attrs[attr]
     parent = span.get("parentSpanId")
-    step = Step.model_construct(
+    step = new_step(
         id=span_id,
         parent_id=_id(parent) if parent else None,
         kind=kind,

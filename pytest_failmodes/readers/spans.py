@@ -15,6 +15,7 @@ of the input, up to ``max_pending`` spans (then an error names the oldest).
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from . import Record
 __all__ = ["SpanGrouper", "Group", "preorder", "iso_ms", "message_text"]
 
 #: spans read after a trace's root before the trace is complete
-WINDOW = 10_000
+WINDOW = 2_000
 #: spans held for traces whose root has not arrived
 MAX_PENDING = 500_000
 
@@ -55,6 +56,8 @@ class SpanGrouper:
         self.closed: dict[str, Record] = {}
         self.read = 0
         self.pending = 0  # spans held in traces without a root
+        #: traces whose root has arrived, in the order it did
+        self.rooted: deque[Group] = deque()
 
     def add(self, rec: Record, trace_id: str, step: Step) -> Iterator[Group]:
         """Add one span's step; yield the traces this completes."""
@@ -77,6 +80,7 @@ class SpanGrouper:
             group.root_at = self.read
             group.root_record = rec
             self.pending -= len(group.steps) - 1
+            self.rooted.append(group)
         elif group.root_at is None:
             self.pending += 1
             if self.pending > self.max_pending:
@@ -87,19 +91,14 @@ class SpanGrouper:
                     file=oldest.first.file,
                     line=oldest.first.line,
                 )
-        # dicts keep insertion order: the oldest complete traces come first
-        while self.open:
-            first = next(iter(self.open.values()))
-            if first.root_at is None or self.read - first.root_at < self.window:
-                break
-            yield self._close(first)
-        if len(self.open) > 2 * self.window:
-            # a rootless trace at the front must not hold back the complete ones behind it
-            for g in [g for g in self.open.values() if g.root_at is not None and self.read - g.root_at >= self.window]:
-                yield self._close(g)
+        # roots arrive in reading order, so the traces to close are at the front
+        rooted = self.rooted
+        while rooted and self.read - rooted[0].root_at >= self.window:  # type: ignore[operator]
+            yield self._close(rooted.popleft())
 
     def finish(self) -> Iterator[Group]:
-        """Every trace still open, at the end of the input."""
+        """Every trace still open, at the end of the input, in the order they began."""
+        self.rooted.clear()
         for g in list(self.open.values()):
             yield self._close(g)
 
@@ -156,13 +155,16 @@ def iso_ms(value: Any) -> float | None:
         v = float(value)
         # seconds, milliseconds, microseconds or nanoseconds since the epoch
         return v * 1000 if v < 1e11 else v if v < 1e14 else v / 1000 if v < 1e17 else v / 1e6
-    text = str(value)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
+    text = value if isinstance(value, str) else str(value)
     try:
-        return datetime.fromisoformat(text).timestamp() * 1000
+        if text[-1] == "Z":
+            text = text[:-1] + "+00:00"
+        return _fromiso(text).timestamp() * 1000
     except ValueError:
         return None
+
+
+_fromiso = datetime.fromisoformat
 
 
 def message_text(content: Any) -> str:
