@@ -60,6 +60,7 @@ _MODULES = {
     "anthropic": "chat",
     "responses": "chat",
     "multiagent": "multiagent",
+    "langsmith": "langsmith",
 }
 READER_NAMES = tuple(_MODULES)
 #: every value ``dataset.format:`` accepts: a container (rows in that file

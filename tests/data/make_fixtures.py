@@ -16,7 +16,11 @@ answers) talks to the loopback fake server (``tests/fakellm.py``) through the
   (``gen_ai.user.message``, ``gen_ai.choice``, ...), same encoder;
 - ``anthropic.jsonl`` / ``responses.jsonl``: conversations built from the
   ``anthropic`` and ``openai`` SDKs' own response models, dumped as they
-  serialise them.
+  serialise them;
+- ``langsmith.jsonl``: the agent traced with ``langsmith``'s ``RunTree``,
+  exported as the API's ``Run`` objects, one run per line;
+- ``multiagent/``: Magentic-One style logs (no package exports them; see
+  ``multiagent_logs``).
 
 The outputs are committed; the tests read them and never run this script.
 """
@@ -298,6 +302,48 @@ def multiagent_logs() -> None:
         (folder / name).write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
 
 
+def langsmith_runs() -> None:
+    """The agent traced with langsmith's RunTree, exported as the API's ``Run``
+    objects (what ``Client.list_runs`` returns), one run per JSONL line."""
+    from langsmith.run_trees import RunTree
+    from langsmith.schemas import Run
+
+    runs: list[Any] = []
+
+    def export(tree: Any, tokens: tuple[int, int] | None = None) -> None:
+        fields = {k: getattr(tree, k) for k in ("id", "name", "start_time", "run_type", "end_time", "extra", "error",
+                                                 "inputs", "outputs", "parent_run_id", "tags", "trace_id", "dotted_order")}
+        usage = {"prompt_tokens": tokens[0], "completion_tokens": tokens[1], "total_tokens": sum(tokens)} if tokens else {}
+        runs.append(Run(**fields, status="error" if tree.error else "success", **usage).model_dump(mode="json"))
+
+    for cid, question, order, answer, fail in _sdk_conversations():
+        root = RunTree(name="support_agent", run_type="chain", inputs={"question": question}, project_name="fixtures")
+        messages: list[Any] = [{"role": "user", "content": question}]
+        if order is not None:
+            call = {"id": f"call_{order}", "type": "function", "function": {"name": "lookup_order", "arguments": json.dumps({"order_id": order})}}
+            llm = root.create_child(name="ChatOpenAI", run_type="llm", inputs={"messages": list(messages)},
+                                    extra={"metadata": {"ls_model_name": "fake-agent"}})
+            llm.end(outputs={"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [call]}}]})
+            export(llm, (30, 12))
+            tool = root.create_child(name="lookup_order", run_type="tool", inputs={"order_id": order})
+            if fail:
+                tool.end(error=f"LookupError: order {order} not found")
+                result = f"error: order {order} not found"
+            else:
+                result = _lookup(order, False)
+                tool.end(outputs={"output": result})
+            export(tool)
+            messages += [{"role": "assistant", "content": None, "tool_calls": [call]},
+                         {"role": "tool", "tool_call_id": f"call_{order}", "content": result}]
+        llm = root.create_child(name="ChatOpenAI", run_type="llm", inputs={"messages": list(messages)},
+                                    extra={"metadata": {"ls_model_name": "fake-agent"}})
+        llm.end(outputs={"choices": [{"message": {"role": "assistant", "content": answer}}]})
+        export(llm, (40, 9))
+        root.end(outputs={"answer": answer})
+        export(root)
+    _write_jsonl(HERE / "langsmith.jsonl", runs)
+
+
 def _write_jsonl(path: Path, rows: list[Any]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
@@ -310,6 +356,7 @@ def main() -> None:
     anthropic_messages()
     responses_items()
     multiagent_logs()
+    langsmith_runs()
     print("wrote", ", ".join(sorted(p.name for p in HERE.iterdir() if p.suffix in (".json", ".jsonl"))))
 
 
