@@ -46,7 +46,7 @@ def data_suffix(path: Path) -> str:
 def container_of(path: Path, declared: str | None) -> str:
     """``jsonl``, ``json`` or ``csv`` for one file: the declared one, else from the suffix."""
     if declared in CONTAINERS:
-        return declared  # type: ignore[return-value]
+        return declared
     fmt = SUFFIXES.get(data_suffix(path))
     if fmt is None:
         raise DatasetError(
@@ -98,7 +98,7 @@ def open_binary(path: Path) -> IO[bytes]:
     if path.suffix.lower() == ".gz" or handle.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
         handle.close()
         # opened by name, the gzip file owns (and closes) the file it reads
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return handle
 
 

@@ -263,7 +263,7 @@ def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str) -> 
         id=group.trace_id,
         input=text_in,
         output=text_out,
-        messages=last_in + last_out,  # type: ignore[arg-type]
+        messages=last_in + last_out,
         steps=steps,
         metadata=metadata,
     )

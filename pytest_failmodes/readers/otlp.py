@@ -203,7 +203,8 @@ def span_step(rec: Record, span: Any, where: str) -> tuple[str, Step]:
                 attrs["_messages"] = (ins, outs)  # kept for the trace-level input/output
             value_in = next((m["content"] for m in reversed(ins) if m["role"] == "user" and m.get("content")), None)
             value_out = next((m["content"] for m in reversed(outs) if m.get("content")), "" if outs else None)
-    status_obj = span.get("status") if isinstance(span.get("status"), dict) else {}
+    raw_status = span.get("status")
+    status_obj: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
     status = _STATUS.get(status_obj.get("code", 0), "unset")
     error = None
     if status == "error":
