@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,6 +30,7 @@ class RowMapper:
     def __init__(self, options: Options) -> None:
         self.fields: dict[str, str | list[str]] = dict(options.fields)
         self.inputs_only = options.inputs_only
+        self._csv: dict[Path, bool] = {}
         # a column mapped onto a trace field is not also metadata
         self.consumed = {
             src for value in self.fields.values() for src in ([value] if isinstance(value, str) else value) if "." not in src
@@ -43,7 +45,9 @@ class RowMapper:
         path, line = rec.file, rec.line
         if not isinstance(row, dict):
             raise DatasetError(f"expected an object with trace fields, got {kind_of(row)}", file=path, line=line)
-        is_csv = data_suffix(path) == ".csv"
+        is_csv = self._csv.get(path)
+        if is_csv is None:  # once per file: Path.suffixes is not free
+            is_csv = self._csv[path] = data_suffix(path) == ".csv"
         data: dict[str, Any] = {}
         for name in TRACE_FIELDS:
             src = self.fields.get(name, name)
