@@ -15,10 +15,11 @@ of the input, up to ``max_pending`` spans (then an error names the oldest).
 from __future__ import annotations
 
 import json
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
@@ -31,6 +32,8 @@ __all__ = ["SpanGrouper", "Group", "preorder", "iso_ms", "message_text"]
 WINDOW = 2_000
 #: spans held for traces whose root has not arrived
 MAX_PENDING = 500_000
+#: completed traces remembered to name a late span's trace
+CLOSED = 100_000
 
 
 @dataclass
@@ -52,8 +55,10 @@ class SpanGrouper:
         self.window = WINDOW if window is None else window
         self.max_pending = MAX_PENDING if max_pending is None else max_pending
         self.open: dict[str, Group] = {}
-        #: trace id -> line of its root, for traces already yielded
-        self.closed: dict[str, Record] = {}
+        #: trace id -> where its root was, for the traces yielded most recently
+        #: (where only: a record holds its whole span); an older trace's late span
+        #: starts a second trace with the same id, which the dataset reports as a duplicate
+        self.closed: OrderedDict[str, tuple[Path, int]] = OrderedDict()
         self.read = 0
         self.pending = 0  # spans held in traces without a root
         #: traces whose root has arrived, in the order it did
@@ -68,7 +73,7 @@ class SpanGrouper:
             if done is not None:
                 raise DatasetError(
                     f"span {step.id!r} of trace {trace_id!r} arrives after its trace was complete "
-                    f"(root span at {_where(done)}, more than {self.window} spans earlier); "
+                    f"(root span at {done[0]}:{done[1]}, more than {self.window} spans earlier); "
                     f"the spans of one trace must be near each other: sort the file by trace id",
                     file=rec.file,
                     line=rec.line,
@@ -106,12 +111,11 @@ class SpanGrouper:
         del self.open[group.trace_id]
         if group.root_at is None:
             self.pending -= len(group.steps)
-        self.closed[group.trace_id] = group.root_record or group.first
+        where = group.root_record or group.first
+        self.closed[group.trace_id] = (where.file, where.line)
+        if len(self.closed) > CLOSED:
+            self.closed.popitem(last=False)
         return group
-
-
-def _where(rec: Record) -> str:
-    return f"{rec.file}:{rec.line}"
 
 
 def preorder(steps: list[Step]) -> list[Step]:
