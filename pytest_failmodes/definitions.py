@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .dataset import FORMATS, DatasetSpec
+from .readers._source import is_data_path
 from .detectors import Detector, RuleError, RuleKind, build_rule
 from .detectors.label import LabelDetector
 from .detectors.python import FixtureRef
@@ -94,17 +95,29 @@ class GateDef(_Strict):
 
 class DatasetDef(_Strict):
     path: str = Field(min_length=1)
-    fields: dict[str, str] = Field(default_factory=dict)
-    format: Literal["jsonl", "json", "csv"] | None = None
+    fields: dict[str, str | list[str]] = Field(default_factory=dict)
+    #: a file type (jsonl, json, csv) or a trace format (openinference, otlp, ...)
+    format: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return {"path": data} if isinstance(data, str) else data
 
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in FORMATS:
+            raise PydanticCustomError(
+                "unknown_format",
+                "unknown format '{value}'{hint}; use one of: " + ", ".join(FORMATS),
+                {"value": value, "hint": did_you_mean(value, FORMATS)},
+            )
+        return value
+
     @field_validator("fields")
     @classmethod
-    def _trace_fields(cls, value: dict[str, str]) -> dict[str, str]:
+    def _trace_fields(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
         for key in value:
             if key not in TRACE_FIELDS:
                 raise PydanticCustomError(
@@ -667,7 +680,7 @@ def suite_from_mapping(
             dpath, dict(fdef.dataset.fields), fdef.dataset.format, inputs_only=fdef.target is not None or not fdef.failure_modes,
             where=file_where,
         )
-        if dataset.format is None and dpath.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
+        if dataset.format is None and not is_data_path(dpath):
             raise error(f"cannot tell the format of {dpath.name!r}; set format to one of {', '.join(FORMATS)}", ("dataset", "path"))
 
     cohorts: list[tuple[Any, ...]] = []

@@ -789,12 +789,18 @@ def evaluate(
     clusters: list[str] | None = [] if cluster_by else None
     pairs: list[str] | None = [] if pair_by else None
     names = names_seen(lv.detector for lv in live)
+    empty: list[str] = []  # the first ids of traces whose output is empty
+    n_empty = 0
     for trace in source:
         if names is not None:
             names.add(trace)
         idx = len(ids)
         ids.append(trace.id)
         seen.observe(trace)
+        if not trace.output:
+            n_empty += 1
+            if len(empty) < 3:
+                empty.append(trace.id)
         keys = cohort_keys(trace, cohorts)
         cluster = cluster_of(trace, cluster_by)
         if clusters is not None:
@@ -847,10 +853,23 @@ def evaluate(
         results[lv.mode.name].notes.extend(notes)
         if names is not None:
             results[lv.mode.name].notes.extend(names.notes(lv.detector))
+    if n_empty:
+        note = empty_output_note(empty, n_empty, len(ids))
+        for result in results.values():
+            result.notes.append(note)
     for mode in modes:
         if mode.name in broken:
             results[mode.name] = finish_mode(mode, Aggregator(), [], "", {}, broken=broken[mode.name])
     return SuiteResult(results, len(ids))
+
+
+def empty_output_note(first: list[str], count: int, total: int) -> str:
+    """The run's warning that some traces have no output: what an output rule checks there is ''."""
+    shown = ", ".join(repr(i) for i in first) + (", ..." if count > len(first) else "")
+    return (
+        f"{count} of {total} traces have an empty output (first: {shown}); "
+        "checks on the output see '' there: map the output with dataset.fields or check the format"
+    )
 
 
 _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")

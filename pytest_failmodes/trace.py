@@ -142,6 +142,8 @@ class Trace(BaseModel):
             self.input = next(
                 (m.text for m in reversed(self.messages) if m.role == "user"), ""
             )
+        if not self.steps and self.messages:
+            self.steps = _steps_from_messages(self.messages)
         return self
 
     @cached_property
@@ -179,7 +181,8 @@ class Trace(BaseModel):
         ``output``, ``input``, ``id``, ``final_reply`` and ``messages`` (the
         transcript) name trace fields; ``metadata.a.b`` and ``labels.x`` are
         explicit; any other name is looked up in ``metadata``, then ``labels``,
-        then among the values derived from the steps (:data:`DERIVED`).
+        then among the values derived from the steps (:data:`DERIVED`), so a
+        dataset's own ``model`` column wins over the model named in its spans.
         Returns :data:`MISSING` when the path does not exist.
         """
         head, _, rest = path.partition(".")
@@ -191,8 +194,111 @@ class Trace(BaseModel):
         if value is MISSING:
             value = _dig(self.labels, path)
         if value is MISSING and path in DERIVED:
-            value = DERIVED[path](self)
+            value = self.derived.get(path, MISSING)
         return value
+
+    @cached_property
+    def derived(self) -> dict[str, Any]:
+        """Trace-level values computed from the steps (the keys of :data:`DERIVED`);
+        a value the steps do not tell (no timing, no token counts) is absent."""
+        steps = self.steps
+        out: dict[str, Any] = {"steps.count": len(steps)}
+        tools = [s.name for s in steps if s.kind == "tool"] if steps else [c.name for c in self.tool_calls]
+        out["tools"] = list(dict.fromkeys(tools))
+        out["tool_calls.count"] = len(tools)
+        # agent steps, else messages that name their agent (multi-agent logs)
+        out["agents"] = _distinct(name for _i, _id, name in speakers(self))
+        out["errors.count"] = sum(1 for s in steps if s.status == "error")
+        for step in steps:
+            if step.kind == "llm":
+                model = next((step.attributes[k] for k in _MODEL_KEYS if step.attributes.get(k)), None)
+                if model:
+                    out["model"] = str(model)
+                    break
+        counted = {s.id for s in steps if s.tokens}
+        if counted:
+            # a parent span repeats its children's counts: only the outermost counted steps add up
+            out["tokens.total"] = sum(
+                s.tokens.get("total", s.tokens.get("prompt", 0) + s.tokens.get("completion", 0))
+                for s in steps
+                if s.tokens and s.parent_id not in counted
+            )
+        starts = [s.start_ms for s in steps if s.start_ms is not None]
+        ends = [s.end_ms for s in steps if s.end_ms is not None]
+        if starts and ends:
+            out["latency_ms"] = max(ends) - min(starts)
+        return out
+
+
+#: trace-level values derived from the steps, for ``where:``, cohorts and rules
+DERIVED = (
+    "steps.count", "tools", "tool_calls.count", "agents", "errors.count", "model", "tokens.total", "latency_ms",
+)
+# where span formats name an LLM call's model, most specific first
+_MODEL_KEYS = ("llm.model_name", "gen_ai.response.model", "gen_ai.request.model", "ls_model_name", "model")
+
+
+_STEP_DEFAULTS = {
+    "parent_id": None, "kind": "other", "name": "", "input": None, "output": None, "status": "unset",
+    "error": None, "start_ms": None, "end_ms": None,
+}
+
+
+def new_step(**values: Any) -> Step:
+    """A Step from values a reader has already checked, without validating them again.
+
+    Readers build one per span; pydantic's ``model_construct`` costs several
+    times the span's own parsing, so the instance is assembled directly.
+    ``id`` is required; ``tokens`` and ``attributes`` default to new dicts.
+    """
+    step = Step.__new__(Step)
+    data = {**_STEP_DEFAULTS, **values}
+    data.setdefault("tokens", {})
+    data.setdefault("attributes", {})
+    object.__setattr__(step, "__dict__", data)
+    object.__setattr__(step, "__pydantic_fields_set__", set(values))
+    object.__setattr__(step, "__pydantic_extra__", None)
+    object.__setattr__(step, "__pydantic_private__", None)
+    return step
+
+
+def _steps_from_messages(messages: list[Message]) -> list[Step]:
+    """An ``llm`` step per assistant turn and, under it, a ``tool`` step per tool
+    call with the matching tool message as its output.
+
+    Built with ``model_construct``: the messages are already validated, and a
+    dataset of plain chats should not pay for a second validation.
+    """
+    results: dict[str, Message] = {}
+    for m in messages:
+        if m.role == "tool" and m.tool_call_id:
+            results[m.tool_call_id] = m
+    steps: list[Step] = []
+    construct = new_step
+    for i, m in enumerate(messages):
+        if m.role != "assistant":
+            continue
+        sid = f"msg{i}"
+        steps.append(construct(id=sid, kind="llm", name=m.name or "assistant", output=m.text, attributes={}))
+        for j, call in enumerate(m.tool_calls or ()):
+            result = results.get(call.id) if call.id else None
+            args = call.function.arguments
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args) if args.strip() else {}
+                except ValueError:
+                    pass  # kept as the text the model wrote
+            error = None
+            status = "unset"
+            # only a format that says so marks a tool call as failed (Anthropic's is_error)
+            if result is not None and getattr(result, "is_error", None) is True:
+                status, error = "error", result.text
+            steps.append(construct(
+                id=call.id or f"{sid}.{j}", parent_id=sid, kind="tool", name=call.function.name,
+                input=args, output=result.text if result is not None else None,
+                status=status, error=error, attributes={},
+            ))
+    return steps
 
 
 _DIRECT = {
@@ -209,6 +315,8 @@ def _dig(obj: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(obj, dict) and part in obj:
             obj = obj[part]
+        elif isinstance(obj, list) and part.lstrip("-").isdigit() and -len(obj) <= int(part) < len(obj):
+            obj = obj[int(part)]  # traj.0.content: an index into a list
         else:
             return MISSING
     return obj
@@ -276,44 +384,3 @@ def speakers(trace: Trace) -> list[tuple[int, str, str]]:
 
 def _distinct(names: Any) -> list[str]:
     return list(dict.fromkeys(names))
-
-
-def _model(trace: Trace) -> Any:
-    for step in trace.steps:
-        for key in ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name", "model"):
-            value = step.attributes.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return MISSING
-
-
-def _total_tokens(trace: Trace) -> Any:
-    counted = {s.id for s in trace.steps if s.tokens}
-    if not counted:
-        return MISSING
-    # a parent span repeats its children's counts: only the outermost counted steps add up
-    return sum(
-        s.tokens.get("total", s.tokens.get("prompt", 0) + s.tokens.get("completion", 0))
-        for s in trace.steps
-        if s.tokens and s.parent_id not in counted
-    )
-
-
-def _latency(trace: Trace) -> Any:
-    starts = [s.start_ms for s in trace.steps if s.start_ms is not None]
-    ends = [s.end_ms for s in trace.steps if s.end_ms is not None]
-    if not starts or not ends:
-        return MISSING
-    return max(ends) - min(starts)
-
-
-#: names :meth:`Trace.get` derives from the steps when metadata and labels lack them
-DERIVED: dict[str, Any] = {
-    "steps.count": lambda t: len(t.steps) if t.steps else len(t.messages),
-    "tools": lambda t: _distinct(c.name for c in tool_call_views(t)),
-    "tool_calls.count": lambda t: len(tool_call_views(t)),
-    "agents": lambda t: _distinct(name for _i, _id, name in speakers(t)),
-    "model": _model,
-    "tokens.total": _total_tokens,
-    "latency_ms": _latency,
-}

@@ -231,10 +231,17 @@ def test_json_array_missing_comma_and_trailing_content(tmp_path: Path) -> None:
     assert (err.line, err.message) == (3, "unexpected content after the closing ']'")
 
 
-def test_json_document_that_is_not_an_array(tmp_path: Path) -> None:
+def test_json_document_that_is_one_object_is_one_trace(tmp_path: Path) -> None:
+    # one trace per file (a folder of them is a dataset); the line is where it starts
     path = write(tmp_path, "t.json", '\n\n{"id": "a", "output": "x"}')
-    err = load_error(path)
-    assert str(err) == f"{path}:3: expected a JSON array of traces"
+    assert [(line, t.id) for line, t in load(path)] == [(3, "a")]
+    path = write(tmp_path, "u.json", '{"id": "a", "output": "x"} 1')
+    assert str(load_error(path)) == f"{path}:1: unexpected content after the closing '}}'"
+
+
+def test_json_document_that_is_a_scalar(tmp_path: Path) -> None:
+    path = write(tmp_path, "t.json", '\n\n"hello"')
+    assert str(load_error(path)) == f"{path}:3: expected a JSON array of traces (or one JSON object)"
 
 
 @pytest.mark.parametrize(
@@ -320,7 +327,7 @@ def test_empty_dataset(tmp_path: Path, name: str, body: str) -> None:
 
 def test_empty_json_file_is_not_an_array(tmp_path: Path) -> None:
     path = write(tmp_path, "t.json", "")
-    assert str(load_error(path)) == f"{path}:1: expected a JSON array of traces"
+    assert str(load_error(path)) == f"{path}:1: expected a JSON array of traces (or one JSON object)"
 
 
 @pytest.mark.parametrize(
@@ -395,10 +402,26 @@ def test_wrong_type_in_a_field_names_the_field_path(tmp_path: Path) -> None:
     err = load_error(path)
     assert str(err) == f"{path}:2: messages[1].role: required field is missing"
 
-    path = write(tmp_path, "l.jsonl", '{"id": "a", "output": "x", "labels": ["bad"]}\n')
-    err = load_error(path)
-    assert (err.line, err.key) == (1, "labels")
+    # a field mapped onto labels means it: a list there is an error naming its source
+    path = write(tmp_path, "l.jsonl", '{"id": "a", "output": "x", "verdicts": ["bad"]}\n')
+    err = load_error(path, labels="verdicts")
+    assert (err.line, err.key) == (1, "verdicts")
     assert "valid dictionary" in err.message
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("l.jsonl", '{"id": "a", "output": "x", "labels": "refund, billing", "metadata": 3}\n'),
+        ("l.csv", "id,output,labels,metadata\na,x,\"refund, billing\",3\n"),
+    ],
+)
+def test_a_column_merely_named_labels_or_metadata_is_metadata(tmp_path: Path, name: str, body: str) -> None:
+    # a free-text "labels" column from someone's export must not break the dataset
+    [(_, trace)] = load(write(tmp_path, name, body))
+    assert trace.labels == {}
+    assert trace.metadata["labels"] == "refund, billing"
+    assert trace.metadata["metadata"] in (3, "3")
 
 
 def test_wrong_type_in_a_mapped_field_names_the_source(tmp_path: Path) -> None:

@@ -330,7 +330,7 @@ def test_unknown_dataset_suffix(tmp_path: Path) -> None:
 
 def test_unknown_dataset_format(tmp_path: Path) -> None:
     exc = error(tmp_path, "dataset: {path: t.jsonl, format: xml}\n" + ONE_MODE)
-    assert_error(exc, 1, "dataset.format", "'jsonl', 'json' or 'csv'")
+    assert_error(exc, 1, "dataset.format", "unknown format 'xml'", "jsonl, json, csv, openai")
 
 
 def test_json_schema_that_is_itself_invalid(tmp_path: Path) -> None:

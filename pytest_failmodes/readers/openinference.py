@@ -1,0 +1,322 @@
+"""OpenInference (Arize Phoenix) spans: one span per JSONL line, or a JSON
+array of spans, as the OpenTelemetry SDK's span JSON or a Phoenix export.
+
+A span carries its trace id and span id (``context.trace_id`` /
+``context.span_id``, or flat ``trace_id`` / ``span_id``), ``parent_id``,
+``name``, ``start_time`` / ``end_time``, ``status`` and flattened
+``attributes`` (``openinference.span.kind``, ``input.value``,
+``llm.input_messages.0.message.role`` ...; nested attribute objects are
+flattened first). Names come from ``openinference-semantic-conventions``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from openinference.semconv.trace import MessageAttributes, SpanAttributes, ToolCallAttributes
+
+from ..errors import DatasetError
+from ..trace import STEP_KINDS, Step, Trace, new_step
+from . import Options, Record, kind_of
+from .spans import Group, SpanGrouper, iso_ms, message_text, preorder
+
+__all__ = ["OpenInferenceReader", "READERS", "span_step", "messages_from_attributes"]
+
+KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND
+INPUT = SpanAttributes.INPUT_VALUE
+INPUT_MIME = SpanAttributes.INPUT_MIME_TYPE
+OUTPUT = SpanAttributes.OUTPUT_VALUE
+OUTPUT_MIME = SpanAttributes.OUTPUT_MIME_TYPE
+IN_MESSAGES = SpanAttributes.LLM_INPUT_MESSAGES
+OUT_MESSAGES = SpanAttributes.LLM_OUTPUT_MESSAGES
+TOOL_NAME = SpanAttributes.TOOL_NAME
+AGENT_NAME = getattr(SpanAttributes, "AGENT_NAME", "agent.name")
+TOKENS = {
+    "prompt": SpanAttributes.LLM_TOKEN_COUNT_PROMPT,
+    "completion": SpanAttributes.LLM_TOKEN_COUNT_COMPLETION,
+    "total": SpanAttributes.LLM_TOKEN_COUNT_TOTAL,
+}
+ROLE = MessageAttributes.MESSAGE_ROLE
+CONTENT = MessageAttributes.MESSAGE_CONTENT
+TOOL_CALLS = MessageAttributes.MESSAGE_TOOL_CALLS
+TOOL_CALL_ID_OF_MESSAGE = MessageAttributes.MESSAGE_TOOL_CALL_ID
+CALL_NAME = ToolCallAttributes.TOOL_CALL_FUNCTION_NAME
+CALL_ARGS = ToolCallAttributes.TOOL_CALL_FUNCTION_ARGUMENTS_JSON
+CALL_ID = ToolCallAttributes.TOOL_CALL_ID
+_JSON = "application/json"
+_STATUS = {"OK": "ok", "ERROR": "error", "UNSET": "unset", "STATUS_CODE_OK": "ok", "STATUS_CODE_ERROR": "error"}
+
+
+def _ids(span: dict[str, Any]) -> tuple[Any, Any, Any]:
+    ctx = span.get("context")
+    if isinstance(ctx, dict):
+        trace_id, span_id = ctx.get("trace_id"), ctx.get("span_id")
+    else:
+        trace_id = span.get("context.trace_id", span.get("trace_id"))
+        span_id = span.get("context.span_id", span.get("span_id"))
+    parent = span.get("parent_id", span.get("parent_span_id"))
+    return trace_id, span_id, parent
+
+
+def _hex(value: Any) -> str:
+    text = str(value)
+    return text[2:] if text.startswith("0x") else text
+
+
+def _flat(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Phoenix can export attributes nested (``{"llm": {"model_name": ...}}``); flatten them."""
+    if KIND in attrs or INPUT in attrs or not any(isinstance(v, (dict, list)) for v in attrs.values()):
+        return attrs  # already flat: the SDK's span JSON
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, v in enumerate(value):
+                walk(f"{prefix}.{i}", v)
+        else:
+            out[prefix] = value
+
+    walk("", attrs)
+    return out
+
+
+def span_step(rec: Record) -> tuple[str, Step]:
+    """The trace id and the step of one OpenInference span record."""
+    span = rec.value
+    if not isinstance(span, dict):
+        raise DatasetError(f"expected a span object, got {kind_of(span)}", file=rec.file, line=rec.line)
+    trace_id, span_id, parent = _ids(span)
+    if not trace_id:
+        raise DatasetError("span has no trace id", file=rec.file, line=rec.line, key="context.trace_id")
+    if not span_id:
+        raise DatasetError("span has no span id", file=rec.file, line=rec.line, key="context.span_id")
+    attrs = span.get("attributes") or {}
+    if not isinstance(attrs, dict):
+        raise DatasetError(
+            f"span {_hex(span_id)!r}: attributes must be an object, got {kind_of(attrs)}",
+            file=rec.file, line=rec.line, key="attributes",
+        )
+    attrs = _flat(attrs)
+    raw_kind = attrs.get(KIND, span.get("span_kind"))
+    kind = str(raw_kind).lower() if raw_kind else "other"
+    if kind not in STEP_KINDS:
+        kind = "other"
+    name = span.get("name") or ""
+    if kind == "tool":
+        name = attrs.get(TOOL_NAME) or name
+    elif kind == "agent":
+        name = attrs.get(AGENT_NAME) or name
+    status_obj = span.get("status")
+    if isinstance(status_obj, dict):
+        code, message = status_obj.get("status_code"), status_obj.get("description")
+    else:
+        code, message = span.get("status_code"), span.get("status_message")
+    status = _STATUS.get(str(code).upper(), "unset") if code is not None else "unset"
+    error = None
+    if status == "error":
+        error = message or next(
+            (e.get("attributes", {}).get("exception.message") for e in span.get("events") or () if isinstance(e, dict) and e.get("name") == "exception"),
+            None,
+        ) or "error"
+    tokens = {}
+    for key, attr in TOKENS.items():
+        value = attrs.get(attr)
+        if isinstance(value, (int, float)):
+            tokens[key] = int(value)
+    value_in = attrs.get(INPUT)
+    if kind == "tool" and attrs.get(INPUT_MIME) == _JSON and isinstance(value_in, str):
+        try:  # a tool's arguments, so step rules can match on them
+            value_in = json.loads(value_in)
+        except ValueError:
+            pass
+    value_out = attrs.get(OUTPUT)
+    if kind == "llm" and f"{OUT_MESSAGES}.0.{ROLE}" in attrs:
+        # the reply's text ('' for a turn that only calls tools), not the raw response JSON
+        value_out = _last_assistant_text(attrs) or ""
+    step = new_step(
+        id=_hex(span_id),
+        parent_id=_hex(parent) if parent else None,
+        kind=kind,
+        name=str(name),
+        input=value_in,
+        output=value_out,
+        status=status,
+        error=error,
+        start_ms=iso_ms(span.get("start_time")),
+        end_ms=iso_ms(span.get("end_time")),
+        tokens=tokens,
+        attributes=attrs,
+    )
+    return _hex(trace_id), step
+
+
+def _last_assistant_text(attrs: dict[str, Any]) -> str | None:
+    # output messages are few; their content keys are found without unflattening
+    for i in range(8):
+        content = attrs.get(f"{OUT_MESSAGES}.{i}.{CONTENT}")
+        if content is None and f"{OUT_MESSAGES}.{i}.{ROLE}" not in attrs:
+            break
+        if content:
+            return str(content)
+    return None
+
+
+def messages_from_attributes(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """OpenAI-shaped messages from flattened ``<prefix>.N.message.*`` attributes."""
+    return _messages_by_prefix(attrs, (prefix,))[0]
+
+
+def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> list[list[dict[str, Any]]]:
+    # one pass over the attributes for every prefix: LLM spans have many keys
+    leads = [(p + ".", len(p) + 1) for p in prefixes]
+    found: list[dict[int, dict[str, Any]]] = [{} for _ in prefixes]
+    common = os.path.commonprefix([lead for lead, _ in leads])
+    for key, value in attrs.items():
+        if not key.startswith(common):
+            continue
+        for which, (lead, cut) in enumerate(leads):
+            if key.startswith(lead):
+                break
+        else:
+            continue
+        idx_text, _, rest = key[cut:].partition(".")
+        if not idx_text.isdigit():
+            continue
+        msg = found[which].setdefault(int(idx_text), {"role": "user"})
+        if rest == ROLE:
+            msg["role"] = str(value)
+        elif rest == CONTENT:
+            msg["content"] = message_text(value)
+        elif rest == TOOL_CALL_ID_OF_MESSAGE:
+            msg["tool_call_id"] = str(value)
+        elif rest.startswith(TOOL_CALLS + "."):
+            n_text, _, field = rest[len(TOOL_CALLS) + 1:].partition(".")
+            if not n_text.isdigit():
+                continue
+            calls = msg.setdefault("_calls", {})
+            call = calls.setdefault(int(n_text), {"type": "function", "function": {"name": ""}})
+            if field == CALL_NAME:
+                call["function"]["name"] = str(value)
+            elif field == CALL_ARGS:
+                call["function"]["arguments"] = value
+            elif field == CALL_ID:
+                call["id"] = str(value)
+    result = []
+    for messages in found:
+        out = []
+        for _, msg in sorted(messages.items()):
+            calls = msg.pop("_calls", None)
+            if calls:
+                msg["tool_calls"] = [c for _, c in sorted(calls.items())]
+            out.append(msg)
+        result.append(out)
+    return result
+
+
+def _text_value(step: Step, mime_key: str, value: Any) -> str | None:
+    if isinstance(value, str) and value and step.attributes.get(mime_key) != _JSON:
+        return value
+    return None
+
+
+def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str) -> Trace:
+    """A trace from a complete group of steps, shared by the span readers.
+
+    ``input`` is the root span's text input, else the last user message the
+    first LLM call saw; ``output`` the root's text output, else the last LLM
+    call's reply. ``messages`` are the last LLM call's conversation (its input
+    messages and its reply), so message rules see the whole exchange.
+    ``messages_of(step) -> (input messages, output messages)``.
+    """
+    steps = preorder(group.steps)
+    root = steps[0]
+    llms = [s for s in steps if s.kind == "llm"]
+    last_in, last_out = messages_of(llms[-1]) if llms else ([], [])
+    text_in = _text_value(root, in_mime, root.input)
+    if text_in is None:
+        first_in = messages_of(llms[0])[0] if len(llms) > 1 else last_in
+        text_in = next((message_text(m.get("content")) for m in reversed(first_in) if m.get("role") == "user"), "")
+    text_out = _text_value(root, out_mime, root.output) if root.kind != "llm" else None
+    if text_out is None:
+        text_out = next((message_text(m.get("content")) for m in reversed(last_out) if message_text(m.get("content"))), "")
+        if not text_out and llms and isinstance(llms[-1].output, str):
+            text_out = llms[-1].output if llms[-1].attributes.get(out_mime) != _JSON else ""
+    metadata: dict[str, Any] = {}
+    raw_meta = root.attributes.get(SpanAttributes.METADATA)
+    if isinstance(raw_meta, str):
+        try:
+            raw_meta = json.loads(raw_meta)
+        except ValueError:
+            raw_meta = None
+    if isinstance(raw_meta, dict):
+        metadata.update(raw_meta)
+    for key in (SpanAttributes.SESSION_ID, SpanAttributes.USER_ID):
+        if root.attributes.get(key) is not None:
+            metadata[key] = root.attributes[key]
+    return Trace(
+        id=group.trace_id,
+        input=text_in,
+        output=text_out,
+        messages=last_in + last_out,
+        steps=steps,
+        metadata=metadata,
+    )
+
+
+def _oi_messages(step: Step) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ins, outs = _messages_by_prefix(step.attributes, (IN_MESSAGES, OUT_MESSAGES))
+    return ins, outs
+
+
+class OpenInferenceReader:
+    """Spans with OpenInference attributes, grouped into traces by trace id."""
+
+    name = "openinference"
+
+    def sniff(self, value: Any) -> int:
+        if not isinstance(value, dict):
+            return 0
+        attrs = value.get("attributes")
+        has_ids = any(k in value for k in ("context", "context.span_id", "span_id"))
+        if isinstance(attrs, dict) and (KIND in attrs or "openinference" in attrs):
+            return 90 if has_ids else 40
+        if "span_kind" in value and has_ids:
+            return 60  # a Phoenix span export with the kind as a column
+        return 0
+
+    def read(self, records: Iterator[Record], options: Options) -> Iterator[tuple[Record, Trace]]:
+        grouper = SpanGrouper()
+        for rec in records:
+            for value, item in _spans_of(rec):
+                trace_id, step = span_step(item if value is None else Record(rec.file, rec.line, value))
+                for group in grouper.add(rec, trace_id, step):
+                    yield self._trace(group)
+        for group in grouper.finish():
+            yield self._trace(group)
+
+    def _trace(self, group: Group) -> tuple[Record, Trace]:
+        try:
+            return group.first, build_trace(group, _oi_messages, INPUT_MIME, OUTPUT_MIME)
+        except (ValueError, TypeError) as exc:
+            raise DatasetError(
+                f"trace {group.trace_id!r}: cannot build the trace from its spans: {exc}",
+                file=group.first.file, line=group.first.line,
+            ) from None
+
+
+def _spans_of(rec: Record) -> Iterator[tuple[Any, Record]]:
+    # one trace per file may come as a JSON array of spans inside one record
+    if isinstance(rec.value, list):
+        for value in rec.value:
+            yield value, rec
+    else:
+        yield None, rec
+
+
+READERS = {"openinference": OpenInferenceReader()}

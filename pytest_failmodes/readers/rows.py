@@ -1,0 +1,151 @@
+"""Flat rows (``id``/``input``/``output`` + metadata, mapped by ``fields:``) and
+OpenAI Chat Completions ``messages``: the format every other chat dialect is
+converted into before it becomes a trace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import DatasetError, strip_union_tags
+from ..trace import MISSING, TRACE_FIELDS, Trace, _dig
+from . import Options, Record, kind_of
+from ._source import data_suffix, deep_error, too_deep
+
+__all__ = ["RowMapper", "RowsReader", "READERS"]
+
+# CSV cells that hold structured trace fields are JSON text
+_STRUCTURED = ("messages", "steps", "metadata", "labels")
+# fields that must be objects; a same-named column of another type is kept as metadata
+_OBJECTS = ("metadata", "labels")
+
+
+class RowMapper:
+    """Turns a raw row into a Trace according to ``fields:``."""
+
+    def __init__(self, options: Options) -> None:
+        self.fields: dict[str, str | list[str]] = dict(options.fields)
+        self.inputs_only = options.inputs_only
+        self._csv: dict[Path, bool] = {}
+        # a column mapped onto a trace field is not also metadata
+        self.consumed = {
+            src for value in self.fields.values() for src in ([value] if isinstance(value, str) else value) if "." not in src
+        }
+
+    def source_name(self, trace_field: str) -> str:
+        src = self.fields.get(trace_field, trace_field)
+        return src if isinstance(src, str) else "+".join(src)
+
+    def __call__(self, rec: Record, row: Any | None = None) -> Trace:
+        row = rec.value if row is None else row
+        path, line = rec.file, rec.line
+        if not isinstance(row, dict):
+            raise DatasetError(f"expected an object with trace fields, got {kind_of(row)}", file=path, line=line)
+        is_csv = self._csv.get(path)
+        if is_csv is None:  # once per file: Path.suffixes is not free
+            is_csv = self._csv[path] = data_suffix(path) == ".csv"
+        data: dict[str, Any] = {}
+        for name in TRACE_FIELDS:
+            src = self.fields.get(name, name)
+            if isinstance(src, list):
+                # fields: {id: [task_id, trial]}: one value from several columns
+                parts = [_dig(row, s) if s not in row else row[s] for s in src]
+                value = "/".join(str(p) for p in parts) if all(p not in (MISSING, None, "") for p in parts) else MISSING
+            else:
+                value = _dig(row, src) if src not in row else row[src]
+            if value is not MISSING:
+                data[name] = value
+        metadata: dict[str, Any] = {
+            k: v for k, v in row.items() if k not in self.consumed and k not in TRACE_FIELDS
+        }
+        if is_csv:
+            for name in _STRUCTURED:
+                data[name] = self._json_cell(rec, name, data.get(name))
+            metadata = {k: v for k, v in metadata.items() if v != ""}
+        for name in _STRUCTURED:  # null means absent
+            if name in data and data[name] is None:
+                del data[name]
+        for name in _OBJECTS:
+            # a column that merely shares the name (a free-text "labels" column)
+            # is data like any other, not the trace's labels; a mapped one is meant
+            if name in data and not isinstance(data[name], dict) and name not in self.fields:
+                metadata[name] = data.pop(name)
+        given = data.get("metadata")
+        if isinstance(given, dict):
+            metadata.update(given)
+            data["metadata"] = metadata
+        elif given is None or given is MISSING:
+            data["metadata"] = metadata
+        if "id" not in data or data["id"] in (None, ""):
+            raise DatasetError(
+                "missing id" + (f" (mapped from {self.source_name('id')!r})" if "id" in self.fields else ""),
+                file=path,
+                line=line,
+                key=self.source_name("id"),
+            )
+        if self.inputs_only and "input" not in data and "messages" not in data:
+            raise DatasetError(
+                "missing input: a target needs each row's input"
+                + (f" (mapped from {self.source_name('input')!r})" if "input" in self.fields else ""),
+                file=path,
+                line=line,
+                key=self.source_name("input"),
+            )
+        if self.inputs_only:
+            data.setdefault("output", "")
+        try:
+            return Trace.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            loc = [str(p) for p in strip_union_tags(err["loc"])]
+            key = self.source_name(loc[0]) + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:]) if loc else None
+            raise DatasetError(_pydantic_msg(err), file=path, line=line, key=key) from None
+
+    def _json_cell(self, rec: Record, name: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value == "":
+            return None
+        try:
+            parsed = json.loads(value)
+        except RecursionError:
+            raise deep_error(rec.file, rec.line, self.source_name(name)) from None
+        except ValueError:
+            if name in _OBJECTS and name not in self.fields and value.lstrip()[:1] not in ("{", "["):
+                return value  # plain text in a column called "labels": kept as metadata
+            raise DatasetError(
+                "expected JSON in this CSV cell", file=rec.file, line=rec.line, key=self.source_name(name)
+            ) from None
+        if too_deep(parsed):
+            raise deep_error(rec.file, rec.line, self.source_name(name))
+        return parsed
+
+
+class RowsReader:
+    """One row per trace: flat fields, or an OpenAI ``messages`` list."""
+
+    name = "rows"
+
+    def sniff(self, value: Any) -> int:
+        return 1 if isinstance(value, dict) and ("output" in value or "messages" in value) else 0
+
+    def read(self, records: Iterator[Record], options: Options) -> Iterator[tuple[Record, Trace]]:
+        mapper = RowMapper(options)
+        for rec in records:
+            yield rec, mapper(rec)
+
+
+def _pydantic_msg(err: Any) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "value_error":  # pydantic prefixes our own messages with "Value error, "
+        msg = str(err["ctx"]["error"]) if "error" in err.get("ctx", {}) else msg
+    return msg[0].lower() + msg[1:] if msg else msg
+
+
+READERS = {"rows": RowsReader()}
