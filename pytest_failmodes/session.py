@@ -323,6 +323,8 @@ class FailmodesSession:
         """Write one report whole or not at all; on failure remove the stale one it would
         have replaced (never leave an older run's report looking like this run's) and
         record one line for the terminal summary."""
+        import os
+
         from .report.safe import append_whole, write_atomically
 
         try:
@@ -332,12 +334,12 @@ class FailmodesSession:
             detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             if append:
                 outcome = "nothing was appended"
+            elif not os.path.lexists(path):
+                outcome = "no file was written"
             else:
                 try:
                     path.unlink()
                     outcome = "the older file there was removed"
-                except FileNotFoundError:
-                    outcome = "no file was written"
                 except OSError as gone:
                     outcome = f"the older file there could not be removed ({gone.strerror}): it is NOT from this run"
             self.write_errors.append(f"could not write the {what} {path} ({detail}); {outcome}")
