@@ -332,6 +332,10 @@ class Runner:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def call_budget(self) -> float:
+        """The longest one call can take with all its retries and waits between them."""
+        return (self.max_retries + 1) * (self.timeout + 5.0) + self.max_retries * self.max_backoff + 30.0
+
     def _backoff(self, attempt: int) -> float:
         # full jitter: spreads retries of many calls that failed together
         return self._rng.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))

@@ -62,6 +62,8 @@ class FailmodesSession:
         self._regressed = False
         # reports that could not be written, one line each for the terminal summary
         self.write_errors: list[str] = []
+        # why the cache was not (fully) used, from every process; one warning line each
+        self.cache_problems: list[str] = []
         # xdist workers share the controller's start time, so --failmodes-refresh
         # re-pays each call once per run, not once per worker
         self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
@@ -89,6 +91,7 @@ class FailmodesSession:
                 enabled=enabled,
                 refresh=config.getoption(opt.dest(opt.REFRESH)),
                 refresh_since=self.started,
+                run_started=self.started,
             )
             self._ctx = ModelContext(runner, cache)
         return self._ctx
@@ -104,6 +107,11 @@ class FailmodesSession:
             timeout=config.getoption(opt.dest(opt.TIMEOUT)),
             max_retries=config.getoption(opt.dest(opt.MAX_RETRIES)),
         )
+
+    def _note_cache_problem(self, problem: str | None) -> None:
+        # every worker meets the same unusable cache: the user reads about it once
+        if problem and problem not in self.cache_problems:
+            self.cache_problems.append(problem)
 
     def merge_model_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
         """Add a runner's per-model figures to the run's "model calls" table."""
@@ -180,6 +188,7 @@ class FailmodesSession:
         finally:
             if ctx.cache is not None:
                 ctx.cache.close()
+                self._note_cache_problem(ctx.cache.problem)
         self.merge_model_stats(ctx.runner.stats_dict())
 
     # -- collection-time services ------------------------------------------------------
@@ -272,8 +281,11 @@ class FailmodesSession:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        for model, stats in getattr(node, "workeroutput", {}).get("failmodes_models", {}).items():
+        output = getattr(node, "workeroutput", {})
+        for model, stats in output.get("failmodes_models", {}).items():
             self.model_stats.setdefault(model, ModelStats()).merge(stats)
+        for problem in output.get("failmodes_cache_problems", ()):
+            self._note_cache_problem(problem)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -282,6 +294,7 @@ class FailmodesSession:
             self.config.workeroutput["failmodes_models"] = {  # type: ignore[attr-defined]
                 m: s.to_dict() for m, s in self.model_stats.items()
             }
+            self.config.workeroutput["failmodes_cache_problems"] = self.cache_problems  # type: ignore[attr-defined]
             return
         self._finish_per_trace()
         self._compare_with_baseline(session)
@@ -349,6 +362,8 @@ class FailmodesSession:
             return
         for line in self.write_errors:
             terminalreporter.write_line(f"ERROR pytest-failmodes: {line}", red=True, bold=True)
+        for line in self.cache_problems:
+            terminalreporter.write_line(f"WARNING pytest-failmodes: cache {line}; results are unaffected", yellow=True)
         if not self.results and self.config.getoption(opt.dest(opt.CALIBRATE)):
             terminalreporter.section("failure modes")
             terminalreporter.write_line(
@@ -409,6 +424,8 @@ class FailmodesSession:
         )
         self.comparison.annotate(list(self.results.values()))
         self._regressed = bool(self.comparison.regressions)
+        if self.comparison.missing and config.getoption(opt.dest(opt.STRICT_BASELINE)):
+            self._regressed = True  # fails the run like a regression, and is reported beside them
         # the correction spans every mode and cohort, so regressions are decided here,
         # once all modes have run: they fail the run (and their gate in JUnit), not an item
         if self._regressed and session.exitstatus == pytest.ExitCode.OK:

@@ -221,3 +221,234 @@ def test_json_text_keeps_every_decodable_string() -> None:
     text.encode("utf-8")  # never a UnicodeEncodeError
     assert json.loads(text)["v"][:2] == values[:2]
     assert json.loads(text)["v"][3:] == values[3:]
+
+
+# --------------------------------------------------------------------------- secrets
+
+#: not an OpenAI-shaped key: the old `sk-` pattern would have let it through
+GOOGLE_SHAPED_KEY = "AIzaSyFAKE-h0stout-0123456789abcdefghij"
+JUDGE_DEFINITIONS = """
+    dataset: data/traces.jsonl
+    cohorts: [route]
+    judge: {model: openai/fake-judge, api_base: "%s", structured_output: false}
+    failure_modes:
+      - name: refund
+        description: FAIL when the reply promises a refund.
+        judge: {}
+"""
+
+
+@pytest.fixture(scope="module")
+def litellm_loaded() -> None:
+    """litellm imported before pytester snapshots sys.modules (module scope: set up before
+    ``project``), else each in-process run imports it again and the restore after a test
+    leaves half of it behind."""
+    from pytest_failmodes.llm import load_litellm
+
+    load_litellm()
+    import pytest_failmodes.cache  # noqa: F401
+    import pytest_failmodes.judge  # noqa: F401
+
+
+def test_a_key_the_provider_echoes_reaches_no_report(
+    project: Any, monkeypatch: pytest.MonkeyPatch, litellm_loaded: None
+) -> None:
+    from fakellm import fakellm_server, rejected
+
+    monkeypatch.setenv("OPENAI_API_KEY", GOOGLE_SHAPED_KEY)
+    monkeypatch.delenv("FAILMODES_JUDGE_MODEL", raising=False)
+    project.traces([project.row(f"t{i}", f"I will refund order {i}", route="a") for i in range(3)])
+    with fakellm_server(responder=lambda request: rejected(401)) as server:
+        project.definitions(JUDGE_DEFINITIONS % server.base_url)
+        result = project.run(*EVERY_REPORT, "--failmodes-per-trace", "--failmodes-no-cache", "-rA")
+        assert server.call_count == 3 and all(r.auth_present for r in server.chat_requests)
+
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*request rejected (401)*API key not valid*Bearer [[]redacted[]]*"])
+    assert GOOGLE_SHAPED_KEY not in result.stdout.str()
+    reasons = {t["reason"] for t in project.report("out/r.json")["modes"][0]["traces"]}
+    assert len(reasons) == 1 and "Bearer [redacted]" in reasons.pop()
+    for name in ("r.json", "base.json", "r.md", "r.html", "j.xml"):
+        written = (project.path / "out" / name).read_text(encoding="utf-8")
+        assert "[redacted]" in written or name == "r.md", name  # the Markdown table lists no reasons
+        assert "h0stout" not in written, name
+
+
+def test_every_credential_a_call_carries_is_redacted_whatever_its_shape(litellm_loaded: None) -> None:
+    from fakellm import fakellm_server, rejected
+
+    from pytest_failmodes.llm import ModelError, Runner
+
+    header_key = "ya29.FAKE-header-credential-42"
+    param_key = "plain-credential-without-a-prefix-77"
+    with fakellm_server(responder=lambda request: rejected(403)) as server, Runner(max_retries=0) as runner:
+        call = runner.complete(
+            "openai/fake-judge",
+            [{"role": "user", "content": "hi"}],
+            api_base=server.base_url,
+            api_key=param_key,
+            extra_headers={"x-goog-api-key": header_key},
+        )
+        with pytest.raises(ModelError) as caught:
+            runner.submit(call).result(timeout=60)
+
+    message = str(caught.value)
+    assert "request rejected (403)" in message and "x-goog-api-key: [redacted]" in message
+    assert param_key not in message and header_key not in message
+
+
+# --------------------------------------------------------------------------- an unusable cache
+
+
+def _judge_reply(request: dict[str, Any]) -> str:
+    trace = request["messages"][1]["content"].split("<trace>", 1)[1]
+    verdict = "fail" if "refund" in trace.split("<output>", 1)[1] else "pass"
+    return json.dumps({"critique": f"judged {verdict}", "verdict": verdict})
+
+
+def _judged_project(project: Any, server: Any, n: int) -> None:
+    rows = [project.row(f"t{i}", f"I will refund order {i}" if i % 2 else f"order {i} shipped", route="a") for i in range(n)]
+    project.traces(rows)
+    project.definitions(JUDGE_DEFINITIONS % server.base_url)
+
+
+@pytest.mark.parametrize(
+    ("blocker", "option"),
+    [(".failmodes", ()), ("taken", ("--failmodes-cache-dir=taken/cache",))],
+    ids=["a-file-named-.failmodes", "a-cache-dir-under-a-file"],
+)
+def test_an_unusable_cache_directory_means_no_cache_and_one_warning(
+    project: Any, monkeypatch: pytest.MonkeyPatch, litellm_loaded: None, blocker: str, option: tuple[str, ...]
+) -> None:
+    from fakellm import fakellm_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    (project.path / blocker).write_text("not a folder\n", encoding="utf-8")
+    with fakellm_server(responder=_judge_reply) as server:
+        _judged_project(project, server, 4)
+        result = project.run("--failmodes-report=r.json", *option)
+        assert server.call_count == 4
+
+    assert result.ret == 0, result.stdout.str()
+    verdicts = [t["verdict"] for t in project.report("r.json")["modes"][0]["traces"]]
+    assert sorted(verdicts) == ["fail", "fail", "pass", "pass"]
+    result.stdout.fnmatch_lines(
+        [f"WARNING pytest-failmodes: cache */{blocker}*/cache.sqlite3: cannot be used (*); running without a cache: "
+         "every call is made, none is stored; results are unaffected"]
+    )
+    assert result.stdout.str().count("WARNING pytest-failmodes: cache") == 1
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def _make_read_only(path: Path, request: pytest.FixtureRequest) -> None:
+    """Read-only for real: chmod for a user; as root (whom chmod does not stop) the
+    immutable attribute, undone after the test so the folder can be removed."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        request.addfinalizer(lambda: path.chmod(0o644))
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: no way to make a file read-only here")
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i is refused on this file system: {done.stderr.strip()}")
+    request.addfinalizer(lambda: subprocess.run(["chattr", "-i", str(path)], check=False))
+
+
+def test_a_read_only_cache_file_still_serves_its_results_and_changes_no_verdict(
+    project: Any, monkeypatch: pytest.MonkeyPatch, litellm_loaded: None, request: pytest.FixtureRequest
+) -> None:
+    from fakellm import fakellm_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    with fakellm_server(responder=_judge_reply) as server:
+        _judged_project(project, server, 2)
+        assert project.run().ret == 0
+        _make_read_only(project.path / ".failmodes" / "cache.sqlite3", request)
+        _judged_project(project, server, 4)  # two traces more: new calls whose results cannot be stored
+        result = project.run("--failmodes-report=r.json")
+        assert server.call_count == 2 + 2  # the first two came from the read-only cache
+
+    assert result.ret == 0, result.stdout.str()
+    traces = project.report("r.json")["modes"][0]["traces"]
+    assert [(t["id"], t["verdict"]) for t in traces] == [("t0", "pass"), ("t1", "fail"), ("t2", "pass"), ("t3", "fail")]
+    result.stdout.fnmatch_lines(
+        ["WARNING pytest-failmodes: cache */.failmodes/cache.sqlite3: cannot be written (*readonly*); "
+         "cached results are read, new ones are not stored; results are unaffected"]
+    )
+    assert result.stdout.str().count("WARNING pytest-failmodes: cache") == 1
+
+
+# --------------------------------------------------------------------------- baselines
+
+TWO_MODES = """
+    dataset: data/traces.jsonl
+    cohorts: [route]
+    failure_modes:
+      - name: leak
+        rule: {regex: LEAK}
+      - name: %s
+        rule: {regex: RUDE}
+"""
+
+
+def _saved_baseline(project: Any, second: str = "rude") -> dict[str, Any]:
+    project.traces([project.row(f"t{i}", "LEAK" if i % 3 == 0 else "RUDE", route="ab"[i % 2]) for i in range(12)])
+    project.definitions(TWO_MODES % second)
+    assert project.run("--failmodes-save-baseline=base.json").ret == 0
+    return project.report("base.json")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("n", -5, "modes[[]0].cohorts[[]0].n: 'n' is -5, below 0"),
+        ("fails", -1, "modes[[]0].cohorts[[]0].fails: 'fails' is -1, below 0"),
+        ("fails", 99, "modes[[]0].cohorts[[]0].fails: 'fails' (99) is more than 'n' (12)"),
+    ],
+    ids=["negative-n", "negative-fails", "more-fails-than-n"],
+)
+def test_a_baseline_with_counts_no_run_produces_is_one_line(
+    project: Any, capsys: pytest.CaptureFixture[str], field: str, value: int, message: str
+) -> None:
+    from pytest_failmodes.cli import main
+
+    baseline = _saved_baseline(project)
+    baseline["modes"][0]["cohorts"][0][field] = value
+    (project.path / "base.json").write_text(json.dumps(baseline), encoding="utf-8")
+
+    result = project.run("--failmodes-baseline=base.json", "--failmodes-report=r.json")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: base.json: {message}: the baseline is damaged, save it again"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    # failmodes compare reads both files with the same checks
+    path = str(project.path / "base.json")
+    assert main(["compare", path, path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"failmodes compare: {path}: ") and err.endswith(": the baseline is damaged, save it again")
+
+
+def test_a_baseline_mode_this_run_lacks_is_listed_in_every_report(project) -> None:
+    _saved_baseline(project, "rude")
+    project.definitions(TWO_MODES % "impolite")  # renamed: a regression in it would go unseen
+
+    result = project.run("--failmodes-baseline=base.json", "--failmodes-report=r.json", "--failmodes-markdown=r.md")
+
+    assert result.ret == 0
+    line = (
+        "in the baseline base.json but not in this run (renamed, removed or deselected; "
+        "not checked for regressions): failmodes.yaml::rude"
+    )
+    result.stdout.fnmatch_lines([f"note: {line}"])
+    assert project.report("r.json")["baseline_missing"] == ["failmodes.yaml::rude"]
+    assert f"- {line}" in (project.path / "r.md").read_text(encoding="utf-8").splitlines()
+
+    strict = project.run("--failmodes-baseline=base.json", "--failmodes-strict-baseline")
+
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines([f"note: {line}"])

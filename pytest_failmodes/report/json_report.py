@@ -82,6 +82,8 @@ def build_report(
         "generator": f"pytest-failmodes {__version__}",
         "passed": not interrupted and not regressed and all(r.passed for r in results),
         "baseline": comparison.baseline if comparison else None,
+        # the baseline's modes this run lacks: nothing checked them for regressions
+        "baseline_missing": list(comparison.missing) if comparison else [],
         "modes": modes,
     }
 

@@ -46,6 +46,9 @@ def markdown_lines(results: Sequence[ModeResult], comparison: BaselineComparison
         yield "| " + " | ".join(_cell(c) for c in row) + " |"
     notes = [f"- **{_cell(r.name)}**: {_cell(n)}" for r in results for n in r.notes]
     broken = [f"- **{_cell(r.name)}** could not be evaluated: {_cell(r.broken)}" for r in results if r.broken]
+    missing = comparison.missing_line() if comparison else None
+    if missing:
+        notes.append(f"- {_cell(missing)}")
     if notes or broken:
         yield ""
         yield from broken

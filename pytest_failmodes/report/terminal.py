@@ -153,6 +153,9 @@ def summary_lines(results: Sequence[ModeResult], comparison: BaselineComparison 
             yield _line(f"BROKEN {r.name}: {r.broken}")
         for note in r.notes:
             yield _line(f"note: {r.name}: {note}")
+    missing = comparison.missing_line() if comparison else None
+    if missing:
+        yield _line(f"note: {missing}")
 
 
 def detection_lines(results: Sequence[ModeResult], max_examples: int) -> Iterator[str]:
