@@ -427,10 +427,11 @@ def test_a_baseline_with_counts_no_run_produces_is_one_line(
     result.stderr.fnmatch_lines([f"ERROR: base.json: {message}: the baseline is damaged, save it again"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     # failmodes compare reads both files with the same checks
-    path = str(project.path / "base.json")
-    assert main(["compare", path, path]) == 2
+    capsys.readouterr()
+    assert main(["compare", "base.json", "base.json"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"failmodes compare: {path}: ") and err.endswith(": the baseline is damaged, save it again")
+    message = message.replace("[[]", "[")
+    assert err == f"failmodes compare: base.json: {message}: the baseline is damaged, save it again"
 
 
 def test_a_baseline_mode_this_run_lacks_is_listed_in_every_report(project) -> None:
@@ -452,3 +453,38 @@ def test_a_baseline_mode_this_run_lacks_is_listed_in_every_report(project) -> No
 
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.stdout.fnmatch_lines([f"note: {line}"])
+
+
+# --------------------------------------------------------------------------- xdist: one stalled prompt, paid once
+
+
+def test_two_workers_pay_for_a_stalled_prompt_once(project: Any, monkeypatch: pytest.MonkeyPatch, litellm_loaded: None) -> None:
+    pytest.importorskip("xdist")
+    from fakellm import fakellm_server, hang
+
+    def judge(request: dict[str, Any]) -> Any:
+        return hang() if "STALL" in request["messages"][1]["content"] else _judge_reply(request)
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    rows = [project.row(f"t{i}", f"I will refund order {i}" if i % 2 else f"order {i} shipped", route="a") for i in range(4)]
+    rows.append(project.row("stalled", "STALL", route="a"))
+    project.traces(rows)
+    with fakellm_server(responder=judge, hang_seconds=30) as server:
+        project.definitions(JUDGE_DEFINITIONS % server.base_url)
+        result = project.run_subprocess(
+            "-n", "2", "--failmodes-per-trace", "--failmodes-timeout=3", "--failmodes-max-retries=1",
+            "--failmodes-report=r.json",
+        )
+        stalled = [r for r in server.chat_requests if "STALL" in r.messages[1]["content"]]
+
+    # both workers submit every trace of the mode; the one that claimed the call makes it
+    # (up to one try and one retry: a timed-out retry may never reach the server), the
+    # other waits for it and is handed its failure instead of paying again
+    traces = {t["id"]: t for t in project.report("r.json")["modes"][0]["traces"]}
+    assert 1 <= len(stalled) <= 2, (traces["stalled"], result.stdout.str())
+    assert server.call_count == 4 + len(stalled)  # and every other prompt once
+    model = next(line.split() for line in result.outlines if line.startswith("openai/fake-judge "))
+    assert model[3] == "1", result.stdout.str()  # errors: one process failed the call, not two
+    assert traces["stalled"]["verdict"] == "error" and "timed out" in traces["stalled"]["reason"]
+    assert [traces[f"t{i}"]["verdict"] for i in range(4)] == ["pass", "fail", "pass", "fail"]
+    assert result.ret == 1
