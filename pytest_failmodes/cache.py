@@ -39,7 +39,10 @@ _SCHEMA = (
 
 
 # failures of this run's calls, so xdist workers share them instead of paying twice (never read by a later run)
-_FAILURES = "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, message TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID"
+_FAILURES = (
+    "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, owner TEXT NOT NULL, message TEXT NOT NULL,"
+    " at REAL NOT NULL) WITHOUT ROWID"
+)
 
 
 class CacheWarning(UserWarning):
@@ -365,14 +368,19 @@ class ResultCache:
                         if failure is not None:
                             # created on first use: files made by earlier versions lack it
                             conn.execute(_FAILURES)
-                            conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", (key, failure, time.time()))
+                            conn.execute(
+                                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", (key, self.owner, failure, time.time())
+                            )
                 except (OSError, sqlite3.Error) as exc:
                     self._cannot_write(exc)
 
     def _failure(self, key: str) -> str | None:
         assert self._conn is not None
         try:
-            row = self._conn.execute("SELECT message FROM failures WHERE key = ? AND at >= ?", (key, self._run)).fetchone()
+            # another owner's: this process asking again (a later pass) makes the call again
+            row = self._conn.execute(
+                "SELECT message FROM failures WHERE key = ? AND at >= ? AND owner != ?", (key, self._run, self.owner)
+            ).fetchone()
         except sqlite3.OperationalError:  # no such table: nothing failed yet
             return None
         return None if row is None else str(row[0])

@@ -481,8 +481,9 @@ def test_two_workers_pay_for_a_stalled_prompt_once(project: Any, monkeypatch: py
     # (up to one try and one retry: a timed-out retry may never reach the server), the
     # other waits for it and is handed its failure instead of paying again
     traces = {t["id"]: t for t in project.report("r.json")["modes"][0]["traces"]}
+    # (the server's total count is no measure of the others: under load a timed-out attempt
+    # may reach the server after the client gave up, and be retried)
     assert 1 <= len(stalled) <= 2, (traces["stalled"], result.stdout.str())
-    assert server.call_count == 4 + len(stalled)  # and every other prompt once
     model = next(line.split() for line in result.outlines if line.startswith("openai/fake-judge "))
     assert model[3] == "1", result.stdout.str()  # errors: one process failed the call, not two
     assert traces["stalled"]["verdict"] == "error" and "timed out" in traces["stalled"]["reason"]
