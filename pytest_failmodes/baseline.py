@@ -110,6 +110,25 @@ def _check_entries(data: dict[str, Any], name: str, kind: str) -> None:
                             file=name,
                             key=f"modes[{i}].{listed}[{j}]",
                         )
+                if listed == "cohorts":
+                    _check_counts(row, name, kind, f"modes[{i}].cohorts[{j}]")
+
+
+def _check_counts(row: dict[str, Any], name: str, kind: str, where: str) -> None:
+    """Counts a run cannot produce (a hand edit, a merge gone wrong) would make every
+    test of the comparison raise or lie: name the row and key instead."""
+    n, fails, errors = row["n"], row["fails"], row.get("errors", 0)
+    if n < 0:
+        problem, key = f"'n' is {n}, below 0", "n"
+    elif fails < 0:
+        problem, key = f"'fails' is {fails}, below 0", "fails"
+    elif fails > n:
+        problem, key = f"'fails' ({fails}) is more than 'n' ({n})", "fails"
+    elif isinstance(errors, bool) or not isinstance(errors, int) or errors < 0:
+        problem, key = f"'errors' is {errors!r}, not a count", "errors"
+    else:
+        return
+    raise FailmodesError(f"{problem}: the {kind} is damaged, save it again", file=name, key=f"{where}.{key}")
 
 
 #: how the notes of a comparison begin on a mode's result (and in reports)
@@ -123,6 +142,19 @@ class BaselineComparison:
     baseline: str
     comparisons: dict[tuple[str, str], Comparison] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)  # mode key -> notes
+    #: the baseline's modes that this run lacks (renamed, removed or deselected): nothing
+    #: checks them for regressions, so every report lists them
+    missing: list[str] = field(default_factory=list)
+
+    def missing_line(self) -> str | None:
+        """One line naming the baseline's modes this run lacks, or ``None``."""
+        if not self.missing:
+            return None
+        shown = ", ".join(self.missing[:10]) + (f" and {len(self.missing) - 10} more" if len(self.missing) > 10 else "")
+        return (
+            f"in the baseline {self.baseline} but not in this run (renamed, removed or deselected; "
+            f"not checked for regressions): {shown}"
+        )
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -142,6 +174,7 @@ class BaselineComparison:
             "baseline": self.baseline,
             "comparisons": [asdict(c) for c in self.comparisons.values()],
             "notes": self.notes,
+            "missing": self.missing,
         }
 
 
@@ -159,9 +192,12 @@ def compare_with_baseline(
 
     out = BaselineComparison(baseline.path)
     rows: list[dict[str, Any]] = []
+    matched: set[int] = set()
     for result in results:
         notes = out.notes.setdefault(result.key, [])
         base = baseline.find(result.key)
+        if base is not None:
+            matched.add(id(base))
         if result.broken:
             continue
         if result.partial:
@@ -239,6 +275,7 @@ def compare_with_baseline(
     for comparison in compare(rows, alpha=alpha, correction=correction, min_increase=min_increase):  # type: ignore[arg-type]
         out.comparisons[(comparison.mode, comparison.cohort)] = comparison
     out.notes = {k: v for k, v in out.notes.items() if v}
+    out.missing = [key for key, entry in baseline.modes.items() if id(entry) not in matched]
     return out
 
 

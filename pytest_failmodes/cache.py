@@ -38,6 +38,13 @@ _SCHEMA = (
 )
 
 
+# failures of this run's calls, so xdist workers share them instead of paying twice (never read by a later run)
+_FAILURES = (
+    "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, owner TEXT NOT NULL, message TEXT NOT NULL,"
+    " at REAL NOT NULL) WITHOUT ROWID"
+)
+
+
 class CacheWarning(UserWarning):
     """The cache file could not be used and was set aside; results are unaffected."""
 
@@ -111,6 +118,13 @@ def _owner_gone(owner: str) -> bool:
     return False
 
 
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
 class _Unusable(Exception):
     """The file is damaged or not ours: set it aside."""
 
@@ -146,30 +160,53 @@ class ResultCache:
     received through :meth:`wait_for` is a hit), ``writes`` the values stored.
     """
 
-    __slots__ = ("path", "enabled", "refresh", "owner", "hits", "misses", "writes", "_since", "_lock", "_conn")
+    __slots__ = (
+        "path", "enabled", "refresh", "owner", "hits", "misses", "writes", "problem", "_since", "_run", "_lock", "_conn",
+        "_writable",
+    )
 
     def __init__(
-        self, directory: Path, *, enabled: bool = True, refresh: bool = False, owner: str | None = None, refresh_since: float | None = None
+        self,
+        directory: Path,
+        *,
+        enabled: bool = True,
+        refresh: bool = False,
+        owner: str | None = None,
+        refresh_since: float | None = None,
+        run_started: float | None = None,
     ) -> None:
         self.path = Path(directory) / FILENAME
         self.enabled = enabled
         self.refresh = refresh
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.hits = self.misses = self.writes = 0
+        #: why the cache is not (fully) used this run, for one warning line; ``None`` while it works
+        self.problem: str | None = None
         self._since = (time.time() if refresh_since is None else refresh_since) if refresh else float("-inf")
+        # failures recorded since then are this run's: shared between its processes, never with a later run
+        self._run = time.time() if run_started is None else run_started
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._writable = True
         if not enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _opening_lock(self.path.with_name(FILENAME + ".lock")):
-            try:
-                self._conn = self._open()
-                return
-            except _Unusable as exc:
-                problem = str(exc)
-            moved = self._set_aside()
-            self._conn = self._open()  # a fresh file; failing again is a real error
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _opening_lock(self.path.with_name(FILENAME + ".lock")):
+                try:
+                    self._conn = self._open()
+                    return
+                except _Unusable as exc:
+                    problem = str(exc)
+                moved = self._set_aside()
+                self._conn = self._open()  # a fresh file
+        except (OSError, sqlite3.Error) as exc:
+            # a file where the folder should be, a read-only folder, a locked file: the cache
+            # saves money and never decides a result, so the run goes on without it
+            self.enabled = False
+            self._conn = None
+            self.problem = f"{self.path}: cannot be used ({_why(exc)}); running without a cache: every call is made, none is stored"
+            return
         try:
             warnings.warn(
                 CacheWarning(f"{self.path}: {problem}; set aside as {moved.name}, starting a fresh cache"),
@@ -225,6 +262,12 @@ class ResultCache:
                 os.rename(f"{self.path}{suffix}", f"{target}{suffix}")
         return target
 
+    def _cannot_write(self, exc: BaseException) -> None:
+        """Stop writing after the first failed write (a read-only file, a full disk): values
+        already stored are still read, new ones are made and used, only not stored."""
+        self._writable = False
+        self.problem = f"{self.path}: cannot be written ({_why(exc)}); cached results are read, new ones are not stored"
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         # IMMEDIATE takes the write lock up front, where busy_timeout waits for it;
@@ -255,7 +298,11 @@ class ResultCache:
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored value for ``key``, or ``None`` (never an exception for a bad row)."""
         with self._lock:
-            value = None if self._conn is None else self._read(key)
+            try:
+                value = None if self._conn is None else self._read(key)
+            except sqlite3.Error as exc:  # I/O error, locked past the timeout: a miss, never a failed call
+                self.problem = self.problem or f"{self.path}: cannot be read ({_why(exc)}); those results are made again"
+                value = None
             if value is None:
                 self.misses += 1
             else:
@@ -271,13 +318,17 @@ class ResultCache:
         except ValueError as exc:  # circular reference: as unstorable as a set
             raise TypeError(f"cache value is not JSON-serialisable: {exc}") from exc
         with self._lock:
-            if self._conn is None:
+            if self._conn is None or not self._writable:
                 return
-            with self._write() as conn:
-                conn.execute(
-                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", (key, text, _digest(key, text), time.time())
-                )
-                conn.execute("DELETE FROM claims WHERE key = ?", (key,))
+            try:
+                with self._write() as conn:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", (key, text, _digest(key, text), time.time())
+                    )
+                    conn.execute("DELETE FROM claims WHERE key = ?", (key,))
+            except (OSError, sqlite3.Error) as exc:
+                self._cannot_write(exc)
+                return
             self.writes += 1
 
     def claim(self, key: str, *, stale_after: float = 120.0) -> bool:
@@ -288,24 +339,61 @@ class ResultCache:
         its owner died or hung. Claiming again refreshes the claim during a long call.
         """
         with self._lock:
-            if self._conn is None:
+            if self._conn is None or not self._writable:
                 return True
-            with self._write() as conn:
-                if self._read(key) is not None:
-                    return False
-                row = conn.execute("SELECT owner, at FROM claims WHERE key = ?", (key,)).fetchone()
-                now = time.time()
-                if row is not None and row[0] != self.owner and row[1] > now - stale_after and not _owner_gone(row[0]):
-                    return False
-                conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (key, self.owner, now))
+            try:
+                with self._write() as conn:
+                    if self._read(key) is not None or self._failure(key) is not None:
+                        return False
+                    row = conn.execute("SELECT owner, at FROM claims WHERE key = ?", (key,)).fetchone()
+                    now = time.time()
+                    if row is not None and row[0] != self.owner and row[1] > now - stale_after and not _owner_gone(row[0]):
+                        return False
+                    conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (key, self.owner, now))
+                    return True
+            except (OSError, sqlite3.Error) as exc:
+                self._cannot_write(exc)
                 return True
 
-    def release(self, key: str) -> None:
-        """Drop this owner's claim without a value (the call failed), so a waiter can try."""
+    def release(self, key: str, *, failure: str | None = None) -> None:
+        """Drop this owner's claim without a value. With ``failure`` (the call failed for
+        good, after its retries) the other processes of this run get that failure from
+        :meth:`failure` instead of paying for the same call again; without it (the call
+        was cancelled) a waiter can try."""
         with self._lock:
-            if self._conn is not None:
-                with self._write() as conn:
-                    conn.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+            if self._conn is not None and self._writable:
+                try:
+                    with self._write() as conn:
+                        conn.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+                        if failure is not None:
+                            # created on first use: files made by earlier versions lack it
+                            conn.execute(_FAILURES)
+                            conn.execute(
+                                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", (key, self.owner, failure, time.time())
+                            )
+                except (OSError, sqlite3.Error) as exc:
+                    self._cannot_write(exc)
+
+    def _failure(self, key: str) -> str | None:
+        assert self._conn is not None
+        try:
+            # another owner's: this process asking again (a later pass) makes the call again
+            row = self._conn.execute(
+                "SELECT message FROM failures WHERE key = ? AND at >= ? AND owner != ?", (key, self._run, self.owner)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no such table: nothing failed yet
+            return None
+        return None if row is None else str(row[0])
+
+    def failure(self, key: str) -> str | None:
+        """Why another process of this run failed to get ``key`` (see :meth:`release`), or ``None``."""
+        with self._lock:
+            if self._conn is None:
+                return None
+            try:
+                return self._failure(key)
+            except sqlite3.Error:
+                return None
 
     def wait_for(self, key: str, *, timeout: float, poll: float = 0.05, stale_after: float = 120.0) -> dict[str, Any] | None:
         """Poll for another owner's value; ``None`` once its claim is gone or stale, or at ``timeout``
@@ -315,12 +403,15 @@ class ResultCache:
             with self._lock:
                 if self._conn is None:
                     return None
-                self._conn.execute("BEGIN")  # value and claim from one snapshot
                 try:
-                    value = self._read(key)
-                    claim = self._conn.execute("SELECT at, owner FROM claims WHERE key = ?", (key,)).fetchone()
-                finally:
-                    self._conn.execute("COMMIT")
+                    self._conn.execute("BEGIN")  # value and claim from one snapshot
+                    try:
+                        value = self._read(key)
+                        claim = self._conn.execute("SELECT at, owner FROM claims WHERE key = ?", (key,)).fetchone()
+                    finally:
+                        self._conn.execute("COMMIT")
+                except sqlite3.Error:  # unreadable now: make the call (the claim's owner may make it too)
+                    return None
                 if value is not None:
                     self.hits += 1
                     return value

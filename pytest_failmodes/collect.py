@@ -315,6 +315,9 @@ class _Outcome(Exception):
     """A failure that is a result, not a crash: shown as text without a traceback."""
 
     def __init__(self, text: str) -> None:
+        from .report.safe import text as shown
+
+        text = shown(text)  # reasons and ids are trace data: shown on the terminal, never obeyed
         super().__init__(text)
         self.text = text
 

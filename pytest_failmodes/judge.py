@@ -186,6 +186,10 @@ def parse_reply(content: str) -> tuple[str, str] | str:
     return verdict.strip().lower(), critique if isinstance(critique, str) else json.dumps(critique)
 
 
+#: how often a process making a call refreshes its claim (claims go stale after 120 s)
+CLAIM_REFRESH_SECONDS = 20.0
+
+
 class ModelContext:
     """What model-backed detectors share in one process: the runner, the cache, calls in flight."""
 
@@ -225,10 +229,14 @@ class ModelContext:
             del self._inflight[key]
 
     async def _produce_once(self, key: str, model: str, produce: Any) -> dict[str, Any]:
+        from .llm import ModelError
+
         cache = self.cache
         if cache is not None:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.runner.timeout * 3
+            # as long as the owner could still be retrying: a stalled call is paid for once,
+            # not once per worker (the owner keeps its claim fresh, and shares its failure)
+            deadline = loop.time() + self.runner.call_budget()
             poll = 0.02
             while not await self._on_cache(cache.claim, key):
                 # another worker is making this call: wait for its result rather than pay twice.
@@ -239,19 +247,38 @@ class ModelContext:
                 if value is not None:
                     self.runner.record_hit(model)
                     return value
+                failed = await self._on_cache(cache.failure, key)
+                if failed is not None:
+                    raise ModelError(failed)
                 if loop.time() >= deadline:
                     break
                 await asyncio.sleep(poll)
                 poll = min(poll * 1.5, 0.5)
+        heartbeat = asyncio.ensure_future(self._keep_claim(key)) if cache is not None else None
         try:
             value = await produce()
+        except ModelError as exc:
+            if cache is not None:
+                await self._on_cache(cache.release, key, failure=str(exc))
+            raise
         except BaseException:
             if cache is not None:
                 await self._on_cache(cache.release, key)
             raise
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
         if cache is not None:
             await self._on_cache(cache.put, key, value)
         return value
+
+    async def _keep_claim(self, key: str) -> None:
+        """Refresh this process's claim while its call runs (retries of a stalled call can
+        outlast the claim's staleness), so no other worker takes it over and pays again."""
+        assert self.cache is not None
+        while True:
+            await asyncio.sleep(CLAIM_REFRESH_SECONDS)
+            await self._on_cache(self.cache.claim, key)
 
     async def _lookup(self, key: str) -> dict[str, Any] | None:
         """``cache.get(key)``, off the event loop. The lookups made in one turn of the loop

@@ -17,10 +17,11 @@ import asyncio
 import email.utils
 import os
 import random
+import re
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -305,7 +306,7 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - classified below; nothing escapes unreported
                 kind, retryable, retry_after = _classify(exc, litellm)
                 throttled = kind == "rate limited (429)"
-                last = f"{kind}: {_first_line(exc)}"
+                last = f"{kind}: {_first_line(exc, call_secrets(model, params, litellm))}"
                 if not retryable or attempt == self.max_retries:
                     await self._limit.release(throttled=throttled)
                     with self._stats_lock:
@@ -368,6 +369,10 @@ class Runner:
                 stats.cost_known = False
             return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def call_budget(self) -> float:
+        """The longest one call can take with all its retries and waits between them."""
+        return (self.max_retries + 1) * (self.timeout + 5.0) + self.max_retries * self.max_backoff + 30.0
 
     def _backoff(self, attempt: int) -> float:
         # full jitter: spreads retries of many calls that failed together
@@ -454,16 +459,70 @@ def _retry_after(exc: BaseException) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     text = str(exc).strip().splitlines()
     msg = text[0] if text else type(exc).__name__
-    return _redact(msg[:300])
+    # redacted before it is cut: a key cut in two would no longer match
+    return redact(msg, secrets)[:300]
 
 
-def _redact(text: str) -> str:
-    """Error messages can echo request headers; keys never reach reports."""
-    import re
+#: the mark a credential's value leaves in error text
+REDACTED = "[redacted]"
+#: values shorter than this are not treated as credentials (they would redact ordinary words)
+_MIN_SECRET = 8
+_SECRET_NAME = re.compile(r"(?i)(api[-_]?key|token|secret|passw(or)?d|credential|auth|access[-_]?key|private[-_]?key)")
 
+
+def call_secrets(model: str, params: Mapping[str, Any], litellm: Any = None) -> list[str]:
+    """The values of every credential a call may have sent, whatever their shape:
+    secret-named parameters (``api_key``) and header values (``extra_headers``), the
+    key litellm resolved for the model's provider, credentials in ``api_base``, and
+    every environment variable whose name says it holds a credential (litellm reads
+    the provider's own from the environment: ``GEMINI_API_KEY``, ``AZURE_AD_TOKEN``...).
+    Longest first, so a key that contains another is redacted whole."""
+    found: set[str] = set()
+
+    def add(value: object) -> None:
+        if isinstance(value, str) and len(value.strip()) >= _MIN_SECRET:
+            found.add(value.strip())
+            if value.lower().startswith(("bearer ", "basic ")):
+                found.add(value.split(None, 1)[1].strip())
+
+    for name, value in params.items():
+        if _SECRET_NAME.search(name):
+            add(value)
+        elif name in ("extra_headers", "headers") and isinstance(value, Mapping):
+            for header, header_value in value.items():
+                if _SECRET_NAME.search(str(header)) or str(header).lower() in ("cookie", "x-goog-api-key"):
+                    add(header_value)
+    base = params.get("api_base")
+    if isinstance(base, str):
+        from urllib.parse import parse_qsl, urlsplit
+
+        try:
+            parts = urlsplit(base)
+            add(parts.password)
+            for _k, v in parse_qsl(parts.query):
+                add(v)
+        except ValueError:
+            pass
+    if litellm is not None:
+        try:
+            add(litellm.get_llm_provider(model=model, api_base=base if isinstance(base, str) else None)[3])
+        except Exception:  # noqa: BLE001 - an unknown provider resolves no key
+            pass
+    for name, value in os.environ.items():
+        if _SECRET_NAME.search(name):
+            add(value)
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` without the values in ``secrets`` (and without anything shaped like an
+    OpenAI ``sk-`` key): error messages can echo request headers; keys never reach reports."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
     return re.sub(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+", r"\1…", text)
 
 

@@ -14,6 +14,7 @@ MAX_RETRIES = "--failmodes-max-retries"
 SAVE_TRACES = "--failmodes-save-traces"
 BASELINE = "--failmodes-baseline"
 SAVE_BASELINE = "--failmodes-save-baseline"
+STRICT_BASELINE = "--failmodes-strict-baseline"
 CORRECTION = "--failmodes-correction"
 #: the corrections a user can pick (regression.CORRECTIONS adds "none", for calibration only)
 CORRECTION_CHOICES = ("tarone-holm", "holm", "bh")

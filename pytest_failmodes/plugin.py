@@ -156,6 +156,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"Save this run as a baseline (default path: {opt.DEFAULT_BASELINE} under the rootdir).",
     )
     group.addoption(
+        opt.STRICT_BASELINE,
+        action="store_true",
+        dest=opt.dest(opt.STRICT_BASELINE),
+        default=False,
+        help="Fail the run when a mode of the baseline is not in this run (renamed or removed); "
+        "without it such modes are listed in every report.",
+    )
+    group.addoption(
         opt.CORRECTION,
         choices=opt.CORRECTION_CHOICES,
         dest=opt.dest(opt.CORRECTION),

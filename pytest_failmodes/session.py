@@ -60,6 +60,10 @@ class FailmodesSession:
         self.baseline: Baseline | None = None
         self.comparison: BaselineComparison | None = None
         self._regressed = False
+        # reports that could not be written, one line each for the terminal summary
+        self.write_errors: list[str] = []
+        # why the cache was not (fully) used, from every process; one warning line each
+        self.cache_problems: list[str] = []
         # xdist workers share the controller's start time, so --failmodes-refresh
         # re-pays each call once per run, not once per worker
         self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
@@ -87,6 +91,7 @@ class FailmodesSession:
                 enabled=enabled,
                 refresh=config.getoption(opt.dest(opt.REFRESH)),
                 refresh_since=self.started,
+                run_started=self.started,
             )
             self._ctx = ModelContext(runner, cache)
         return self._ctx
@@ -102,6 +107,11 @@ class FailmodesSession:
             timeout=config.getoption(opt.dest(opt.TIMEOUT)),
             max_retries=config.getoption(opt.dest(opt.MAX_RETRIES)),
         )
+
+    def _note_cache_problem(self, problem: str | None) -> None:
+        # every worker meets the same unusable cache: the user reads about it once
+        if problem and problem not in self.cache_problems:
+            self.cache_problems.append(problem)
 
     def merge_model_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
         """Add a runner's per-model figures to the run's "model calls" table."""
@@ -184,6 +194,7 @@ class FailmodesSession:
         finally:
             if ctx.cache is not None:
                 ctx.cache.close()
+                self._note_cache_problem(ctx.cache.problem)
         self.merge_model_stats(ctx.runner.stats_dict())
 
     # -- collection-time services ------------------------------------------------------
@@ -279,8 +290,11 @@ class FailmodesSession:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        for model, stats in getattr(node, "workeroutput", {}).get("failmodes_models", {}).items():
+        output = getattr(node, "workeroutput", {})
+        for model, stats in output.get("failmodes_models", {}).items():
             self.model_stats.setdefault(model, ModelStats()).merge(stats)
+        for problem in output.get("failmodes_cache_problems", ()):
+            self._note_cache_problem(problem)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -289,6 +303,7 @@ class FailmodesSession:
             self.config.workeroutput["failmodes_models"] = {  # type: ignore[attr-defined]
                 m: s.to_dict() for m, s in self.model_stats.items()
             }
+            self.config.workeroutput["failmodes_cache_problems"] = self.cache_problems  # type: ignore[attr-defined]
             return
         self._finish_per_trace()
         self._compare_with_baseline(session)
@@ -299,27 +314,65 @@ class FailmodesSession:
             if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                 failed = others > 0 or gate_failed
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
+        interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
         path = self.config.getoption(opt.dest(opt.REPORT))
         if path:
-            from .report.json_report import write_report
+            from .report.json_report import build_report
+            from .report.safe import json_text
 
-            write_report(
+            self._write_report(
+                "JSON report",
                 Path(self.config.invocation_params.dir, path),
-                self.ordered_results(),
-                interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
-                comparison=self.comparison,
+                lambda: json_text(
+                    build_report(self.ordered_results(), interrupted=interrupted, comparison=self.comparison)
+                ) + "\n",
             )
         self._write_ci_reports(session)
         save = self.config.getoption(opt.dest(opt.SAVE_BASELINE))
-        if save and session.exitstatus != pytest.ExitCode.INTERRUPTED:
-            from .report.json_report import write_report
+        if save and not interrupted:
+            from .report.json_report import build_report
+            from .report.safe import json_text
 
             base = self.config.rootpath if save == opt.DEFAULT_BASELINE else self.config.invocation_params.dir
-            write_report(Path(base, save), self.ordered_results())
+            self._write_report(
+                "baseline", Path(base, save), lambda: json_text(build_report(self.ordered_results())) + "\n"
+            )
+        if self.write_errors and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            # CI reads these files: a run whose reports are missing is not a green run
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def _write_report(self, what: str, path: Path, produce: Callable[[], str], *, append: bool = False) -> None:
+        """Write one report whole or not at all; on failure remove the stale one it would
+        have replaced (never leave an older run's report looking like this run's) and
+        record one line for the terminal summary."""
+        import os
+
+        from .report.safe import append_whole, write_atomically
+
+        try:
+            content = produce()
+            (append_whole if append else write_atomically)(path, content)
+        except Exception as exc:  # noqa: BLE001 - any failure is reported, none loses the other reports
+            detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            if append:
+                outcome = "nothing was appended"
+            elif not os.path.lexists(path):
+                outcome = "no file was written"
+            else:
+                try:
+                    path.unlink()
+                    outcome = "the older file there was removed"
+                except OSError as gone:
+                    outcome = f"the older file there could not be removed ({gone.strerror}): it is NOT from this run"
+            self.write_errors.append(f"could not write the {what} {path} ({detail}); {outcome}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
+        for line in self.write_errors:
+            terminalreporter.write_line(f"ERROR pytest-failmodes: {line}", red=True, bold=True)
+        for line in self.cache_problems:
+            terminalreporter.write_line(f"WARNING pytest-failmodes: cache {line}; results are unaffected", yellow=True)
         if not self.results and self.config.getoption(opt.dest(opt.CALIBRATE)):
             terminalreporter.section("failure modes")
             terminalreporter.write_line(
@@ -397,6 +450,8 @@ class FailmodesSession:
         )
         self.comparison.annotate(list(self.results.values()))
         self._regressed = bool(self.comparison.regressions)
+        if self.comparison.missing and config.getoption(opt.dest(opt.STRICT_BASELINE)):
+            self._regressed = True  # fails the run like a regression, and is reported beside them
         # the correction spans every mode and cohort, so regressions are decided here,
         # once all modes have run: they fail the run (and their gate in JUnit), not an item
         if self._regressed and session.exitstatus == pytest.ExitCode.OK:
@@ -415,37 +470,47 @@ class FailmodesSession:
         if md_path or step_summary:
             from .report.markdown import markdown_lines
 
-            text = "\n".join(markdown_lines(results, self.comparison)) + "\n"
+            def markdown() -> str:
+                return "\n".join(markdown_lines(results, self.comparison)) + "\n"
+
             if md_path:
-                target = Path(config.invocation_params.dir, md_path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
+                self._write_report("Markdown summary", Path(config.invocation_params.dir, md_path), markdown)
             if step_summary:
-                with open(step_summary, "a", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
+                self._write_report(
+                    "GitHub job summary", Path(step_summary), lambda: markdown() + "\n", append=True
+                )
         html_path = config.getoption(opt.dest(opt.HTML))
         if html_path:
             from .report.html import render_html
-            from .report.json_report import build_report, write_atomically
+            from .report.json_report import build_report
 
-            report = build_report(
-                results,
-                interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
-                comparison=self.comparison,
-            )
-            # trace ids are unique within a dataset; across files the first excerpt wins
-            excerpts: dict[str, dict[str, str]] = {}
-            for result in results:
-                for tid, sample in (result.samples or {}).items():
-                    excerpts.setdefault(tid, sample)
-            write_atomically(Path(config.invocation_params.dir, html_path), render_html(report, traces=excerpts))
+            def html() -> str:
+                report = build_report(
+                    results,
+                    interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
+                    comparison=self.comparison,
+                )
+                # trace ids are unique within a dataset; across files the first excerpt wins
+                excerpts: dict[str, dict[str, str]] = {}
+                for result in results:
+                    for tid, sample in (result.samples or {}).items():
+                        excerpts.setdefault(tid, sample)
+                return render_html(report, traces=excerpts)
+
+            self._write_report("HTML report", Path(config.invocation_params.dir, html_path), html)
         xml = config.getoption("xmlpath", None)
         if xml:
             from .report.junit import add_gates
 
             path = Path(config.invocation_params.dir, xml)
             if path.exists():
-                add_gates(path, results, self.comparison)
+                try:
+                    add_gates(path, results, self.comparison)
+                except Exception as exc:  # noqa: BLE001 - pytest's own part of the file stays
+                    detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                    self.write_errors.append(
+                        f"could not add the gates to the JUnit XML {path} ({detail}); it holds pytest's items only"
+                    )
 
     # -- helpers ------------------------------------------------------------------------
     def ordered_results(self) -> list[ModeResult]:

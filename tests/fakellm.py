@@ -64,6 +64,7 @@ __all__ = [
     "malformed",
     "not_a_completion",
     "rate_limited",
+    "rejected",
     "server_error",
     "text",
     "wrong_schema",
@@ -89,7 +90,7 @@ _SECRET_HEADERS: Final = frozenset(
 )
 _AUTH_HEADERS: Final = frozenset({"authorization", "api-key", "x-api-key", "openai-api-key"})
 
-ReplyKind = Literal["ok", "429", "500", "hang", "malformed", "not_a_completion", "wrong_schema"]
+ReplyKind = Literal["ok", "429", "500", "hang", "malformed", "not_a_completion", "wrong_schema", "rejected"]
 
 
 # --------------------------------------------------------------------- replies
@@ -168,6 +169,14 @@ def server_error(status: int = 500, *, latency: float | None = None) -> Reply:
         latency=latency,
         body=_error_body("The server had an error while processing your request (fakellm).", None, "server_error"),
     )
+
+
+def rejected(status: int = 401) -> Reply:
+    """An HTTP 4xx whose error message echoes every credential header the request
+    carried, as some providers do: what a client must never put in its own reports."""
+    if not 400 <= status <= 499:
+        raise ValueError(f"rejected() needs a 4xx status, got {status!r}")
+    return Reply(kind="rejected", content=None, status=status)
 
 
 def hang(seconds: float | None = None) -> Reply:
@@ -755,6 +764,11 @@ class FakeLLM:
             return
         if reply.kind == "hang":
             self._hang(handler, reply)
+            return
+        if reply.kind == "rejected":
+            echoed = "; ".join(f"{k}: {v}" for k, v in handler.headers.items() if k.lower() in _SECRET_HEADERS)
+            message = f"API key not valid. Please pass a valid API key. (received {echoed or 'no key'})"
+            handler._send_bytes(reply.status, _error_body(message, "invalid_api_key", "invalid_request_error"))
             return
         if reply.body is not None:
             if stream and reply.status == 200:  # a broken stream, not a JSON body

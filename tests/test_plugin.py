@@ -745,6 +745,10 @@ failure-mode regression testing (pytest-failmodes):
   --failmodes-save-baseline=[PATH]
                         Save this run as a baseline (default path:
                         .failmodes/baseline.json under the rootdir).
+  --failmodes-strict-baseline
+                        Fail the run when a mode of the baseline is not in this
+                        run (renamed or removed); without it such modes are
+                        listed in every report.
   --failmodes-correction={tarone-holm,holm,bh}
                         Multiple-comparison correction across all mode x cohort
                         comparisons (default: tarone-holm; see docs/ci.md).

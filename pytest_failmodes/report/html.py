@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 from typing import Any
 
 from ..values import split_cohort
+from .safe import pretty_json, text
 from .terminal import pct, plural
 
 __all__ = ["render_html", "DEFAULT_MAX_TRACES"]
@@ -101,8 +101,10 @@ def _ci_text(ci: Sequence[float] | None) -> str:
 
 
 def _e(value: Any) -> str:
-    """Escape any value for HTML text or a double-quoted attribute."""
-    return escape("" if value is None else str(value), quote=True)
+    """Escape any value for HTML text or a double-quoted attribute. Control and bidi
+    characters are shown as escapes (an unterminated U+202E would reverse the rest of
+    the line, in text and in attribute values alike), lone surrogates as U+FFFD."""
+    return escape(text(value), quote=True)
 
 
 def _allowed_empty(mode: Mapping[str, Any]) -> bool:
@@ -180,7 +182,7 @@ def _content_text(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    return pretty_json(value, indent=2)  # no recursion: a value nested 1,000 deep still renders
 
 
 class _Page:
@@ -708,6 +710,7 @@ _CSS = """
 [hidden]{display:none!important}
 body{margin:0;color:var(--ink);background:var(--bg);
 font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+code,pre,td,th,.s,p.note,p.desc,p.broken,li{unicode-bidi:isolate}
 code,pre,.num,.tid{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace}
 code{font-size:.9em}
 a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}

@@ -3,21 +3,19 @@ removing, renaming or changing the meaning of one bumps it (readers check it).""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine import ModeResult
 from ..values import split_cohort
+from .safe import json_text, write_atomically
 
 if TYPE_CHECKING:
     from ..baseline import BaselineComparison
     from ..regression import Comparison
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "build_report", "write_report"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "build_report", "write_report", "write_atomically"]
 
 SCHEMA = "pytest-failmodes/report"
 SCHEMA_VERSION = 1
@@ -88,6 +86,8 @@ def build_report(
         "generator": f"pytest-failmodes {__version__}",
         "passed": not interrupted and not regressed and all(r.passed for r in results),
         "baseline": comparison.baseline if comparison else None,
+        # the baseline's modes this run lacks: nothing checked them for regressions
+        "baseline_missing": list(comparison.missing) if comparison else [],
         "modes": modes,
     }
 
@@ -129,22 +129,6 @@ def write_report(
     interrupted: bool = False,
     comparison: BaselineComparison | None = None,
 ) -> None:
-    """Write the JSON report to ``path``, atomically."""
+    """Write the JSON report to ``path``, atomically (any string in it survives: see report/safe.py)."""
     report = build_report(results, interrupted=interrupted, comparison=comparison)
-    write_atomically(path, json.dumps(report, ensure_ascii=False, indent=1) + "\n")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """A crash mid-write never leaves a truncated file behind (nor replaces a good one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)  # mkstemp makes 0600 files; a report is as readable as any other file
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, json_text(report) + "\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine import ModeResult
+from .safe import write_atomically, xml_text
 
 if TYPE_CHECKING:
     from ..baseline import BaselineComparison
@@ -25,7 +26,8 @@ def _fmt(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    # cohort values and reasons are trace data: XML 1.0 cannot hold most control characters
+    return xml_text(value)
 
 
 def add_gates(path: Path, results: Sequence[ModeResult], comparison: BaselineComparison | None = None) -> None:
@@ -43,14 +45,14 @@ def add_gates(path: Path, results: Sequence[ModeResult], comparison: BaselineCom
     for result in results:
         rows = result.rows or []
         if result.broken:
-            case = ET.SubElement(suite, "testcase", classname=result.key, name="gate[all]", time="0")
-            ET.SubElement(case, "error", message=result.broken[:500])
+            case = ET.SubElement(suite, "testcase", classname=_fmt(result.key), name="gate[all]", time="0")
+            ET.SubElement(case, "error", message=_fmt(result.broken[:500]))
             tests += 1
             errors += 1
             continue
         for row in rows:
             tests += 1
-            case = ET.SubElement(suite, "testcase", classname=result.key, name=f"gate[{row.cohort}]", time="0")
+            case = ET.SubElement(suite, "testcase", classname=_fmt(result.key), name=_fmt(f"gate[{row.cohort}]"), time="0")
             props = ET.SubElement(case, "properties")
             row_figures = row.to_dict()
             figures: dict[str, Any] = {
@@ -72,7 +74,7 @@ def add_gates(path: Path, results: Sequence[ModeResult], comparison: BaselineCom
                 reasons.append(f"empty: all {result.skipped} traces were skipped, so nothing was checked")
             if reasons:
                 failures += 1
-                ET.SubElement(case, "failure", message="; ".join(reasons))
+                ET.SubElement(case, "failure", message=_fmt("; ".join(reasons)))
             elif row.cohort == "all" and result.empty:
                 skipped += 1
                 ET.SubElement(case, "skipped", message="empty: every trace was skipped (allow_empty: true)")
@@ -83,4 +85,6 @@ def add_gates(path: Path, results: Sequence[ModeResult], comparison: BaselineCom
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    # whole or not at all: pytest's own part of the file survives a failure here
+    body = ET.tostring(tree.getroot(), encoding="unicode")
+    write_atomically(path, "<?xml version='1.0' encoding='utf-8'?>\n" + body)

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..engine import ModeResult
+from .safe import text
 from .terminal import summary_head, table_rows
 
 if TYPE_CHECKING:
@@ -14,9 +15,22 @@ if TYPE_CHECKING:
 __all__ = ["markdown_lines"]
 
 
-def _cell(text: str) -> str:
-    # a pipe would end the cell; a newline would end the table
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+_MARKDOWN = str.maketrans(
+    {
+        "\\": "\\\\",
+        "|": "\\|",  # would end the cell
+        "`": "\\`",  # would open a code span that swallows the cells after it
+        "<": "&lt;",  # HTML: GitHub renders tags in a table cell
+        ">": "&gt;",
+        "&": "&amp;",
+    }
+)
+
+
+def _cell(value: str) -> str:
+    """One line of inert Markdown: control characters (``\\r`` and ``\\n`` would end the
+    table row) shown as escapes, and the characters that format or end a cell escaped."""
+    return text(value, newlines=False).translate(_MARKDOWN)
 
 
 def markdown_lines(results: Sequence[ModeResult], comparison: BaselineComparison | None = None) -> Iterator[str]:
@@ -30,8 +44,11 @@ def markdown_lines(results: Sequence[ModeResult], comparison: BaselineComparison
     yield "|" + "|".join("---:" if a == "right" else ":---" for a in align) + "|"
     for row in rows:
         yield "| " + " | ".join(_cell(c) for c in row) + " |"
-    notes = [f"- `{r.name}`: {_cell(n)}" for r in results for n in r.notes]
-    broken = [f"- `{r.name}` could not be evaluated: {_cell(r.broken)}" for r in results if r.broken]
+    notes = [f"- **{_cell(r.name)}**: {_cell(n)}" for r in results for n in r.notes]
+    broken = [f"- **{_cell(r.name)}** could not be evaluated: {_cell(r.broken)}" for r in results if r.broken]
+    missing = comparison.missing_line() if comparison else None
+    if missing:
+        notes.append(f"- {_cell(missing)}")
     if notes or broken:
         yield ""
         yield from broken

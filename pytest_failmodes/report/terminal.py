@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..engine import CohortRow, ModeResult
+from .safe import text
 
 if TYPE_CHECKING:
     from ..baseline import BaselineComparison
@@ -22,7 +23,13 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _line(value: object) -> str:
+    # trace data reaches the terminal: an ESC sequence is shown, never obeyed
+    return text(value, newlines=False)
+
+
 def _short(name: str, width: int = 32) -> str:
+    name = _line(name)
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
@@ -77,7 +84,7 @@ def table_rows(
                 reasons.append(f"empty: all {result.skipped} traces skipped")
             cells = [
                 _short(result.name),
-                row.cohort,
+                _line(row.cohort),
                 str(row.n),
                 str(row.fails),
                 pct(row.rate),
@@ -140,16 +147,19 @@ def summary_lines(results: Sequence[ModeResult], comparison: BaselineComparison 
     """The table the team reads: breached rows first."""
     from tabulate import tabulate
 
-    yield summary_head(results, comparison)
+    yield _line(summary_head(results, comparison))
     rows, header, align = table_rows(results, comparison)
     yield from tabulate(
         rows, headers=header, tablefmt="simple", disable_numparse=True, colalign=align
     ).splitlines()
     for r in results:
         if r.broken:
-            yield f"BROKEN {r.name}: {r.broken}"
+            yield _line(f"BROKEN {r.name}: {r.broken}")
         for note in r.notes:
-            yield f"note: {r.name}: {note}"
+            yield _line(f"note: {r.name}: {note}")
+    missing = comparison.missing_line() if comparison else None
+    if missing:
+        yield _line(f"note: {missing}")
 
 
 def detection_lines(results: Sequence[ModeResult], max_examples: int) -> Iterator[str]:
@@ -164,11 +174,11 @@ def breach_text(result: ModeResult, max_examples: int) -> str:
     """Why a mode failed its gate, and its first failing traces."""
     lines = []
     if result.broken:
-        return f"failure mode {result.name!r} could not be evaluated: {result.broken}"
+        return _line(f"failure mode {result.name!r} could not be evaluated: {result.broken}")
     if result.empty_breach and not result.breached_rows and not result.error_breach:
-        lines.append(f"failure mode {result.name!r} is empty:")
+        lines.append(_line(f"failure mode {result.name!r} is empty:"))
     else:
-        lines.append(f"failure mode {result.name!r} breached its gate (gate_on={result.gate.gate_on}):")
+        lines.append(_line(f"failure mode {result.name!r} breached its gate (gate_on={result.gate.gate_on}):"))
     for row in result.breached_rows:
         ci = row.ci
         observed = f"{row.fails}/{row.n} = {pct(row.rate)} [{pct(ci[0]) if ci else '-'}, {pct(ci[1]) if ci else '-'}]"
@@ -177,11 +187,11 @@ def breach_text(result: ModeResult, max_examples: int) -> str:
             figure = {"point": "corrected", "upper": "corrected upper bound", "lower": "corrected lower bound"}
             value = {"point": c["rate"], "upper": c["ci_high"], "lower": c["ci_low"]}[result.gate.gate_on]
             lines.append(
-                f"  {row.cohort}: {figure[result.gate.gate_on]} {pct(value)} > limit {pct(row.limit)} "
+                f"  {_line(row.cohort)}: {figure[result.gate.gate_on]} {pct(value)} > limit {pct(row.limit)} "
                 f"(corrected {pct(c['rate'])} [{pct(c['ci_low'])}, {pct(c['ci_high'])}]; observed {observed})"
             )
             continue
-        lines.append(f"  {row.cohort}: {observed} > limit {pct(row.limit)}")
+        lines.append(f"  {_line(row.cohort)}: {observed} > limit {pct(row.limit)}")
     if result.error_breach:
         lines.append(f"  errors: {result.errors} > max_errors {result.gate.max_errors}")
     if result.empty_breach:
@@ -199,8 +209,8 @@ def _examples(result: ModeResult, status: str, title: str, limit: int) -> Iterab
     if not picked or limit == 0:
         return []
     shown = picked[:limit]
-    out = [f"{title} (first {len(shown)} of {len(picked)}):" if len(picked) > len(shown) else f"{title}:"]
-    out.extend(f"  {tid}: {reason}" for tid, reason in shown)
+    out = [_line(f"{title} (first {len(shown)} of {len(picked)}):" if len(picked) > len(shown) else f"{title}:")]
+    out.extend(_line(f"  {tid}: {reason}") for tid, reason in shown)
     return out
 
 
