@@ -1,4 +1,4 @@
-"""``failmodes``: commands that work on saved reports, without running pytest.
+"""``failmodes``: commands that work on saved reports, datasets and review notes, without running pytest.
 
 ``failmodes compare OLD.json NEW.json`` prints the comparison that
 ``pytest --failmodes --failmodes-baseline=OLD.json`` would print for NEW.json,
