@@ -53,8 +53,20 @@ def value_key(value: Any) -> tuple[str, Any]:
     text exactly, anything else (lists, mappings) by its JSON text. A number
     never equals a boolean: ``1`` is not ``true``.
     """
-    if type(value) is str:
+    kind = type(value)
+    if kind is str:
         return _text_key(value)
+    if kind is float or kind is int or kind is bool:
+        return _scalar_key(value)
+    return _key(value)
+
+
+@lru_cache(maxsize=4096, typed=True)  # typed: 1, 1.0 and True are one cache key otherwise
+def _scalar_key(value: float | int | bool) -> tuple[str, Any]:
+    return _key(value)
+
+
+def _key(value: Any) -> tuple[str, Any]:
     if isinstance(value, bool):
         return ("b", value)
     if isinstance(value, int):
@@ -131,17 +143,18 @@ def cohort_part(field: str, value: Any) -> str:
     """``field=value`` for one field of a cohort label; a value (or field name) that holds
     `` & ``, ``=``, a quote, outer spaces or control characters, or the text ``(missing)``
     itself, is written as a JSON string, so every label reads back to one set of values."""
-    if type(value) is str:
-        return _str_part(field, value)
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool:
+        return _scalar_part(field, value)
     text = value_text(value)
     shown = text if is_absent(value) else _quote(text)
     return f"{_quote(field)}={shown}"
 
 
-@lru_cache(maxsize=4096)
-def _str_part(field: str, value: str) -> str:
+@lru_cache(maxsize=4096, typed=True)
+def _scalar_part(field: str, value: str | float | bool) -> str:
     # built for every trace and cohort field; the distinct (field, value) pairs are few
-    shown = MISSING_VALUE if not value else _quote(value_text(value))
+    shown = MISSING_VALUE if value == "" else _quote(value_text(value))
     return f"{_quote(field)}={shown}"
 
 

@@ -230,11 +230,15 @@ def test_directional_expectations(ctx: ModelContext) -> None:
     assert [r for _, _, r, _ in result.verdicts()] == ["answer did not change: 'APPROVED' vs 'APPROVED' [negation: 'can' -> 'cannot' (negated)]"]
 
 
-def test_nothing_to_perturb_is_noted(ctx: ModelContext) -> None:
+def test_nothing_to_perturb_is_noted_and_empty(ctx: ModelContext) -> None:
     spec = probe(kinds=("name",))
     result = run_probe(spec, decision, ctx, INPUTS, spec.comparator)  # type: ignore[arg-type]
-    assert result.rows == [] and result.passed
+    assert [(r.cohort, r.n) for r in result.rows] == [("all", 0)]
+    # it measured nothing: like a mode whose every trace was skipped, it fails unless allowed
+    assert (result.status, result.passed) == ("empty", False)
     assert result.notes == ["no input had anything to perturb: the probe measured nothing"]
+    allowed = probe(kinds=("name",), gate=Gate(max_fail_rate=0.0, allow_empty=True))
+    assert run_probe(allowed, decision, ctx, INPUTS, allowed.comparator).passed  # type: ignore[arg-type]
 
 
 # -- model calls ------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..trace import Trace
@@ -27,8 +28,9 @@ class LabelDetector:
     field: str
     fail_values: tuple[Any, ...]
     pass_values: tuple[Any, ...] | None = None
-    _fail: frozenset[Any] = field(init=False, repr=False, compare=False)
-    _pass: frozenset[Any] | None = field(init=False, repr=False, compare=False)
+    # the dataclass field `field` shadows dataclasses.field here
+    _fail: frozenset[Any] = dataclasses.field(init=False, repr=False, compare=False)
+    _pass: frozenset[Any] | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_fail", frozenset(value_key(v) for v in self.fail_values))
