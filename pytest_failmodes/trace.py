@@ -209,12 +209,12 @@ class Trace(BaseModel):
         # agent steps, else messages that name their agent (multi-agent logs)
         out["agents"] = _distinct(name for _i, _id, name in speakers(self))
         out["errors.count"] = sum(1 for s in steps if s.status == "error")
-        for step in steps:
-            if step.kind == "llm":
-                model = next((step.attributes[k] for k in _MODEL_KEYS if step.attributes.get(k)), None)
-                if model:
-                    out["model"] = str(model)
-                    break
+        # the model of the first LLM call, else of any step that names one
+        for step in sorted(steps, key=lambda s: s.kind != "llm"):
+            model = next((step.attributes[k] for k in _MODEL_KEYS if step.attributes.get(k)), None)
+            if model:
+                out["model"] = str(model)
+                break
         counted = {s.id for s in steps if s.tokens}
         if counted:
             # a parent span repeats its children's counts: only the outermost counted steps add up
@@ -372,8 +372,10 @@ def _arguments(value: Any) -> Any:
 def speakers(trace: Trace) -> list[tuple[int, str, str]]:
     """``(index, step id, agent name)`` for every agent turn: ``agent`` steps, else
     messages with a ``name`` or an agent's name as their role."""
-    if trace.steps:
-        return [(i, s.id, s.name) for i, s in enumerate(trace.steps) if s.kind == "agent" and s.name]
+    agents = [(i, s.id, s.name) for i, s in enumerate(trace.steps) if s.kind == "agent" and s.name]
+    if agents:
+        return agents
+    # steps derived from chat messages have no agent steps: the messages name the speakers
     out = []
     for i, m in enumerate(trace.messages):
         name = m.name or (m.role if m.role not in _CHAT_ROLES else "")

@@ -85,7 +85,7 @@ def _messages(tools: list[tuple[str, str]]) -> list[dict[str, Any]]:
 
 def test_steps_derived_from_messages() -> None:
     t = Trace(id="x", messages=_messages([("search", "[...]"), ("book", "Error: payment does not add up")]))
-    assert trace_steps(t) == [StepView("c0", "search", False), StepView("c1", "book", True), StepView("m5", "assistant", False)]
+    assert trace_steps(t) == [StepView("c0", "search", False), StepView("c1", "book", True), StepView("msg5", "assistant", False)]
 
 
 def test_cli_on_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

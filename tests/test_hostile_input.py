@@ -205,7 +205,7 @@ def test_a_catastrophic_regex_is_that_traces_error(project, monkeypatch: pytest.
     result = project.run("--failmodes-per-trace")
 
     # the gate fails on the error; the trace is neither a pass nor a detection
-    assert result.parseoutcomes() == {"passed": 1, "failed": 1}
+    assert result.parseoutcomes() == {"passed": 1, "failed": 1, "gate": 1}
     result.stdout.fnmatch_lines(
         [
             "ERROR evaluating slow on slow: output: regex /(a|aa)+$/ took longer than 0.2s on this text "
@@ -233,7 +233,7 @@ def test_a_catastrophic_pattern_in_a_json_schema_is_an_error(project, monkeypatc
 
     result = project.run("--failmodes-per-trace")
 
-    assert result.parseoutcomes() == {"detected": 1, "failed": 1}
+    assert result.parseoutcomes() == {"detected": 1, "failed": 1, "gate": 1}
     result.stdout.fnmatch_lines(["ERROR evaluating shape on slow: output: JSON schema regex /^(a|aa)+$/ took longer than 0.2s*"])
 
 
@@ -255,7 +255,7 @@ def test_pattern_properties_keys_are_matched_with_the_time_limit(project, monkey
 
     result = project.run("--failmodes-per-trace")
 
-    assert result.parseoutcomes() == {"passed": 1, "failed": 1}
+    assert result.parseoutcomes() == {"passed": 1, "failed": 1, "gate": 1}
     result.stdout.fnmatch_lines(["ERROR evaluating keys on slow: output: JSON schema regex /^(x|xx)_*(a|aa)+$/ took*"])
 
 
@@ -329,9 +329,11 @@ def test_dev_zero_as_dataset_is_refused(project) -> None:
     assert_one_line(result, "/dev/zero: not a regular file (a character device); give the path of a dataset file")
 
 
-def test_a_directory_as_dataset_is_refused(project) -> None:
+def test_an_empty_directory_as_dataset_is_one_line(project) -> None:
+    # a folder is a dataset of its data files (docs/trace-formats.md); one with none is an error
     (project.path / "data" / "traces.jsonl").mkdir(parents=True)
-    dataset_error(project, "data/traces.jsonl", "data/traces.jsonl: not a regular file (a directory); give the path of a dataset file")
+    dataset_error(project, "data/traces.jsonl", "data/traces.jsonl: the folder holds no .jsonl, .json or .csv file (optionally .gz); it is empty")
+
 
 
 def test_a_long_csv_cell_is_read(project) -> None:
@@ -347,10 +349,10 @@ def test_a_long_csv_cell_is_read(project) -> None:
 def test_a_csv_cell_beyond_the_limit_is_one_line(project, monkeypatch: pytest.MonkeyPatch) -> None:
     import csv
 
-    from pytest_failmodes import dataset
+    from pytest_failmodes.readers import _source
 
     # the real limit is 16M characters; a smaller one keeps the test fast
-    monkeypatch.setattr(dataset, "MAX_CSV_CELL", 1000)
+    monkeypatch.setattr(_source, "MAX_CSV_CELL", 1000)
     old = csv.field_size_limit(1000)
     try:
         project.file("data/traces.csv", f'id,output\nt1,fine\nt2,"{"x" * 2000}"\n')

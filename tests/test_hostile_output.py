@@ -64,17 +64,18 @@ def test_a_lone_surrogate_in_any_value_still_writes_every_report(project, monkey
     # JSON keeps the value exactly (as an escape); text formats show U+FFFD
     report = project.report("out/r.json")
     mode = report["modes"][0]
-    assert {c["cohort"] for c in mode["cohorts"]} == {"all", "route=\ud83d", "route=b\udc00"}
+    # a value with a lone surrogate is quoted in its label, like any value that is not plain text
+    assert {c["cohort"] for c in mode["cohorts"]} == {"all", 'route="\ud83d"', 'route="b\udc00"'}
     assert [t["reason"] for t in report["modes"][1]["traces"]] == ["saw \ud83d", ""]
-    assert '"route=\\ud83d"' in (project.path / "out/r.json").read_text(encoding="utf-8")
+    assert '"route=\\"\\ud83d\\""' in (project.path / "out/r.json").read_text(encoding="utf-8")
     assert project.report("out/base.json")["modes"][0]["cohorts"] == mode["cohorts"]
     markdown = (project.path / "out/r.md").read_text(encoding="utf-8")
-    assert "| leak | route=\ufffd |" in markdown
+    assert '| leak | route="\ufffd" |' in markdown
     assert (project.path / "gh-summary.md").read_text(encoding="utf-8") == "earlier step\n" + markdown + "\n"
     html = (project.path / "out/r.html").read_text(encoding="utf-8")
     assert "route=" in html and "\ufffd" in html
     cases = [c.get("name") for c in ET.parse(project.path / "out/j.xml").iter("testcase")]
-    assert "gate[route=\ufffd]" in cases
+    assert 'gate[route="\ufffd"]' in cases
 
 
 def test_a_report_that_cannot_be_written_leaves_no_stale_one_behind(project) -> None:
@@ -130,7 +131,7 @@ def test_control_characters_make_junit_xml_that_parses(project) -> None:
     assert result.ret == 0
     root = ET.parse(project.path / "j.xml").getroot()
     gates = next(s for s in root.iter("testsuite") if s.get("name") == "failmodes-gates")
-    assert [c.get("name") for c in gates.iter("testcase")] == ["gate[all]", "gate[route=r\\x02\\x1b[31m\\x00]"]
+    assert [c.get("name") for c in gates.iter("testcase")] == ["gate[all]", 'gate[route="r\\u0002\\u001b[31m\\u0000"]']
 
 
 def test_escape_sequences_from_trace_data_are_shown_not_obeyed_on_the_terminal(project) -> None:
@@ -145,7 +146,7 @@ def test_escape_sequences_from_trace_data_are_shown_not_obeyed_on_the_terminal(p
     assert "\x1b" not in out and "\u202e" not in out
     result.stdout.fnmatch_lines(
         [
-            "leak*route=\\x1b[2J\\u202eevil*FAIL*",
+            'leak*route="\\u001b[2J\\u202eevil"*FAIL*',
             "*t\\x1b]0;pwned\\x07: *LEAK*",
         ]
     )
@@ -163,7 +164,7 @@ def test_markdown_cells_cannot_add_rows_or_markup(project) -> None:
     rows = [line for line in lines if line.startswith("| leak |")]
     assert len(rows) == 2  # all, and the one cohort: no injected row
     assert rows[1].startswith(
-        "| leak | route=x\\\\r\\| injected \\| row \\|\\\\n\\`code\\` &lt;img src=x onerror=alert(1)&gt; &amp; a\\\\b |"
+        '| leak | route="x\\\\r\\| injected \\| row \\|\\\\n\\`code\\` &lt;img src=x onerror=alert(1)&gt; &amp; a\\\\\\\\b" |'
     )
     assert all("\r" not in line for line in lines)
 
@@ -178,7 +179,7 @@ def test_html_shows_bidi_controls_instead_of_reversing_the_line(project) -> None
     html = (project.path / "r.html").read_text(encoding="utf-8")
     for control in "\u202e\u2066":
         assert control not in html
-    assert "route=\\u202eabc" in html
+    assert "route=&quot;\\u202eabc&quot;" in html
     assert "t\\u202e1" in html
     assert "unicode-bidi:isolate" in html  # right-to-left text stays inside its own element
 

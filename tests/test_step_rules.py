@@ -87,7 +87,8 @@ def test_tool_called_reads_steps_and_messages_and_names_the_step() -> None:
     assert failing({"tool_called": "issue_refund"}) == ["a1", "a2", "a5"]
     v = verdict({"tool_called": "issue_refund"}, "a1")
     assert v.reason == "tool issue_refund was called at step s2 (#2)" and v.evidence == "s2"
-    assert verdict({"tool_called": "issue_refund"}, "a5").reason == "tool issue_refund was called at step c2 (#1)"
+    # messages become steps (an llm step per assistant turn, a tool step per call): #3 is c2's place among them
+    assert verdict({"tool_called": "issue_refund"}, "a5").reason == "tool issue_refund was called at step c2 (#3)"
 
 
 def test_tool_called_with_arguments_at_a_json_path_or_matching_a_regex() -> None:

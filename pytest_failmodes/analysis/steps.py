@@ -36,25 +36,24 @@ class StepView:
 
 
 def trace_steps(trace: Any) -> list[StepView]:
-    """A trace's steps: :attr:`Trace.steps` when it has them, else derived from its messages
-    (one step per tool call, named by the tool and failed when its result starts with
-    ``Error``; one ``assistant`` step per assistant reply with text)."""
-    if trace.steps:
-        return [StepView(s.id, s.name or s.kind, s.status == "error") for s in trace.steps]
-    out: list[StepView] = []
-    results: dict[str, str] = {}
-    for m in trace.messages:
-        if m.role == "tool" and m.tool_call_id:
-            results[m.tool_call_id] = m.text
-    for i, m in enumerate(trace.messages):
-        if m.role != "assistant":
-            continue
-        for k, call in enumerate(m.tool_calls or ()):
-            result = results.get(call.id or "", "")
-            out.append(StepView(call.id or f"m{i}.{k}", call.function.name, result.lstrip().lower().startswith("error")))
-        if m.text:
-            out.append(StepView(f"m{i}", "assistant", False))
-    return out
+    """A trace's steps as states: :attr:`Trace.steps` (which a chat trace derives from its
+    messages: an ``llm`` step per assistant turn, a ``tool`` step per call), less the LLM
+    turns that only called tools; a tool step fails on an error status, or, where the
+    format gives none, on a result that starts with ``Error``."""
+    # an LLM turn that only called tools is not a state of its own: its calls are
+    return [
+        StepView(s.id, s.name or s.kind, _failed(s))
+        for s in trace.steps
+        if not (s.kind == "llm" and not str(s.output or "").strip())
+    ]
+
+
+def _failed(step: Any) -> bool:
+    # a format that says nothing of status (steps derived from chat messages) still shows
+    # a tool's failure in its result: a tool step whose output starts with "Error" failed
+    if step.status == "error":
+        return True
+    return step.status == "unset" and step.kind == "tool" and str(step.output or "").lstrip().lower().startswith("error")
 
 
 def ochiai(ef: int, ep: int, nf: int) -> float:
