@@ -210,7 +210,9 @@ def _examples(result: ModeResult, status: str, title: str, limit: int) -> Iterab
         return []
     shown = picked[:limit]
     out = [_line(f"{title} (first {len(shown)} of {len(picked)}):" if len(picked) > len(shown) else f"{title}:")]
-    out.extend(_line(f"  {tid}: {reason}") for tid, reason in shown)
+    # the first line of a reason (an assertion's message, not pytest's explanation under
+    # it); the whole reason is in the JSON report
+    out.extend(_line(f"  {tid}: {reason.split(chr(10), 1)[0]}") for tid, reason in shown)
     return out
 
 
