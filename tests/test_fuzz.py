@@ -10,6 +10,7 @@ import copy
 import csv
 import io
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -30,14 +31,16 @@ from pytest_failmodes.trace import TRACE_FIELDS, Trace
 KINDS = {k.name: k for k in BUILTIN_RULE_KINDS}
 SUFFIXES = (".jsonl", ".json", ".csv")
 
+# FAILMODES_FUZZ_SCALE=20 runs twenty times the examples, for a long hunt before a release
+SCALE = max(1, int(os.environ.get("FAILMODES_FUZZ_SCALE", "1")))
 FUZZ = settings(
-    max_examples=200,
+    max_examples=200 * SCALE,
     deadline=None,
     # the temporary directory is module-scoped and each example overwrites its file
     suppress_health_check=[HealthCheck.too_slow],
 )
 # parsing YAML (pure Python) and deep strategies cost more per example
-FUZZ_SLOW = settings(FUZZ, max_examples=100)
+FUZZ_SLOW = settings(FUZZ, max_examples=100 * SCALE)
 
 
 @pytest.fixture(scope="module")

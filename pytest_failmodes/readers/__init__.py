@@ -117,6 +117,12 @@ def read_traces(options: Options) -> Iterator[tuple[Record, Trace]]:
     yield from reader.read(itertools.chain((first,), records), options)
 
 
+def tag(value: Any) -> str | None:
+    """``value`` when it is a string, else None: a format's type and name tags are looked up
+    in sets, and any JSON value (an array, say) may stand where a tag should be."""
+    return value if isinstance(value, str) else None
+
+
 def kind_of(value: Any) -> str:
     """How an error names the JSON type of a value."""
     return _KINDS.get(type(value), f"a {type(value).__name__}")

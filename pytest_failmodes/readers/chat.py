@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import DatasetError
 from ..trace import Trace
-from . import Options, Record, kind_of
+from . import Options, Record, kind_of, tag
 from .rows import RowMapper
 from .spans import message_text
 
@@ -64,7 +64,7 @@ class AnthropicReader(_Converted):
         if isinstance(messages, list):
             for m in messages:
                 content = m.get("content") if isinstance(m, dict) else None
-                if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") in _ANTHROPIC_BLOCKS for b in content):
+                if isinstance(content, list) and any(isinstance(b, dict) and tag(b.get("type")) in _ANTHROPIC_BLOCKS for b in content):
                     return 90
         return 0
 
@@ -126,7 +126,7 @@ class ResponsesReader(_Converted):
         for key in ("output", "input"):
             items = value.get(key)
             if isinstance(items, list) and items and all(isinstance(x, dict) for x in items):
-                if any(x.get("type") in _RESPONSES_ITEMS - {"message"} or x.get("type") == "message" and "role" in x for x in items):
+                if any(tag(x.get("type")) in _RESPONSES_ITEMS - {"message"} or x.get("type") == "message" and "role" in x for x in items):
                     return 85
         return 0
 

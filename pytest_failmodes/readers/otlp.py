@@ -22,7 +22,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as G
 
 from ..errors import DatasetError
 from ..trace import STEP_KINDS, Step, Trace, new_step
-from . import Options, Record, kind_of
+from . import Options, Record, kind_of, tag
 from .openinference import KIND as OI_KIND
 from .openinference import INPUT as OI_INPUT, OUTPUT as OI_OUTPUT, TOOL_NAME as OI_TOOL
 from .openinference import _oi_messages, build_trace
@@ -143,7 +143,7 @@ def _event_messages(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     """Input and output messages from the older per-message span events."""
     ins, outs = [], []
     for e in events:
-        name = e.get("name")
+        name = tag(e.get("name"))
         attrs = _attrs(e.get("attributes"))
         if name in _EVENT_ROLES:
             msg: dict[str, Any] = {"role": attrs.get("role") or _EVENT_ROLES[name], "content": message_text(_json(attrs.get("content")))}
@@ -186,7 +186,7 @@ def span_step(rec: Record, span: Any, where: str) -> tuple[str, Step]:
             value_in = _json(value_in)
     else:
         kind = _KIND_OF_OPERATION.get(str(operation), "other") if operation else "other"
-        if kind == "other" and any(e.get("name") in _EVENT_ROLES or e.get("name") == "gen_ai.choice" for e in events):
+        if kind == "other" and any(tag(e.get("name")) in _EVENT_ROLES or e.get("name") == "gen_ai.choice" for e in events):
             kind = "llm"
         value_in = value_out = None
         if kind == "tool":
