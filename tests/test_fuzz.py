@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_failmodes.dataset import DatasetSpec, iter_traces
@@ -153,6 +153,9 @@ FIELDS = st.dictionaries(
 
 @FUZZ
 @given(rows=ROWS, fields=FIELDS, indent=st.none() | st.integers(0, 2))
+# found by CI: an array where a content block's type should be; a null role
+@example(rows=[{"id": "0", "messages": [{"content": [{"type": []}]}]}], fields={}, indent=None)
+@example(rows=[{"messages": [{"role": None, "tool_calls": []}]}], fields={}, indent=None)
 def test_random_json_rows_as_jsonl_and_json_array(
     workdir: Path, rows: list[Any], fields: dict[str, str], indent: int | None
 ) -> None:

@@ -59,7 +59,7 @@ class MultiAgentReader:
         if isinstance(turns, list) and turns and any(isinstance(t, dict) and "role" in t for t in turns[:5]):
             return 80
         turns = value.get("messages")
-        if isinstance(turns, list) and any(isinstance(t, dict) and str(t.get("role", "")).lower() not in _STANDARD for t in turns):
+        if isinstance(turns, list) and any(isinstance(t, dict) and isinstance(t.get("role"), str) and t["role"].lower() not in _STANDARD for t in turns):
             return 70
         return 0
 
@@ -85,7 +85,11 @@ class MultiAgentReader:
                     "a turn needs a role" if isinstance(turn, dict) else f"expected a turn object, got {kind_of(turn)}",
                     file=rec.file, line=rec.line, key=f"{key}[{i}].role" if isinstance(turn, dict) else f"{key}[{i}]",
                 )
-            role = str(turn["role"])
+            if not isinstance(turn["role"], str) or not turn["role"]:
+                raise DatasetError(
+                    f"a turn's role must be a name, got {kind_of(turn['role'])}", file=rec.file, line=rec.line, key=f"{key}[{i}].role"
+                )
+            role = turn["role"]
             text = message_text(turn.get("content"))
             agent, channel = agent_of(role)
             if agent.lower() in ("assistant",) and turn.get("name"):
