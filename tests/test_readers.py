@@ -219,8 +219,10 @@ def test_chat_dialects_from_the_sdk_models(name: str, fmt: str) -> None:
     [tool] = [s for s in first.steps if s.kind == "tool"]
     assert tool.input == {"order_id": "1234"} and "shipped" in tool.output
     assert first.metadata["model"] in ("claude-fake", "gpt-fake")
-    # only Anthropic says a tool result is an error (is_error); Responses has no such flag
-    assert traces[2].get("errors.count") == (1 if fmt == "anthropic" else 0)
+    # Anthropic says a tool result is an error (is_error); a Responses result shows it in its text
+    assert traces[2].get("errors.count") == 1
+    [failed] = [s for s in traces[2].steps if s.status == "error"]
+    assert failed.name == "lookup_order" and "order 999 not found" in str(failed.error)
 
 
 @pytest.mark.parametrize(
