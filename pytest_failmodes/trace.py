@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED",
-    "CallView", "tool_call_views", "speakers",
+    "CallView", "tool_call_views", "speakers", "new_step", "make_step",
 ]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
@@ -292,14 +292,28 @@ def new_step(**values: Any) -> Step:
     times the span's own parsing, so the instance is assembled directly.
     ``id`` is required; ``tokens`` and ``attributes`` default to new dicts.
     """
-    step = Step.__new__(Step)
     data = {**_STEP_DEFAULTS, **values}
     data.setdefault("tokens", {})
     data.setdefault("attributes", {})
-    object.__setattr__(step, "__dict__", data)
-    object.__setattr__(step, "__pydantic_fields_set__", set(values))
-    object.__setattr__(step, "__pydantic_extra__", None)
-    object.__setattr__(step, "__pydantic_private__", None)
+    return make_step(data)
+
+
+_new_model = Step.__new__
+_set = object.__setattr__
+_ALL_STEP_FIELDS = frozenset(Step.model_fields)
+
+
+def make_step(data: dict[str, Any]) -> Step:
+    """A Step whose ``data`` holds every field (see :func:`new_step`), used as its ``__dict__``.
+
+    The span readers call this once per span, so it does the least that leaves a
+    Step pydantic can dump, copy and compare.
+    """
+    step = _new_model(Step)
+    _set(step, "__dict__", data)
+    _set(step, "__pydantic_fields_set__", set(_ALL_STEP_FIELDS))  # pydantic adds to it on assignment
+    _set(step, "__pydantic_extra__", None)
+    _set(step, "__pydantic_private__", None)
     return step
 
 
