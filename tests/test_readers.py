@@ -393,3 +393,62 @@ def test_langsmith_corrupted_run(tmp_path: Path) -> None:
     err = load_error(write_lines(tmp_path / "runs.jsonl", rows))
     assert (err.line, err.key) == (2, "trace_id")
     assert err.message == f"run {rows[1]['id']!r} has no trace_id"
+
+
+# -- Langfuse observations and traces ------------------------------------------------
+
+
+def test_langfuse_observations_from_the_sdk_models() -> None:
+    traces = load(DATA / "langfuse.jsonl")
+    assert traces == load(DATA / "langfuse.jsonl", "langfuse")  # detected as the format it is
+    check_support_agent(traces)
+    order = next(t for t in traces if t.input == "Where is my order 1234?")
+    assert [(s.kind, s.name) for s in order.steps] == [
+        ("agent", "support_agent"), ("llm", "chat"), ("tool", "lookup_order"), ("llm", "chat"),
+    ]
+    assert order.get("tokens.total") == 42 + 49 and order.get("latency_ms") == 225.0
+    assert [m.role for m in order.messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert [c.name for c in order.tool_calls] == ["lookup_order"]
+    assert order.get("sessionId") == "session-conv-1" and order.get("conversation") == "conv-1"
+
+
+def test_langfuse_trace_documents_and_api_pages(tmp_path: Path) -> None:
+    rows = lines(DATA / "langfuse.jsonl")
+    by_trace: dict[str, list[Any]] = {}
+    for r in rows:
+        by_trace.setdefault(r["traceId"], []).append(r)
+    # the trace API's shape: the trace, its observations inside, its scores
+    docs = [{"id": tid, "name": "support", "input": {"question": obs[0]["input"]}, "observations": obs,
+             "scores": [{"name": "resolved", "value": float(i != 2), "dataType": "NUMERIC"},
+                        {"name": "tone", "value": None, "stringValue": "polite", "dataType": "CATEGORICAL"}]}
+            for i, (tid, obs) in enumerate(by_trace.items())]
+    traces = load(write_lines(tmp_path / "traces.jsonl", docs))
+    check_support_agent(traces)
+    assert [t.labels for t in traces] == [{"resolved": 1.0, "tone": "polite"}] * 2 + [{"resolved": 0.0, "tone": "polite"}]
+    # the v2 observations API's response page
+    page = tmp_path / "page.json"
+    page.write_text(json.dumps({"data": rows, "meta": {"cursor": None}}), encoding="utf-8")
+    check_support_agent(load(page))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "message"),
+    [
+        (lambda r: r.pop("traceId"), "traceId", "observation '0000000000010001' has no traceId"),
+        (lambda r: r.__setitem__("type", ["GENERATION"]), "type",
+         "observation '0000000000010001' has no type (GENERATION, SPAN, EVENT, TOOL ...)"),
+    ],
+)
+def test_langfuse_corrupted_observation_names_line_and_field(tmp_path: Path, mutate: Any, key: str, message: str) -> None:
+    rows = lines(DATA / "langfuse.jsonl")
+    mutate(rows[1])
+    err = load_error(write_lines(tmp_path / "obs.jsonl", rows), "langfuse")
+    assert (err.file, err.line, err.key, err.message) == (str(tmp_path / "obs.jsonl"), 2, key, message)
+
+
+def test_langfuse_corrupted_trace_document_names_the_observation(tmp_path: Path) -> None:
+    rows = lines(DATA / "langfuse.jsonl")
+    doc = {"id": rows[0]["traceId"], "observations": rows[:4]}
+    del doc["observations"][2]["id"]
+    err = load_error(write_lines(tmp_path / "traces.jsonl", [doc]))
+    assert (err.line, err.key, err.message) == (1, "observations[2].id", "observation has no id")

@@ -61,6 +61,7 @@ _MODULES = {
     "responses": "chat",
     "multiagent": "multiagent",
     "langsmith": "langsmith",
+    "langfuse": "langfuse",
 }
 READER_NAMES = tuple(_MODULES)
 #: every value ``dataset.format:`` accepts: a container (rows in that file
