@@ -62,6 +62,7 @@ _MODULES = {
     "multiagent": "multiagent",
     "langsmith": "langsmith",
     "langfuse": "langfuse",
+    "inspect": "inspectlogs",
 }
 READER_NAMES = tuple(_MODULES)
 #: every value ``dataset.format:`` accepts: a container (rows in that file

@@ -24,12 +24,12 @@ from typing import IO, Any, NamedTuple
 from ..errors import DatasetError
 
 __all__ = [
-    "Record", "CONTAINERS", "SUFFIXES", "MAX_DEPTH", "MAX_CSV_CELL", "container_of", "dataset_files", "is_data_path",
+    "Record", "Archive", "CONTAINERS", "SUFFIXES", "MAX_DEPTH", "MAX_CSV_CELL", "container_of", "dataset_files", "is_data_path",
     "iter_records", "iter_rows", "too_deep", "deep_error",
 ]
 
 CONTAINERS = ("jsonl", "json", "csv")
-SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
+SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".eval": "archive"}
 _GLOB = re.compile(r"[*?\[]")
 #: deepest nesting of objects and arrays in a row: every consumer (rules, the
 #: HTML report, JSON writers) can walk this far without hitting Python's stack limit
@@ -44,6 +44,13 @@ class Record(NamedTuple):
     file: Path
     line: int
     value: Any
+
+
+class Archive(NamedTuple):
+    """A file that only its format's own library reads (an Inspect AI ``.eval`` zip):
+    the record of such a file holds this instead of a parsed value."""
+
+    path: Path
 
 
 def data_suffix(path: Path) -> str:
@@ -136,6 +143,10 @@ def iter_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
 
     A row nested more than :data:`MAX_DEPTH` levels deep is an error (CSV rows are flat).
     """
+    if fmt == "archive":
+        open_binary(path).close()  # the same checks as any data file: it exists, it is a regular file
+        yield 1, Archive(path)
+        return
     handle = open_binary(path)
     try:
         with handle:

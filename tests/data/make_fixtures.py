@@ -411,6 +411,60 @@ def langfuse_observations() -> None:
     _write_jsonl(HERE / "langfuse.jsonl", rows)
 
 
+def inspect_logs() -> None:
+    """A tiny Inspect AI eval run on Inspect's ``mockllm/model``, logged by Inspect as ``.eval``.
+
+    The model's replies are scripted (a tool call, then the answer); token usage is
+    given with them because mockllm would otherwise count tokens with a tokenizer
+    it downloads. The JSON form of the log is made from this one by the tests
+    (``write_eval_log(..., format="json")``, what ``inspect log convert`` does).
+    """
+    import shutil
+    import tempfile
+
+    from inspect_ai import Task, eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+    from inspect_ai.scorer import includes
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import ToolError, tool
+
+    @tool
+    def lookup_order() -> Any:
+        async def execute(order_id: str) -> str:
+            """Look up an order.
+
+            Args:
+                order_id: The order's id.
+            """
+            if order_id == "999":
+                raise ToolError(f"order {order_id} not found")
+            return _lookup(order_id, False)
+        return execute
+
+    task = Task(
+        name="support",
+        dataset=[Sample(input="Where is my order 1234?", target="ships tomorrow", id="order", metadata={"topic": "orders"}),
+                 Sample(input="Refund order 999 please", target="refund issued", id="refund", metadata={"topic": "refunds"})],
+        solver=[use_tools(lookup_order()), generate()],
+        scorer=includes(),
+    )
+    outputs = []
+    for _epoch in range(2):
+        for order, answer in (("1234", "Order 1234 ships tomorrow."), ("999", "I could not find order 999.")):
+            ask = ModelOutput.for_tool_call("mockllm/model", "lookup_order", {"order_id": order})
+            ask.usage = ModelUsage(input_tokens=30, output_tokens=12, total_tokens=42)
+            reply = ModelOutput.from_content("mockllm/model", answer)
+            reply.usage = ModelUsage(input_tokens=40, output_tokens=9, total_tokens=49)
+            outputs += [ask, reply]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = get_model("mockllm/model", custom_outputs=outputs, memoize=False)
+        [log] = eval(task, model=model, epochs=2, log_dir=tmp, log_format="eval", display="none", max_samples=1)
+        assert log.status == "success", log.error
+        (HERE / "inspect").mkdir(exist_ok=True)
+        shutil.copy(log.location, HERE / "inspect" / "support.eval")
+
+
 def _write_jsonl(path: Path, rows: list[Any]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
@@ -425,6 +479,7 @@ def main() -> None:
     multiagent_logs()
     langsmith_runs()
     langfuse_observations()
+    inspect_logs()
     print("wrote", ", ".join(sorted(p.name for p in HERE.iterdir() if p.suffix in (".json", ".jsonl"))))
 
 
