@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED",
-    "CallView", "tool_call_views", "speakers",
+    "CallView", "tool_call_views", "speakers", "new_step", "make_step",
 ]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
@@ -41,6 +41,13 @@ class _Function(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
     arguments: str | dict[str, Any] = "{}"
+
+    @cached_property
+    def parsed_arguments(self) -> Any:
+        """The arguments as data: parsed once from JSON text (``{}`` when blank), kept as
+        the text the model wrote when it is not JSON. :attr:`Trace.tool_calls`,
+        :func:`tool_call_views` and the derived tool steps all read this one value."""
+        return _arguments(self.arguments)
 
 
 class _ToolCallItem(BaseModel):
@@ -143,8 +150,45 @@ class Trace(BaseModel):
                 (m.text for m in reversed(self.messages) if m.role == "user"), ""
             )
         if not self.steps and self.messages:
-            self.steps = _steps_from_messages(self.messages)
+            # derived on first access (__getattr__): a run whose rules never look at
+            # steps should not build them for every trace of a large chat dataset
+            del self.__dict__["steps"]
         return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "steps":
+            steps = _steps_from_messages(self.messages)
+            self.__dict__["steps"] = steps
+            return steps
+        return super().__getattr__(name)  # type: ignore[misc]
+
+    def _materialise(self) -> None:
+        # pydantic reads fields straight from __dict__: a dump or a comparison must
+        # see the derived steps, never a trace that silently lacks them
+        if "steps" not in self.__dict__:
+            self.__getattr__("steps")
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # noqa: D102 - pydantic's
+        self._materialise()
+        return super().model_dump(**kwargs)
+
+    def model_dump_json(self, **kwargs: Any) -> str:  # noqa: D102 - pydantic's
+        self._materialise()
+        return super().model_dump_json(**kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Trace):
+            self._materialise()
+            other._materialise()
+        return super().__eq__(other)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._materialise()
+        return super().__getstate__()
+
+    def __repr_args__(self) -> Any:
+        self._materialise()
+        return super().__repr_args__()
 
     @cached_property
     def final_reply(self) -> str:
@@ -160,13 +204,10 @@ class Trace(BaseModel):
         calls = []
         for message in self.messages:
             for item in message.tool_calls or ():
-                args = item.function.arguments
-                if isinstance(args, str):
-                    try:
-                        parsed = json.loads(args) if args.strip() else {}
-                    except ValueError:
-                        parsed = {"_raw": args}
-                    args = parsed if isinstance(parsed, dict) else {"_value": parsed}
+                args = item.function.parsed_arguments
+                if not isinstance(args, dict):
+                    # text that is not JSON, or JSON that is not an object
+                    args = {"_raw": args} if args is item.function.arguments else {"_value": args}
                 calls.append(ToolCall(item.function.name, args))
         return tuple(calls)
 
@@ -251,14 +292,28 @@ def new_step(**values: Any) -> Step:
     times the span's own parsing, so the instance is assembled directly.
     ``id`` is required; ``tokens`` and ``attributes`` default to new dicts.
     """
-    step = Step.__new__(Step)
     data = {**_STEP_DEFAULTS, **values}
     data.setdefault("tokens", {})
     data.setdefault("attributes", {})
-    object.__setattr__(step, "__dict__", data)
-    object.__setattr__(step, "__pydantic_fields_set__", set(values))
-    object.__setattr__(step, "__pydantic_extra__", None)
-    object.__setattr__(step, "__pydantic_private__", None)
+    return make_step(data)
+
+
+_new_model = Step.__new__
+_set = object.__setattr__
+_ALL_STEP_FIELDS = frozenset(Step.model_fields)
+
+
+def make_step(data: dict[str, Any]) -> Step:
+    """A Step whose ``data`` holds every field (see :func:`new_step`), used as its ``__dict__``.
+
+    The span readers call this once per span, so it does the least that leaves a
+    Step pydantic can dump, copy and compare.
+    """
+    step = _new_model(Step)
+    _set(step, "__dict__", data)
+    _set(step, "__pydantic_fields_set__", set(_ALL_STEP_FIELDS))  # pydantic adds to it on assignment
+    _set(step, "__pydantic_extra__", None)
+    _set(step, "__pydantic_private__", None)
     return step
 
 
@@ -266,8 +321,9 @@ def _steps_from_messages(messages: list[Message]) -> list[Step]:
     """An ``llm`` step per assistant turn and, under it, a ``tool`` step per tool
     call with the matching tool message as its output.
 
-    Built with ``model_construct``: the messages are already validated, and a
-    dataset of plain chats should not pay for a second validation.
+    Built with :func:`new_step`: the messages are already validated, and a
+    dataset of plain chats should not pay for a second validation. A tool result
+    that reads as an error (:func:`_reads_as_error`) makes its step's status ``error``.
     """
     results: dict[str, Message] = {}
     for m in messages:
@@ -282,23 +338,24 @@ def _steps_from_messages(messages: list[Message]) -> list[Step]:
         steps.append(construct(id=sid, kind="llm", name=m.name or "assistant", output=m.text, attributes={}))
         for j, call in enumerate(m.tool_calls or ()):
             result = results.get(call.id) if call.id else None
-            args = call.function.arguments
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args) if args.strip() else {}
-                except ValueError:
-                    pass  # kept as the text the model wrote
+            output = result.text if result is not None else None
             error = None
             status = "unset"
-            # only a format that says so marks a tool call as failed (Anthropic's is_error)
-            if result is not None and getattr(result, "is_error", None) is True:
-                status, error = "error", result.text
+            if result is not None and (getattr(result, "is_error", None) is True or _reads_as_error(output)):
+                status, error = "error", output
             steps.append(construct(
                 id=call.id or f"{sid}.{j}", parent_id=sid, kind="tool", name=call.function.name,
-                input=args, output=result.text if result is not None else None,
+                input=call.function.parsed_arguments, output=output,
                 status=status, error=error, attributes={},
             ))
     return steps
+
+
+def _reads_as_error(text: str | None) -> bool:
+    """Whether a tool's result says it failed, for formats with no status of their own
+    (chat messages): Anthropic marks a failed result (``is_error``); OpenAI-style
+    messages only show it in the text, which tools conventionally start with "Error"."""
+    return bool(text) and text.lstrip()[:5].lower() == "error"  # type: ignore[union-attr]
 
 
 _DIRECT = {
@@ -354,7 +411,7 @@ def tool_call_views(trace: Trace) -> list[CallView]:
     n = 0
     for message in trace.messages:
         for item in message.tool_calls or ():
-            views.append(CallView(n, item.id or f"call{n}", item.function.name, _arguments(item.function.arguments), "unset"))
+            views.append(CallView(n, item.id or f"call{n}", item.function.name, item.function.parsed_arguments, "unset"))
             n += 1
     return views
 

@@ -219,8 +219,10 @@ def test_chat_dialects_from_the_sdk_models(name: str, fmt: str) -> None:
     [tool] = [s for s in first.steps if s.kind == "tool"]
     assert tool.input == {"order_id": "1234"} and "shipped" in tool.output
     assert first.metadata["model"] in ("claude-fake", "gpt-fake")
-    # only Anthropic says a tool result is an error (is_error); Responses has no such flag
-    assert traces[2].get("errors.count") == (1 if fmt == "anthropic" else 0)
+    # Anthropic says a tool result is an error (is_error); a Responses result shows it in its text
+    assert traces[2].get("errors.count") == 1
+    [failed] = [s for s in traces[2].steps if s.status == "error"]
+    assert failed.name == "lookup_order" and "order 999 not found" in str(failed.error)
 
 
 @pytest.mark.parametrize(
@@ -391,3 +393,134 @@ def test_langsmith_corrupted_run(tmp_path: Path) -> None:
     err = load_error(write_lines(tmp_path / "runs.jsonl", rows))
     assert (err.line, err.key) == (2, "trace_id")
     assert err.message == f"run {rows[1]['id']!r} has no trace_id"
+
+
+# -- Langfuse observations and traces ------------------------------------------------
+
+
+def test_langfuse_observations_from_the_sdk_models() -> None:
+    traces = load(DATA / "langfuse.jsonl")
+    assert traces == load(DATA / "langfuse.jsonl", "langfuse")  # detected as the format it is
+    check_support_agent(traces)
+    order = next(t for t in traces if t.input == "Where is my order 1234?")
+    assert [(s.kind, s.name) for s in order.steps] == [
+        ("agent", "support_agent"), ("llm", "chat"), ("tool", "lookup_order"), ("llm", "chat"),
+    ]
+    assert order.get("tokens.total") == 42 + 49 and order.get("latency_ms") == 225.0
+    assert [m.role for m in order.messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert [c.name for c in order.tool_calls] == ["lookup_order"]
+    assert order.get("sessionId") == "session-conv-1" and order.get("conversation") == "conv-1"
+
+
+def test_langfuse_trace_documents_and_api_pages(tmp_path: Path) -> None:
+    rows = lines(DATA / "langfuse.jsonl")
+    by_trace: dict[str, list[Any]] = {}
+    for r in rows:
+        by_trace.setdefault(r["traceId"], []).append(r)
+    # the trace API's shape: the trace, its observations inside, its scores
+    docs = [{"id": tid, "name": "support", "input": {"question": obs[0]["input"]}, "observations": obs,
+             "scores": [{"name": "resolved", "value": float(i != 2), "dataType": "NUMERIC"},
+                        {"name": "tone", "value": None, "stringValue": "polite", "dataType": "CATEGORICAL"}]}
+            for i, (tid, obs) in enumerate(by_trace.items())]
+    traces = load(write_lines(tmp_path / "traces.jsonl", docs))
+    check_support_agent(traces)
+    assert [t.labels for t in traces] == [{"resolved": 1.0, "tone": "polite"}] * 2 + [{"resolved": 0.0, "tone": "polite"}]
+    # the v2 observations API's response page
+    page = tmp_path / "page.json"
+    page.write_text(json.dumps({"data": rows, "meta": {"cursor": None}}), encoding="utf-8")
+    check_support_agent(load(page))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "message"),
+    [
+        (lambda r: r.pop("traceId"), "traceId", "observation '0000000000010001' has no traceId"),
+        (lambda r: r.__setitem__("type", ["GENERATION"]), "type",
+         "observation '0000000000010001' has no type (GENERATION, SPAN, EVENT, TOOL ...)"),
+    ],
+)
+def test_langfuse_corrupted_observation_names_line_and_field(tmp_path: Path, mutate: Any, key: str, message: str) -> None:
+    rows = lines(DATA / "langfuse.jsonl")
+    mutate(rows[1])
+    err = load_error(write_lines(tmp_path / "obs.jsonl", rows), "langfuse")
+    assert (err.file, err.line, err.key, err.message) == (str(tmp_path / "obs.jsonl"), 2, key, message)
+
+
+def test_langfuse_corrupted_trace_document_names_the_observation(tmp_path: Path) -> None:
+    rows = lines(DATA / "langfuse.jsonl")
+    doc = {"id": rows[0]["traceId"], "observations": rows[:4]}
+    del doc["observations"][2]["id"]
+    err = load_error(write_lines(tmp_path / "traces.jsonl", [doc]))
+    assert (err.line, err.key, err.message) == (1, "observations[2].id", "observation has no id")
+
+
+# -- Inspect AI eval logs ---------------------------------------------------------------
+
+
+def check_inspect_support(traces: list[Trace]) -> None:
+    """The eval of make_fixtures.py: two samples, two epochs, one failing tool call."""
+    assert sorted(t.id for t in traces) == ["support/order/1", "support/order/2", "support/refund/1", "support/refund/2"]
+    by_id = {t.id: t for t in traces}
+    order, refund = by_id["support/order/2"], by_id["support/refund/1"]
+    assert (order.input, order.output) == ("Where is my order 1234?", "Order 1234 ships tomorrow.")
+    assert (refund.input, refund.output) == ("Refund order 999 please", "I could not find order 999.")
+    assert [(s.kind, s.name) for s in order.steps] == [("llm", "assistant"), ("tool", "lookup_order"), ("llm", "assistant")]
+    assert order.get("tools") == ["lookup_order"] and order.get("agents") == []
+    [tool] = [s for s in order.steps if s.kind == "tool"]
+    assert tool.input == {"order_id": "1234"} and "shipped" in str(tool.output) and tool.status != "error"
+    [failed] = [s for s in refund.steps if s.status == "error"]
+    assert failed.name == "lookup_order" and str(failed.error).endswith("order 999 not found")
+    assert (order.labels, refund.labels) == ({"includes": "C"}, {"includes": "I"})
+    assert (order.get("sample_id"), order.get("epoch"), order.get("topic")) == ("order", 2, "orders")
+    assert order.get("model") == "mockllm/model" and order.get("task") == "support"
+
+
+def test_inspect_eval_log_from_a_real_eval() -> None:
+    pytest.importorskip("inspect_ai", reason="the [inspect] extra is not installed")
+    check_inspect_support(load(DATA / "inspect" / "support.eval"))
+
+
+def test_inspect_json_log_and_a_folder_of_logs(tmp_path: Path) -> None:
+    pytest.importorskip("inspect_ai", reason="the [inspect] extra is not installed")
+    from inspect_ai.log import read_eval_log, write_eval_log
+
+    # the same log as Inspect writes it in its JSON format (what `inspect log convert` does)
+    write_eval_log(read_eval_log(str(DATA / "inspect" / "support.eval")), str(tmp_path / "support.json"), format="json")
+    check_inspect_support(load(tmp_path / "support.json"))
+    # a log folder: every .eval and .json log in it; two runs of one task repeat its ids
+    (tmp_path / "logs").mkdir()
+    shutil.copy(DATA / "inspect" / "support.eval", tmp_path / "logs" / "run1.eval")
+    assert len(load(tmp_path / "logs")) == 4
+    shutil.copy(tmp_path / "support.json", tmp_path / "logs" / "run2.json")
+    err = load_error(tmp_path / "logs")
+    assert err.message.startswith("duplicate id 'support/order/1'") and err.file == str(tmp_path / "logs" / "run2.json")
+
+
+def test_inspect_corrupted_logs(tmp_path: Path) -> None:
+    pytest.importorskip("inspect_ai", reason="the [inspect] extra is not installed")
+    from inspect_ai.log import read_eval_log, write_eval_log
+
+    path = tmp_path / "bad.json"
+    write_eval_log(read_eval_log(str(DATA / "inspect" / "support.eval")), str(path), format="json")
+    log = json.loads(path.read_text(encoding="utf-8"))
+    log["samples"][1]["messages"][1]["role"] = "wizard"
+    path.write_text(json.dumps(log), encoding="utf-8")
+    err = load_error(path)
+    assert (err.file, err.key) == (str(path), "samples[1].messages[1].role")
+    assert err.message.startswith("not a valid Inspect AI log: Input should be 'system'")
+    cut = tmp_path / "cut.eval"
+    data = (DATA / "inspect" / "support.eval").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    err = load_error(cut)
+    assert err.file == str(cut) and err.message.startswith("cannot read the Inspect AI log: ")
+
+
+def test_inspect_without_the_extra_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    for name in [m for m in sys.modules if m == "inspect_ai" or m.startswith("inspect_ai.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "inspect_ai", None)  # as if not installed: importing it fails
+    err = load_error(DATA / "inspect" / "support.eval")
+    assert str(err.file).endswith("support.eval")
+    assert err.message == "reading Inspect AI logs needs the inspect_ai package: pip install 'pytest-failmodes[inspect]'"

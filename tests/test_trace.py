@@ -209,3 +209,35 @@ def test_get_missing_paths(trace: Trace, path: str) -> None:
 def test_missing_is_falsy_and_prints_plainly() -> None:
     assert not MISSING
     assert repr(MISSING) == "MISSING"
+
+
+def test_steps_are_derived_on_first_access_and_kept() -> None:
+    trace = Trace(id="t", messages=CHAT)
+    assert "steps" not in trace.__dict__  # nothing built until asked for
+    steps = trace.steps
+    assert [(s.kind, s.name) for s in steps] == [
+        ("llm", "assistant"), ("llm", "assistant"), ("tool", "lookup_order"), ("llm", "assistant"), ("llm", "assistant"),
+    ]
+    assert trace.steps is steps
+    # the tool step, the call views and tool_calls share one parse of the arguments
+    assert steps[2].input == {"order_id": 7} and steps[2].input is trace.tool_calls[0].arguments
+
+
+def test_a_dump_or_a_comparison_sees_the_derived_steps() -> None:
+    fresh, used = Trace(id="t", messages=CHAT), Trace(id="t", messages=CHAT)
+    assert len(used.steps) == 5
+    assert fresh == used  # one derived its steps already, the other not yet
+    assert len(Trace(id="t", messages=CHAT).model_dump()["steps"]) == 5
+    assert '"lookup_order"' in Trace(id="t", messages=CHAT).model_dump_json()
+    assert "lookup_order" in repr(Trace(id="t", messages=CHAT))
+
+
+@pytest.mark.parametrize(("result", "status"), [("Error: order 7 not found", "error"), ("  error - timeout", "error"),
+                                                ('{"status": "shipped"}', "unset"), ("No errors found", "unset")])
+def test_a_chat_tool_result_that_reads_as_an_error_fails_its_step(result: str, status: str) -> None:
+    messages = [m if m.get("role") != "tool" else {**m, "content": result} for m in CHAT]
+    trace = Trace(id="t", messages=messages)
+    [tool] = [s for s in trace.steps if s.kind == "tool"]
+    assert tool.status == status
+    assert tool.error == (result if status == "error" else None)
+    assert trace.get("errors.count") == (status == "error")

@@ -49,11 +49,9 @@ def trace_steps(trace: Any) -> list[StepView]:
 
 
 def _failed(step: Any) -> bool:
-    # a format that says nothing of status (steps derived from chat messages) still shows
-    # a tool's failure in its result: a tool step whose output starts with "Error" failed
-    if step.status == "error":
-        return True
-    return step.status == "unset" and step.kind == "tool" and str(step.output or "").lstrip().lower().startswith("error")
+    # a chat tool result that reads as an error already has status "error" (trace.py
+    # derives it with the steps), so rules and this analysis agree on what failed
+    return bool(step.status == "error")
 
 
 def ochiai(ef: int, ep: int, nf: int) -> float:

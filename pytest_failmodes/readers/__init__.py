@@ -61,6 +61,8 @@ _MODULES = {
     "responses": "chat",
     "multiagent": "multiagent",
     "langsmith": "langsmith",
+    "langfuse": "langfuse",
+    "inspect": "inspectlogs",
 }
 READER_NAMES = tuple(_MODULES)
 #: every value ``dataset.format:`` accepts: a container (rows in that file

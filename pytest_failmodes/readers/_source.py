@@ -24,12 +24,12 @@ from typing import IO, Any, NamedTuple
 from ..errors import DatasetError
 
 __all__ = [
-    "Record", "CONTAINERS", "SUFFIXES", "MAX_DEPTH", "MAX_CSV_CELL", "container_of", "dataset_files", "is_data_path",
+    "Record", "Archive", "CONTAINERS", "SUFFIXES", "MAX_DEPTH", "MAX_CSV_CELL", "container_of", "dataset_files", "is_data_path",
     "iter_records", "iter_rows", "too_deep", "deep_error",
 ]
 
 CONTAINERS = ("jsonl", "json", "csv")
-SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
+SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".eval": "archive"}
 _GLOB = re.compile(r"[*?\[]")
 #: deepest nesting of objects and arrays in a row: every consumer (rules, the
 #: HTML report, JSON writers) can walk this far without hitting Python's stack limit
@@ -44,6 +44,13 @@ class Record(NamedTuple):
     file: Path
     line: int
     value: Any
+
+
+class Archive(NamedTuple):
+    """A file that only its format's own library reads (an Inspect AI ``.eval`` zip):
+    the record of such a file holds this instead of a parsed value."""
+
+    path: Path
 
 
 def data_suffix(path: Path) -> str:
@@ -124,17 +131,22 @@ def open_binary(path: Path) -> IO[bytes]:
 
 def iter_records(paths: Iterable[Path], declared: str | None) -> Iterator[Record]:
     """Every record of every file, in order, streaming where the container allows."""
+    # the containers check each row's depth as they parse it (iter_rows)
     for path in paths:
         fmt = container_of(path, declared)
         for line, value in iter_rows(path, fmt):
-            if isinstance(value, (dict, list)) and too_deep(value):
-                key = next((str(k) for k, v in value.items() if too_deep(v)), None) if isinstance(value, dict) else None
-                raise deep_error(path, line, key)
             yield Record(path, line, value)
 
 
 def iter_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line, parsed row)`` from a dataset file, without building traces."""
+    """Yield ``(line, parsed row)`` from a dataset file, without building traces.
+
+    A row nested more than :data:`MAX_DEPTH` levels deep is an error (CSV rows are flat).
+    """
+    if fmt == "archive":
+        open_binary(path).close()  # the same checks as any data file: it exists, it is a regular file
+        yield 1, Archive(path)
+        return
     handle = open_binary(path)
     try:
         with handle:
@@ -196,6 +208,14 @@ def deep_error(path: Path, line: int, key: str | None = None) -> DatasetError:
     return DatasetError(f"nested more than {MAX_DEPTH} levels deep; flatten the row", file=path, line=line, key=key)
 
 
+def _check_depth(path: Path, line: int, value: Any, brackets: int) -> None:
+    # a row with at most MAX_DEPTH opening brackets in its text cannot nest deeper:
+    # counting them (in C) spares walking every row, which cost more than parsing it
+    if brackets > MAX_DEPTH and isinstance(value, (dict, list)) and too_deep(value):
+        key = next((str(k) for k, v in value.items() if too_deep(v)), None) if isinstance(value, dict) else None
+        raise deep_error(path, line, key)
+
+
 def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
     loads = json.loads
     for line, raw in enumerate(handle, 1):
@@ -205,19 +225,22 @@ def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
         # lead byte) takes the strict path too.
         if b"\xed" not in raw:
             try:
-                yield line, loads(raw)
-                continue
+                value = loads(raw)
             except RecursionError:
                 raise deep_error(path, line) from None
             except (ValueError, UnicodeDecodeError):
                 pass
+            else:
+                _check_depth(path, line, value, raw.count(b"{") + raw.count(b"["))
+                yield line, value
+                continue
         if not raw.strip():
             continue
         # without its line break, an error at the end of the row gets the row's
         # column rather than "column 1" of a line that does not exist
         text = _decode(raw, path, line).rstrip("\r\n")
         try:
-            yield line, loads(text)
+            value = loads(text)
         except RecursionError:
             raise deep_error(path, line) from None
         except ValueError as exc:
@@ -228,6 +251,8 @@ def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
                 file=path,
                 line=line,
             ) from None
+        _check_depth(path, line, value, raw.count(b"{") + raw.count(b"["))
+        yield line, value
 
 
 def _json_rows(text: str, path: Path) -> Iterator[tuple[int, Any]]:
@@ -254,7 +279,9 @@ def _json_rows(text: str, path: Path) -> Iterator[tuple[int, Any]]:
             raise fail(f"malformed JSON: {getattr(exc, 'msg', exc)}", getattr(exc, "pos", pos)) from None
         if skip_ws(end) < n:
             raise fail("unexpected content after the closing '}'", skip_ws(end))
-        yield text.count("\n", 0, pos) + 1, doc
+        line = text.count("\n", 0, pos) + 1
+        _check_depth(path, line, doc, text.count("{", pos, end) + text.count("[", pos, end))
+        yield line, doc
         return
     if pos >= n or text[pos] != "[":
         raise fail("expected a JSON array of traces (or one JSON object)", pos)
@@ -271,6 +298,7 @@ def _json_rows(text: str, path: Path) -> Iterator[tuple[int, Any]]:
             raise deep_error(path, line) from None
         except ValueError as exc:
             raise fail(f"malformed JSON: {getattr(exc, 'msg', exc)}", getattr(exc, "pos", pos)) from None
+        _check_depth(path, line, row, text.count("{", pos, end) + text.count("[", pos, end))
         yield line, row
         pos = skip_ws(end)
         if pos < n and text[pos] == ",":

@@ -11,15 +11,16 @@ flattened first). Names come from ``openinference-semantic-conventions``.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from openinference.semconv.trace import MessageAttributes, SpanAttributes, ToolCallAttributes
 
 from ..errors import DatasetError
-from ..trace import STEP_KINDS, Step, Trace, new_step
+from ..trace import STEP_KINDS, Step, Trace, make_step as _make_step
 from . import Options, Record, kind_of
 from .spans import Group, SpanGrouper, iso_ms, message_text, preorder
 
@@ -62,8 +63,8 @@ def _ids(span: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 def _hex(value: Any) -> str:
-    text = str(value)
-    return text[2:] if text.startswith("0x") else text
+    text = value if type(value) is str else str(value)  # noqa: E721 - exact str
+    return text[2:] if text[:2] == "0x" else text
 
 
 def _flat(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +89,8 @@ def _flat(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def span_step(rec: Record) -> tuple[str, Step]:
     """The trace id and the step of one OpenInference span record."""
+    # this runs once per span of files with millions of them: lookups are hoisted and
+    # the common case (the SDK's span JSON) takes the shortest path
     span = rec.value
     if not isinstance(span, dict):
         raise DatasetError(f"expected a span object, got {kind_of(span)}", file=rec.file, line=rec.line)
@@ -102,11 +105,14 @@ def span_step(rec: Record) -> tuple[str, Step]:
             f"span {_hex(span_id)!r}: attributes must be an object, got {kind_of(attrs)}",
             file=rec.file, line=rec.line, key="attributes",
         )
-    attrs = _flat(attrs)
-    raw_kind = attrs.get(KIND, span.get("span_kind"))
-    kind = str(raw_kind).lower() if raw_kind else "other"
-    if kind not in STEP_KINDS:
-        kind = "other"
+    if KIND not in attrs:
+        attrs = _flat(attrs)
+    raw_kind = attrs.get(KIND) or span.get("span_kind")
+    kind = _KIND_OF.get(raw_kind) if type(raw_kind) is str else None  # noqa: E721 - exact str
+    if kind is None:
+        kind = str(raw_kind).lower() if raw_kind else "other"
+        if kind not in STEP_KINDS:
+            kind = "other"
     name = span.get("name") or ""
     if kind == "tool":
         name = attrs.get(TOOL_NAME) or name
@@ -117,7 +123,7 @@ def span_step(rec: Record) -> tuple[str, Step]:
         code, message = status_obj.get("status_code"), status_obj.get("description")
     else:
         code, message = span.get("status_code"), span.get("status_message")
-    status = _STATUS.get(str(code).upper(), "unset") if code is not None else "unset"
+    status = _STATUS.get(code) or (_STATUS.get(str(code).upper(), "unset") if code is not None else "unset")
     error = None
     if status == "error":
         error = message or next(
@@ -125,35 +131,44 @@ def span_step(rec: Record) -> tuple[str, Step]:
             None,
         ) or "error"
     tokens = {}
-    for key, attr in TOKENS.items():
-        value = attrs.get(attr)
-        if isinstance(value, (int, float)):
-            tokens[key] = int(value)
+    if _TOKENS_TOTAL in attrs or _TOKENS_PROMPT in attrs or _TOKENS_COMPLETION in attrs:
+        for key, attr in _TOKEN_ITEMS:
+            value = attrs.get(attr)
+            if isinstance(value, (int, float)):
+                tokens[key] = int(value)
     value_in = attrs.get(INPUT)
-    if kind == "tool" and attrs.get(INPUT_MIME) == _JSON and isinstance(value_in, str):
-        try:  # a tool's arguments, so step rules can match on them
-            value_in = json.loads(value_in)
-        except ValueError:
-            pass
     value_out = attrs.get(OUTPUT)
-    if kind == "llm" and f"{OUT_MESSAGES}.0.{ROLE}" in attrs:
+    if kind == "tool":
+        if isinstance(value_in, str) and attrs.get(INPUT_MIME) == _JSON:
+            try:  # a tool's arguments, so step rules can match on them
+                value_in = json.loads(value_in)
+            except ValueError:
+                pass
+    elif kind == "llm" and _OUT0_ROLE in attrs:
         # the reply's text ('' for a turn that only calls tools), not the raw response JSON
         value_out = _last_assistant_text(attrs) or ""
-    step = new_step(
-        id=_hex(span_id),
-        parent_id=_hex(parent) if parent else None,
-        kind=kind,
-        name=str(name),
-        input=value_in,
-        output=value_out,
-        status=status,
-        error=error,
-        start_ms=iso_ms(span.get("start_time")),
-        end_ms=iso_ms(span.get("end_time")),
-        tokens=tokens,
-        attributes=attrs,
-    )
+    step = _make_step({
+        "id": _hex(span_id),
+        "parent_id": _hex(parent) if parent else None,
+        "kind": kind,
+        "name": name if type(name) is str else str(name),  # noqa: E721 - exact str
+        "input": value_in,
+        "output": value_out,
+        "status": status,
+        "error": error,
+        "start_ms": iso_ms(span.get("start_time")),
+        "end_ms": iso_ms(span.get("end_time")),
+        "tokens": tokens,
+        "attributes": attrs,
+    })
     return _hex(trace_id), step
+
+
+_OUT0_ROLE = f"{OUT_MESSAGES}.0.{ROLE}"
+_TOKEN_ITEMS = tuple(TOKENS.items())
+_TOKENS_TOTAL, _TOKENS_PROMPT, _TOKENS_COMPLETION = TOKENS["total"], TOKENS["prompt"], TOKENS["completion"]
+#: the span kinds as exporters spell them -> step kinds (others are lowered and checked)
+_KIND_OF = {k.upper(): k for k in STEP_KINDS} | {k: k for k in STEP_KINDS}
 
 
 def _last_assistant_text(attrs: dict[str, Any]) -> str | None:
@@ -173,21 +188,16 @@ def messages_from_attributes(attrs: dict[str, Any], prefix: str) -> list[dict[st
 
 
 def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> list[list[dict[str, Any]]]:
-    # one pass over the attributes for every prefix: LLM spans have many keys
-    leads = [(p + ".", len(p) + 1) for p in prefixes]
+    # one pass over the attributes for every prefix: LLM spans have many keys, and
+    # one regex match per key (in C) tells which prefix, which message and which field
+    match, which_of = _prefix_pattern(prefixes)
     found: list[dict[int, dict[str, Any]]] = [{} for _ in prefixes]
-    common = os.path.commonprefix([lead for lead, _ in leads])
     for key, value in attrs.items():
-        if not key.startswith(common):
+        m = match(key)
+        if m is None:
             continue
-        for which, (lead, cut) in enumerate(leads):
-            if key.startswith(lead):
-                break
-        else:
-            continue
-        idx_text, _, rest = key[cut:].partition(".")
-        if not idx_text.isdigit():
-            continue
+        lead, idx_text, rest = m.groups()
+        which = which_of[lead]
         msg = found[which].setdefault(int(idx_text), {"role": "user"})
         if rest == ROLE:
             msg["role"] = str(value)
@@ -217,6 +227,12 @@ def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> lis
             out.append(msg)
         result.append(out)
     return result
+
+
+@functools.lru_cache(maxsize=16)
+def _prefix_pattern(prefixes: tuple[str, ...]) -> tuple[Any, dict[str, int]]:
+    rx = re.compile("(" + "|".join(re.escape(p) for p in prefixes) + r")\.([0-9]+)\.(.*)", re.S)
+    return rx.match, {p: i for i, p in enumerate(prefixes)}
 
 
 def _text_value(step: Step, mime_key: str, value: Any) -> str | None:
@@ -292,13 +308,19 @@ class OpenInferenceReader:
 
     def read(self, records: Iterator[Record], options: Options) -> Iterator[tuple[Record, Trace]]:
         grouper = SpanGrouper()
+        add, build = grouper.add, self._trace
         for rec in records:
-            for value, item in _spans_of(rec):
-                trace_id, step = span_step(item if value is None else Record(rec.file, rec.line, value))
-                for group in grouper.add(rec, trace_id, step):
-                    yield self._trace(group)
+            if isinstance(rec.value, list):  # one trace per file: a JSON array of its spans
+                for value in rec.value:
+                    trace_id, step = span_step(Record(rec.file, rec.line, value))
+                    for group in add(rec, trace_id, step):
+                        yield build(group)
+                continue
+            trace_id, step = span_step(rec)
+            for group in add(rec, trace_id, step):
+                yield build(group)
         for group in grouper.finish():
-            yield self._trace(group)
+            yield build(group)
 
     def _trace(self, group: Group) -> tuple[Record, Trace]:
         try:
@@ -308,15 +330,6 @@ class OpenInferenceReader:
                 f"trace {group.trace_id!r}: cannot build the trace from its spans: {exc}",
                 file=group.first.file, line=group.first.line,
             ) from None
-
-
-def _spans_of(rec: Record) -> Iterator[tuple[Any, Record]]:
-    # one trace per file may come as a JSON array of spans inside one record
-    if isinstance(rec.value, list):
-        for value in rec.value:
-            yield value, rec
-    else:
-        yield None, rec
 
 
 READERS = {"openinference": OpenInferenceReader()}

@@ -19,6 +19,14 @@ answers) talks to the loopback fake server (``tests/fakellm.py``) through the
   serialise them;
 - ``langsmith.jsonl``: the agent traced with ``langsmith``'s ``RunTree``,
   exported as the API's ``Run`` objects, one run per line;
+- ``langfuse.jsonl``: the agent as Langfuse observations, one per line, each
+  the ``langfuse`` SDK's own ``ObservationV2`` model (what the v2 observations
+  API returns) serialised by the SDK. The SDK traces through OpenTelemetry and
+  the Langfuse *server* turns spans into observations, so without a server
+  (no network here) the observations are built with the SDK's models;
+- ``inspect/``: a tiny Inspect AI eval (a tool-using solver, two epochs, an
+  ``includes`` scorer) run against Inspect's ``mockllm/model`` and written by
+  Inspect itself as ``.eval`` and ``.json`` logs;
 - ``multiagent/``: Magentic-One style logs (no package exports them; see
   ``multiagent_logs``).
 
@@ -344,6 +352,119 @@ def langsmith_runs() -> None:
     _write_jsonl(HERE / "langsmith.jsonl", runs)
 
 
+def langfuse_observations() -> None:
+    """The agent as the Langfuse v2 observations API returns it (``ObservationV2``)."""
+    from datetime import datetime, timedelta, timezone
+
+    from langfuse.api import ObservationV2
+
+    rows: list[Any] = []
+    clock = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+
+    def observe(trace: str, n: int, parent: str | None, type_: str, name: str, ms: int, **fields: Any) -> str:
+        nonlocal clock
+        start, clock = clock, clock + timedelta(milliseconds=ms)
+        obs_id = f"{trace[-12:]}{n:04x}"
+        obs = ObservationV2(
+            id=obs_id, trace_id=trace, parent_observation_id=parent, type=type_, name=name, project_id="fixtures",
+            start_time=start, end_time=clock, environment="default", **fields,
+        )
+        rows.append(json.loads(obs.json()))
+        return obs_id
+
+    for t, (cid, question, order, answer, fail) in enumerate(_sdk_conversations()):
+        trace = f"{t + 1:032x}"
+        pending: list[Any] = []
+        root = f"{trace[-12:]}0000"
+        messages: list[Any] = [{"role": "system", "content": "You are a support agent."}, {"role": "user", "content": question}]
+        n = 1
+        if order is not None:
+            call = {"id": f"call_{order}", "type": "function",
+                    "function": {"name": "lookup_order", "arguments": json.dumps({"order_id": order})}}
+            ask = {"role": "assistant", "content": None, "tool_calls": [call]}
+            pending.append(("GENERATION", "chat", 120, dict(
+                model="fake-agent", input=list(messages), output=ask,
+                usage_details={"input": 30, "output": 12, "total": 42}, model_parameters={"temperature": 0}),
+            ))
+            result = f"error: order {order} not found" if fail else _lookup(order, False)
+            tool_fields: dict[str, Any] = dict(input={"order_id": order}, output=result)
+            if fail:
+                tool_fields.update(level="ERROR", status_message=f"LookupError: order {order} not found")
+            pending.append(("TOOL", "lookup_order", 15, tool_fields))
+            messages += [ask, {"role": "tool", "tool_call_id": f"call_{order}", "content": result}]
+        pending.append(("GENERATION", "chat", 90, dict(
+            model="fake-agent", input=list(messages), output={"role": "assistant", "content": answer},
+            usage_details={"input": 40, "output": 9, "total": 49}),
+        ))
+        # the root first, as the API lists observations by start time
+        at = len(rows)
+        for type_, name, ms, fields in pending:
+            observe(trace, n, root, type_, name, ms, **fields)
+            n += 1
+        first = datetime.fromisoformat(rows[at]["startTime"].replace("Z", "+00:00"))
+        root_obs = ObservationV2(
+            id=root, trace_id=trace, type="AGENT", name="support_agent", project_id="fixtures",
+            start_time=first, end_time=clock, environment="default", input=question, output=answer,
+            metadata={"conversation": cid}, session_id=f"session-{cid}", user_id="customer-7",
+        )
+        rows.insert(at, json.loads(root_obs.json()))
+    _write_jsonl(HERE / "langfuse.jsonl", rows)
+
+
+def inspect_logs() -> None:
+    """A tiny Inspect AI eval run on Inspect's ``mockllm/model``, logged by Inspect as ``.eval``.
+
+    The model's replies are scripted (a tool call, then the answer); token usage is
+    given with them because mockllm would otherwise count tokens with a tokenizer
+    it downloads. The JSON form of the log is made from this one by the tests
+    (``write_eval_log(..., format="json")``, what ``inspect log convert`` does).
+    """
+    import shutil
+    import tempfile
+
+    from inspect_ai import Task, eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+    from inspect_ai.scorer import includes
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import ToolError, tool
+
+    @tool
+    def lookup_order() -> Any:
+        async def execute(order_id: str) -> str:
+            """Look up an order.
+
+            Args:
+                order_id: The order's id.
+            """
+            if order_id == "999":
+                raise ToolError(f"order {order_id} not found")
+            return _lookup(order_id, False)
+        return execute
+
+    task = Task(
+        name="support",
+        dataset=[Sample(input="Where is my order 1234?", target="ships tomorrow", id="order", metadata={"topic": "orders"}),
+                 Sample(input="Refund order 999 please", target="refund issued", id="refund", metadata={"topic": "refunds"})],
+        solver=[use_tools(lookup_order()), generate()],
+        scorer=includes(),
+    )
+    outputs = []
+    for _epoch in range(2):
+        for order, answer in (("1234", "Order 1234 ships tomorrow."), ("999", "I could not find order 999.")):
+            ask = ModelOutput.for_tool_call("mockllm/model", "lookup_order", {"order_id": order})
+            ask.usage = ModelUsage(input_tokens=30, output_tokens=12, total_tokens=42)
+            reply = ModelOutput.from_content("mockllm/model", answer)
+            reply.usage = ModelUsage(input_tokens=40, output_tokens=9, total_tokens=49)
+            outputs += [ask, reply]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = get_model("mockllm/model", custom_outputs=outputs, memoize=False)
+        [log] = eval(task, model=model, epochs=2, log_dir=tmp, log_format="eval", display="none", max_samples=1)
+        assert log.status == "success", log.error
+        (HERE / "inspect").mkdir(exist_ok=True)
+        shutil.copy(log.location, HERE / "inspect" / "support.eval")
+
+
 def _write_jsonl(path: Path, rows: list[Any]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
@@ -357,6 +478,8 @@ def main() -> None:
     responses_items()
     multiagent_logs()
     langsmith_runs()
+    langfuse_observations()
+    inspect_logs()
     print("wrote", ", ".join(sorted(p.name for p in HERE.iterdir() if p.suffix in (".json", ".jsonl"))))
 
 
