@@ -322,12 +322,13 @@ class Series:
 
 
 def build_series(
-    runs: Sequence[Run], *, modes: Iterable[str] = (), cohorts: Iterable[str] = ()
+    runs: Sequence[Run], *, modes: Iterable[str] = (), cohorts: Iterable[str] = (), source: str | None = None
 ) -> list[Series]:
     """One series per mode x cohort seen in any run, in the latest run's order first.
 
     ``modes`` / ``cohorts``: keep only these (a mode by its name or key). A name that
-    matches nothing is an error with the closest name, never an empty page."""
+    matches nothing is an error with the closest name, never an empty page;
+    ``source`` (the history's directory) is named in it."""
     from .errors import did_you_mean
 
     by_key: dict[tuple[str, str], Series] = {}
@@ -361,14 +362,14 @@ def build_series(
         known = {s.name for s in series} | {s.mode for s in series}
         for m in wanted_modes:
             if m not in known:
-                raise FailmodesError(f"--mode {m!r} is in no run of the history{did_you_mean(m, known)}")
+                raise FailmodesError(f"--mode {m!r} is in no run of the history{did_you_mean(m, known)}", file=source)
         series = [s for s in series if s.name in wanted_modes or s.mode in wanted_modes]
     wanted_cohorts = list(cohorts)
     if wanted_cohorts:
         known = {s.cohort for s in series}
         for c in wanted_cohorts:
             if c not in known:
-                raise FailmodesError(f"--cohort {c!r} is in no run of the history{did_you_mean(c, known)}")
+                raise FailmodesError(f"--cohort {c!r} is in no run of the history{did_you_mean(c, known)}", file=source)
         series = [s for s in series if s.cohort in wanted_cohorts]
     return series
 
@@ -445,7 +446,7 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
     more than sampling explains do not read as shifts. The p-values of all series
     are adjusted together (Tarone-Holm), so ``alpha`` bounds the chance of any
     false alarm on the dashboard; ``bench/history_aa.py`` measures it."""
-    from .regression import adjust, min_attainable_p, rao_scott_counts, two_proportion_one_sided
+    from .regression import adjust, rao_scott_counts, two_proportion_one_sided
 
     candidates: list[tuple[Series, _Candidate]] = []
     for s in series:
@@ -482,10 +483,10 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
         nf, nn = rao_scott_counts(new_fails, new_n, phi)
         if direction == "up":
             p = two_proportion_one_sided(bf, bn, nf, nn, method="fisher")
-            floor = min_attainable_p("fisher", fails=bf + nf, n=nn, other_n=bn)
+            floor = _fisher_floor(bf + nf, nn, bn)
         else:
             p = two_proportion_one_sided(nf, nn, bf, bn, method="fisher")
-            floor = min_attainable_p("fisher", fails=bf + nf, n=bn, other_n=nn)
+            floor = _fisher_floor(bf + nf, bn, nn)
         since = s.points.index(recent[0])
         shift = Shift(direction, since, ref_rate, sum(p.fails for p in recent) / sum(p.n for p in recent), p, overdispersion=phi)
         s.shift = shift
@@ -506,10 +507,34 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
     return flagged
 
 
+#: the median of a chi-square variable with one degree of freedom
+_CHI2_1_MEDIAN = 0.4549364231195724
+
+
 def _overdispersion(points: Sequence[Point], rate: float) -> float:
-    """Pearson chi-square per degree of freedom of the runs around their pooled rate,
-    at least 1 (sampling alone gives about 1)."""
+    """How much more the runs vary around their pooled rate than sampling explains:
+    the median squared standardized residual over its value under sampling alone,
+    at least 1. The median, not Pearson's mean: a shift that began inside the
+    reference window must not inflate it and so hide itself."""
     if len(points) < 2 or rate <= 0.0 or rate >= 1.0:
         return 1.0
-    chi2 = sum((p.fails - p.n * rate) ** 2 / (p.n * rate * (1.0 - rate)) for p in points)
-    return max(1.0, chi2 / (len(points) - 1))
+    z2 = sorted((p.fails - p.n * rate) ** 2 / (p.n * rate * (1.0 - rate)) for p in points)
+    mid = len(z2) // 2
+    median = z2[mid] if len(z2) % 2 else (z2[mid - 1] + z2[mid]) / 2
+    return max(1.0, median / _CHI2_1_MEDIAN)
+
+
+def _fisher_floor(fails: int, n: int, other_n: int) -> float:
+    """The smallest one-sided p-value Fisher's test can give with these margins (all
+    ``fails`` in the ``n`` run, as far as they fit): what Tarone's refinement needs.
+    The same as ``regression.min_attainable_p("fisher", ...)``, by log-gamma, since it is
+    computed for thousands of series per page and scipy's hypergeom costs a millisecond."""
+    total = n + other_n
+    if n == 0 or other_n == 0 or fails == 0 or fails == total:
+        return 1.0
+    k = min(fails, n)
+
+    def log_comb(a: int, b: int) -> float:
+        return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+    return min(1.0, math.exp(log_comb(fails, k) + log_comb(total - fails, n - k) - log_comb(total, n)))
