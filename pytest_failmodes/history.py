@@ -21,7 +21,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -424,13 +424,6 @@ class Shift:
         }
 
 
-@dataclass
-class _Candidate:
-    shift: Shift
-    floor: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
     """Test every series for a sustained shift at its end and set ``series.shift``;
     return how many are flagged.
@@ -441,14 +434,23 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
     recent run lies on the same side of the reference rate, and then by Fisher's
     one-sided exact test of the pooled recent runs **without the most extreme of
     them** against the pooled reference: one wild run can neither make nor carry a
-    shift. Counts are divided by the reference's overdispersion (its Pearson
-    chi-square per degree of freedom, at least 1; Rao-Scott), so runs that vary
-    more than sampling explains do not read as shifts. The p-values of all series
-    are adjusted together (Tarone-Holm), so ``alpha`` bounds the chance of any
-    false alarm on the dashboard; ``bench/history_aa.py`` measures it."""
+    shift.
+
+    Runs often vary more than sampling explains (a judge, a provider, traffic that
+    changes from day to day), and then pooled counts overstate the evidence. The
+    counts are divided by an overdispersion factor (Rao-Scott), the larger of the
+    series' own (its reference runs' median squared standardized residual, so a
+    shift inside the window does not hide itself) and the dashboard's: run-to-run
+    variation of the rate in relative terms, the median over all series, applied
+    to this series' size and rate (ten runs are too few to measure it alone).
+
+    The p-values of all series are adjusted together (Tarone-Holm), so ``alpha``
+    bounds the chance of any false alarm on the dashboard; ``bench/history_aa.py``
+    measures it."""
     from .regression import adjust, rao_scott_counts, two_proportion_one_sided
 
-    candidates: list[tuple[Series, _Candidate]] = []
+    windows: list[tuple[Series, list[Point], list[Point], float]] = []
+    relative: list[float] = []
     for s in series:
         s.shift = None
         points = [p for p in s.points if p.n > 0]
@@ -463,9 +465,16 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
             continue
         recent = same[-test.min_run :]
         reference = same[-test.min_run - test.window : -test.min_run]
-        ref_fails = sum(p.fails for p in reference)
-        ref_n = sum(p.n for p in reference)
-        ref_rate = ref_fails / ref_n
+        ref_rate = sum(p.fails for p in reference) / sum(p.n for p in reference)
+        windows.append((s, recent, reference, ref_rate))
+        if 0.0 < ref_rate < 1.0:
+            # Pearson's excess over sampling, as a squared relative variation of the rate
+            chi2 = sum((p.fails - p.n * ref_rate) ** 2 / (p.n * ref_rate * (1.0 - ref_rate)) for p in reference)
+            mean_n = sum(p.n for p in reference) / len(reference)
+            relative.append((chi2 / (len(reference) - 1) - 1.0) * (1.0 - ref_rate) / (mean_n * ref_rate))
+    common = max(0.0, _median(relative)) if relative else 0.0
+    candidates: list[tuple[Shift, float]] = []
+    for s, recent, reference, ref_rate in windows:
         rates = [p.fails / p.n for p in recent]
         if all(r > ref_rate for r in rates):
             direction = "up"
@@ -476,9 +485,14 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
         # the most extreme recent run is left out: it alone must not decide
         extreme = max(range(len(recent)), key=lambda i: rates[i] if direction == "up" else -rates[i])
         kept = [p for i, p in enumerate(recent) if i != extreme]
+        ref_fails = sum(p.fails for p in reference)
+        ref_n = sum(p.n for p in reference)
         new_fails = sum(p.fails for p in kept)
         new_n = sum(p.n for p in kept)
+        mean_n = ref_n / len(reference)
         phi = _overdispersion(reference, ref_rate)
+        if 0.0 < ref_rate < 1.0:
+            phi = max(phi, 1.0 + common * mean_n * ref_rate / (1.0 - ref_rate))
         bf, bn = rao_scott_counts(ref_fails, ref_n, phi)
         nf, nn = rao_scott_counts(new_fails, new_n, phi)
         if direction == "up":
@@ -488,23 +502,29 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
             p = two_proportion_one_sided(nf, nn, bf, bn, method="fisher")
             floor = _fisher_floor(bf + nf, bn, nn)
         since = s.points.index(recent[0])
-        shift = Shift(direction, since, ref_rate, sum(p.fails for p in recent) / sum(p.n for p in recent), p, overdispersion=phi)
-        s.shift = shift
-        candidates.append((s, _Candidate(shift, min(floor, p))))
+        recent_rate = sum(p.fails for p in recent) / sum(p.n for p in recent)
+        s.shift = Shift(direction, since, ref_rate, recent_rate, p, overdispersion=phi)
+        candidates.append((s.shift, min(floor, p)))
     if not candidates:
         return 0
     adjusted = adjust(
-        [c.shift.p_value for _, c in candidates],
+        [shift.p_value for shift, _ in candidates],
         "tarone-holm",
-        min_attainable=[c.floor for _, c in candidates],
+        min_attainable=[floor for _, floor in candidates],
         alpha=test.alpha,
     )
     flagged = 0
-    for (_, c), p_adj in zip(candidates, adjusted):
-        c.shift.p_adjusted = p_adj
-        c.shift.flagged = p_adj is not None and p_adj <= test.alpha
-        flagged += c.shift.flagged
+    for (shift, _), p_adj in zip(candidates, adjusted):
+        shift.p_adjusted = p_adj
+        shift.flagged = p_adj is not None and p_adj <= test.alpha
+        flagged += shift.flagged
     return flagged
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 #: the median of a chi-square variable with one degree of freedom
@@ -518,10 +538,8 @@ def _overdispersion(points: Sequence[Point], rate: float) -> float:
     reference window must not inflate it and so hide itself."""
     if len(points) < 2 or rate <= 0.0 or rate >= 1.0:
         return 1.0
-    z2 = sorted((p.fails - p.n * rate) ** 2 / (p.n * rate * (1.0 - rate)) for p in points)
-    mid = len(z2) // 2
-    median = z2[mid] if len(z2) % 2 else (z2[mid - 1] + z2[mid]) / 2
-    return max(1.0, median / _CHI2_1_MEDIAN)
+    z2 = [(p.fails - p.n * rate) ** 2 / (p.n * rate * (1.0 - rate)) for p in points]
+    return max(1.0, _median(z2) / _CHI2_1_MEDIAN)
 
 
 def _fisher_floor(fails: int, n: int, other_n: int) -> float:
