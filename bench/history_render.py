@@ -21,6 +21,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import statistics
 import sys
@@ -59,7 +60,7 @@ def _write_history(directory: Path, runs: int, modes: int, cohorts: int, seed: i
             out.append({"key": f"support.failmodes.yaml::mode_{m:02d}", "name": f"mode_{m:02d}", "fingerprint": fingerprint, "status": "ok", "cohorts": rows})
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(1_764_000_000 + 3600 * r))
         write_run(directory, {"schema": SCHEMA, "version": 1, "generator": "bench", "timestamp": stamp, "started": None,
-                              "git": {"commit": f"{r:040x}", "branch": "main"}, "baseline": None, "modes": out})
+                              "git": {"commit": hashlib.sha1(str(r).encode()).hexdigest(), "branch": "main"}, "baseline": None, "modes": out})
 
 
 def _time_screenshot(binary: str, page: Path, png: Path) -> float:

@@ -35,6 +35,7 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "MAX_FILE_BYTES",
+    "DEFAULT_LAST",
     "Run",
     "Point",
     "Series",
@@ -180,19 +181,27 @@ class Run:
         return f"{when} {self.commit[:8]}" if self.commit else when
 
 
-def load_history(directory: Path, warn: Callable[[str], None]) -> list[Run]:
-    """The runs in ``directory``, oldest first. A file that cannot be read or is not a
-    run summary is skipped with one ``warn`` line naming it; a missing directory, or one
-    without a single readable run, is an error naming it."""
+#: runs read by default: the newest this many files (memory stays bounded as a history grows)
+DEFAULT_LAST = 200
+
+
+def load_history(directory: Path, warn: Callable[[str], None], *, last: int = DEFAULT_LAST) -> list[Run]:
+    """The newest ``last`` runs in ``directory`` (by file name, which starts with the
+    run's time), oldest first. A file that cannot be read or is not a run summary is
+    skipped with one ``warn`` line naming it; a missing directory, or one without a
+    single readable run, is an error naming it."""
     shown = str(directory)
     if not directory.exists():
         raise FailmodesError("no such history directory; write one with pytest --failmodes --failmodes-history=DIR", file=shown)
     if not directory.is_dir():
         raise FailmodesError("not a directory; give the directory --failmodes-history wrote to", file=shown)
     runs: list[Run] = []
-    for path in sorted(directory.glob("*.json")):
-        if path.name.startswith("."):
-            continue  # a temp file of a writer still at work
+    # a leading dot: a temp file of a writer still at work
+    paths = sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
+    if len(paths) > last:
+        warn(f"{len(paths) - last} older run files in {directory} not read (the newest {last} are; --last N reads more)")
+        paths = paths[-last:]
+    for path in paths:
         try:
             runs.append(_read_run(path))
         except _Unreadable as exc:

@@ -359,3 +359,11 @@ def test_page_is_deterministic(tmp_path: Path) -> None:
     series = build_series(runs)
     find_shifts(series)
     assert render_history(runs, series, ShiftTest()) == render_history(runs, series, ShiftTest())
+
+
+def test_only_the_newest_runs_are_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = _history(tmp_path, _flat(6))
+    assert main(["history", str(directory), "--last", "4"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"failmodes history: warning: 2 older run files in {directory} not read (the newest 4 are; --last N reads more)"
+    assert captured.out.startswith(f"history {directory}: 4 runs, 2026-11-01 02:00 02aaaaaa .. 2026-11-01 05:00 05aaaaaa")

@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ..history import Run, Series, ShiftTest, build_series, find_shifts, load_history
+from ..history import DEFAULT_LAST, Run, Series, ShiftTest, build_series, find_shifts, load_history
 from .safe import json_text, text, write_atomically
 
 __all__ = ["add_history", "render_history", "history_lines", "history_json"]
@@ -42,6 +42,7 @@ def add_history(sub: Any) -> None:
     p.add_argument("--mode", action="append", metavar="NAME", help="only this mode, by name or key (repeatable)")
     p.add_argument("--cohort", action="append", metavar="LABEL", help="only this cohort, e.g. route=refunds (repeatable)")
     p.add_argument("--all-rows", action="store_true", help="list every mode x cohort (default: each mode's 'all' row and flagged rows)")
+    p.add_argument("--last", type=int, default=DEFAULT_LAST, metavar="N", help=f"read the newest N run files (default {DEFAULT_LAST})")
     p.add_argument("--min-run", type=int, default=ShiftTest.min_run, metavar="N", help=f"latest runs a shift must last (default {ShiftTest.min_run}, at least 2)")
     p.add_argument("--window", type=int, default=ShiftTest.window, metavar="N", help=f"runs before them that make the reference (default {ShiftTest.window})")
     p.add_argument("--alpha", type=float, default=ShiftTest.alpha, metavar="P", help=f"chance of any false shift on the dashboard when nothing changed (default {ShiftTest.alpha})")
@@ -49,6 +50,8 @@ def add_history(sub: Any) -> None:
     def run(args: argparse.Namespace) -> int:
         if not args.min_run >= 2:
             p.error(f"--min-run takes a whole number >= 2 (one run is not a sustained shift), got {args.min_run}")
+        if not args.last >= 1:
+            p.error(f"--last takes a whole number >= 1, got {args.last}")
         if not args.window >= 2:
             p.error(f"--window takes a whole number >= 2, got {args.window}")
         if not 0.0 < args.alpha < 1.0:
@@ -66,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"failmodes history: warning: {text(line, newlines=False)}", file=sys.stderr)
 
     test = ShiftTest(min_run=args.min_run, window=args.window, alpha=args.alpha)
-    runs = load_history(Path(args.directory), warn)
+    runs = load_history(Path(args.directory), warn, last=args.last)
     series = build_series(runs, modes=args.mode or (), cohorts=args.cohort or (), source=args.directory)
     find_shifts(series, test)
     for line in history_lines(runs, series, test, directory=args.directory, all_rows=args.all_rows):
@@ -235,12 +238,13 @@ h1{{font-size:20px;margin:0 0 4px}} h2{{font-size:16px;margin:18px 0 6px;overflo
 h2 small{{font-weight:normal;color:#666}}
 main{{padding:0 20px 20px;max-width:1400px}}
 .grid{{display:flex;flex-wrap:wrap;gap:8px}}
-figure.panel{{margin:0;width:228px;background:#fff;border:1px solid #ddd;border-radius:4px;padding:4px}}
+figure.panel{{margin:0;width:228px;background:#fff;border:1px solid #ddd;border-radius:4px;padding:4px;
+content-visibility:auto;contain-intrinsic-size:238px 142px}}
 figure.up{{border:2px solid {_UP}}} figure.down{{border:2px solid {_DOWN}}}
 figcaption{{font-size:12px;overflow-wrap:anywhere;min-height:32px}}
 figcaption .c{{font-weight:600}} figcaption .f{{color:{_UP}}} figure.down .f{{color:{_DOWN}}}
 svg{{display:block}} svg text{{font-size:9px;fill:#555}}
-.legend svg{{vertical-align:middle}} .legend span{{margin-right:14px;white-space:nowrap}}
+.legend svg{{display:inline;vertical-align:middle}} .legend span{{margin-right:14px;white-space:nowrap}}
 table{{border-collapse:collapse;font-size:12px}} td,th{{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}}
 .flagged li{{overflow-wrap:anywhere}}
 """
@@ -324,7 +328,9 @@ def _legend() -> str:
 
 
 def _f(x: float) -> str:
-    return f"{x:.1f}".rstrip("0").rstrip(".")
+    # whole pixels: a chart 220 px wide gains nothing from tenths, and a 2,000-chart page
+    # is a third smaller without them
+    return str(round(x))
 
 
 def _nice_top(value: float) -> float:
@@ -391,14 +397,14 @@ def _panel(index: int, s: Series, total_runs: int) -> str:
         line += "M" + "L".join(f"{_f(x(p.run))} {_f(y(p.rate))}" for p in seg)
     if band:
         body.append(f'<path d="{band}" fill="{_BAND}" opacity=".35"/>')
-    limits = [p for p in points if p.limit is not None and p.limit <= top]
-    if limits:
-        d = "".join(f"M{_f(x(p.run) - _span_half(total_runs))} {_f(y(p.limit))}h{_f(2 * _span_half(total_runs))}" for p in limits)  # type: ignore[arg-type]
-        body.append(f'<path d="{d}" stroke="{_LIMIT}" stroke-dasharray="3 2"/>')
+    limit = _limit_path(points, top, x, y, _span_half(total_runs))
+    if limit:
+        body.append(f'<path d="{limit}" stroke="{_LIMIT}" fill="none" stroke-dasharray="3 2"/>')
     if line:
         body.append(f'<path d="{line}" stroke="{_LINE}" fill="none" stroke-width="1.5"/>')
-        dots = "".join(f"M{_f(x(p.run))} {_f(y(p.rate))}h0" for p in points)
-        body.append(f'<path d="{dots}" stroke="{_LINE}" stroke-width="3.5" stroke-linecap="round"/>')
+        if total_runs <= _MAX_DOTS:  # beyond, the dots merge into the line and only cost bytes
+            dots = "".join(f"M{_f(x(p.run))} {_f(y(p.rate))}h0" for p in points)
+            body.append(f'<path d="{dots}" stroke="{_LINE}" stroke-width="3.5" stroke-linecap="round"/>')
     bases = [p for p in points if p.baseline and _finite(p.baseline.get("base_rate"))]
     if bases:
         d = "".join(f"M{_f(x(p.run))} {_f(y(p.baseline['base_rate']) - 3)}l3 3l-3 3l-3 -3z" for p in bases)  # type: ignore[index]
@@ -426,6 +432,25 @@ def _panel(index: int, s: Series, total_runs: int) -> str:
         f'<svg width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" role="img" aria-label="{_e(summary)}">'
         f"<title>{_e(summary)}</title>{''.join(body)}</svg></figure>"
     )
+
+
+#: runs up to which each run's rate is also drawn as a dot
+_MAX_DOTS = 40
+
+
+def _limit_path(points: Sequence[Any], top: float, x: Any, y: Any, half: float) -> str:
+    """The limit as dashed steps: one horizontal stretch per run of equal limits (a limit
+    usually never changes, so this is one segment, not one per run)."""
+    d = []
+    stretch: list[Any] = []
+    for p in [*points, None]:
+        if p is not None and p.limit is not None and p.limit <= top and stretch and stretch[-1].limit == p.limit and stretch[-1].run == p.run - 1:
+            stretch.append(p)
+            continue
+        if stretch:
+            d.append(f"M{_f(x(stretch[0].run) - half)} {_f(y(stretch[0].limit))}H{_f(x(stretch[-1].run) + half)}")
+        stretch = [p] if p is not None and p.limit is not None and p.limit <= top else []
+    return "".join(d)
 
 
 def _span_half(total_runs: int) -> float:
