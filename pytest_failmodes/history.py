@@ -448,8 +448,9 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
     Runs often vary more than sampling explains (a judge, a provider, traffic that
     changes from day to day), and then pooled counts overstate the evidence. The
     counts are divided by an overdispersion factor (Rao-Scott), the larger of the
-    series' own (its reference runs' median squared standardized residual, so a
-    shift inside the window does not hide itself) and the dashboard's: run-to-run
+    series' own (its reference runs' median squared standardized residual around
+    their median rate, so a shift inside the window does not hide itself) and the
+    dashboard's: run-to-run
     variation of the rate in relative terms, the median over all series, applied
     to this series' size and rate (ten runs are too few to measure it alone).
 
@@ -458,7 +459,7 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
     measures it."""
     from .regression import adjust, rao_scott_counts, two_proportion_one_sided
 
-    windows: list[tuple[Series, list[Point], list[Point], float]] = []
+    windows: list[tuple[Series, list[Point], list[Point], float, float]] = []
     relative: list[float] = []
     for s in series:
         s.shift = None
@@ -475,15 +476,18 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
         recent = same[-test.min_run :]
         reference = same[-test.min_run - test.window : -test.min_run]
         ref_rate = sum(p.fails for p in reference) / sum(p.n for p in reference)
-        windows.append((s, recent, reference, ref_rate))
-        if 0.0 < ref_rate < 1.0:
-            # Pearson's excess over sampling, as a squared relative variation of the rate
-            chi2 = sum((p.fails - p.n * ref_rate) ** 2 / (p.n * ref_rate * (1.0 - ref_rate)) for p in reference)
+        # residuals around the median run, not the pooled rate: runs of a shift that began
+        # inside the window would pull the pooled rate and make every run look far off
+        centre = _median([p.fails / p.n for p in reference])
+        own = _overdispersion(reference, centre)
+        windows.append((s, recent, reference, ref_rate, own))
+        if 0.0 < centre < 1.0:
+            # the excess over sampling as a squared relative variation of the rate
             mean_n = sum(p.n for p in reference) / len(reference)
-            relative.append((chi2 / (len(reference) - 1) - 1.0) * (1.0 - ref_rate) / (mean_n * ref_rate))
+            relative.append((own - 1.0) * (1.0 - centre) / (mean_n * centre))
     common = max(0.0, _median(relative)) if relative else 0.0
     candidates: list[tuple[Shift, float]] = []
-    for s, recent, reference, ref_rate in windows:
+    for s, recent, reference, ref_rate, own in windows:
         rates = [p.fails / p.n for p in recent]
         if all(r > ref_rate for r in rates):
             direction = "up"
@@ -499,7 +503,7 @@ def find_shifts(series: Sequence[Series], test: ShiftTest = ShiftTest()) -> int:
         new_fails = sum(p.fails for p in kept)
         new_n = sum(p.n for p in kept)
         mean_n = ref_n / len(reference)
-        phi = _overdispersion(reference, ref_rate)
+        phi = max(1.0, own)
         if 0.0 < ref_rate < 1.0:
             phi = max(phi, 1.0 + common * mean_n * ref_rate / (1.0 - ref_rate))
         bf, bn = rao_scott_counts(ref_fails, ref_n, phi)
@@ -541,14 +545,14 @@ _CHI2_1_MEDIAN = 0.4549364231195724
 
 
 def _overdispersion(points: Sequence[Point], rate: float) -> float:
-    """How much more the runs vary around their pooled rate than sampling explains:
-    the median squared standardized residual over its value under sampling alone,
-    at least 1. The median, not Pearson's mean: a shift that began inside the
-    reference window must not inflate it and so hide itself."""
+    """How much more the runs vary around ``rate`` than sampling explains: the median
+    squared standardized residual over its value under sampling alone (about 1 when
+    sampling explains it all; not clipped). The median, not Pearson's mean: a shift
+    that began inside the reference window must not inflate it and so hide itself."""
     if len(points) < 2 or rate <= 0.0 or rate >= 1.0:
         return 1.0
     z2 = [(p.fails - p.n * rate) ** 2 / (p.n * rate * (1.0 - rate)) for p in points]
-    return max(1.0, _median(z2) / _CHI2_1_MEDIAN)
+    return _median(z2) / _CHI2_1_MEDIAN
 
 
 def _fisher_floor(fails: int, n: int, other_n: int) -> float:
