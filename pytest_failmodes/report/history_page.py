@@ -141,11 +141,12 @@ def history_lines(
         flags = _flags(s, runs)
         if not (all_rows or s.cohort == "all" or flags):
             continue
-        prev = s.points[-2] if len(s.points) > 1 else None
-        latest = s.latest
+        # the two runs compared are the history's last two, whatever this series has
+        at = {p.run: p for p in s.points[-2:]}
+        prev, latest = at.get(len(runs) - 2), at.get(len(runs) - 1)
         delta = (
             f"{100 * (latest.rate - prev.rate):+.1f} pp"
-            if prev is not None and latest.rate is not None and prev.rate is not None
+            if prev is not None and latest is not None and latest.rate is not None and prev.rate is not None
             else "-"
         )
         rows.append(
@@ -153,7 +154,7 @@ def history_lines(
                 _short(s.name),
                 _short(s.cohort),
                 f"{_pct(prev.rate)} ({prev.fails}/{prev.n})" if prev else "-",
-                f"{_pct(latest.rate)} ({latest.fails}/{latest.n})",
+                f"{_pct(latest.rate)} ({latest.fails}/{latest.n})" if latest else "-",
                 delta,
                 "; ".join(flags),
             ]
