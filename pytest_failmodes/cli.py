@@ -162,7 +162,15 @@ def _add_analysis(sub: Any) -> None:
     add_analysis_commands(sub)
 
 
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_compare, _add_review, _add_notes, _add_synth, _add_analysis)
+def _add_history(sub: Any) -> None:
+    from .report.history_page import add_history
+
+    add_history(sub)
+
+
+_COMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_compare, _add_review, _add_notes, _add_synth, _add_analysis, _add_history
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

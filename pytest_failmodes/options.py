@@ -24,6 +24,7 @@ MIN_INCREASE = "--failmodes-min-increase"
 MARKDOWN = "--failmodes-markdown"
 HTML = "--failmodes-html"
 CALIBRATE = "--failmodes-calibrate"
+HISTORY = "--failmodes-history"
 #: where --failmodes-save-baseline writes when given no path (relative to the rootdir)
 DEFAULT_BASELINE = ".failmodes/baseline.json"
 

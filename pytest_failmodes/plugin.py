@@ -208,6 +208,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Only measure detectors against their human labels: run the modes that have labels, on the labelled traces, and print the judge report.",
     )
+    group.addoption(
+        opt.HISTORY,
+        metavar="DIR",
+        dest=opt.dest(opt.HISTORY),
+        default=None,
+        help="Add this run's fail rates per mode and cohort to the run history in DIR, one file per run "
+        "(ini failmodes_history; read it with `failmodes history DIR`).",
+    )
+    parser.addini("failmodes_history", "failmodes: run history directory, relative to the ini file (the option wins).", default=None)
     parser.addini("failmodes_cache_dir", "failmodes: directory of cached model-call results (the option wins).", default=None)
     parser.addini("failmodes_max_concurrency", "failmodes: model calls in flight at once (the option wins).", default="8")
 

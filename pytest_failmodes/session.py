@@ -337,9 +337,33 @@ class FailmodesSession:
             self._write_report(
                 "baseline", Path(base, save), lambda: json_text(build_report(self.ordered_results())) + "\n"
             )
+        if not interrupted:
+            self._write_history()
         if self.write_errors and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             # CI reads these files: a run whose reports are missing is not a green run
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def _write_history(self) -> None:
+        """One file per run in the history directory (an interrupted run is not a run)."""
+        directory = self.config.getoption(opt.dest(opt.HISTORY))
+        base = self.config.invocation_params.dir
+        if not directory:
+            directory = self.config.getini("failmodes_history")
+            base = self.config.inipath.parent if self.config.inipath else self.config.rootpath
+        results = self.ordered_results()
+        if not directory or not results:
+            return
+        from .history import git_info, run_summary, write_run
+
+        where = Path(base, directory)
+        try:
+            summary = run_summary(
+                results, comparison=self.comparison, started=self.started, git=git_info(self.config.rootpath)
+            )
+            write_run(where, summary)
+        except Exception as exc:  # noqa: BLE001 - reported like any report that could not be written
+            detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self.write_errors.append(f"could not add this run to the history in {where} ({detail}); no file was written")
 
     def _write_report(self, what: str, path: Path, produce: Callable[[], str], *, append: bool = False) -> None:
         """Write one report whole or not at all; on failure remove the stale one it would

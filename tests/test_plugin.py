@@ -768,6 +768,10 @@ failure-mode regression testing (pytest-failmodes):
                         Only measure detectors against their human labels: run
                         the modes that have labels, on the labelled traces, and
                         print the judge report.
+  --failmodes-history=DIR
+                        Add this run's fail rates per mode and cohort to the run
+                        history in DIR, one file per run (ini failmodes_history;
+                        read it with `failmodes history DIR`).
 """
 
 
