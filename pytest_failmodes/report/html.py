@@ -69,6 +69,10 @@ def render_html(
     """
     page = _Page(report, comparisons or (), traces or {}, max_traces)
     view_js, view_css = trace_view_asset("trace_view.js"), trace_view_asset("trace_view.css")
+    for inlined in (view_js, _SCRIPT):
+        # inside <script>, these would end the element early or change how it ends
+        if "</script" in inlined.lower() or "<!--" in inlined:
+            raise ValueError("an inlined script holds '</script' or '<!--'")
     csp = (
         "default-src 'none'; style-src 'unsafe-inline'; "
         f"script-src {script_hash(view_js)} {script_hash(_SCRIPT)}; base-uri 'none'; form-action 'none'"
