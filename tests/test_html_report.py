@@ -162,8 +162,10 @@ def section(page: Node, anchor_of: str) -> Node:
 
 
 def page_data(html: str) -> dict[str, Any]:
-    """The page's data block: what its script draws the failing traces from."""
-    data: dict[str, Any] = json.loads(parse_html(html).find("script", id="fm-data").text)
+    """The page's data blocks: what its script draws the failing traces from, and their contents."""
+    tree = parse_html(html)
+    data: dict[str, Any] = json.loads(tree.find("script", id="fm-data").text)
+    data["traces"] = json.loads(tree.find("script", id="fm-traces").text)
     return data
 
 
@@ -188,11 +190,11 @@ def test_hostile_values_reach_the_page_only_escaped(report: dict[str, Any]) -> N
         assert payload not in html
     assert escape(SCRIPT) in html  # the description, in the markup
     # in the data block, markup characters are JSON escapes: nothing there can close it
-    data = parse_html(html).find("script", id="fm-data").text
+    data = parse_html(html).find("script", id="fm-traces").text
     assert not set("<>&") & set(data) and "\\u003c/script\\u003e" in data
-    assert HOSTILE_ID in json.loads(data)["traces"]  # the id that is markup, as data
-    # the data block, the trace view and our script, each opened and closed once; no payload became markup
-    assert lowered.count("</script") == 3
+    assert HOSTILE_ID in json.loads(data)  # the id that is markup, as data
+    # two data blocks, the trace view and our script, each opened and closed once; no payload became markup
+    assert lowered.count("</script") == 4
     markup = re.sub(r"<script[^>]*>.*?</script>", "", lowered, flags=re.S)  # the scripts are ours; data has no <
     for tag in ("<img", "<svg", "<b "):
         assert tag not in markup
@@ -200,7 +202,12 @@ def test_hostile_values_reach_the_page_only_escaped(report: dict[str, Any]) -> N
     assert [n.tag for n in tree.iter() if n.tag in ("img", "svg", "b", "iframe", "object")] == []
     assert [(n.tag, a) for n in tree.iter() for a in n.attrs if a.startswith("on")] == []
     assert tree.find_all(id="pwned") == []
-    assert [s.attrs for s in tree.find_all("script")] == [{"type": "application/json", "id": "fm-data"}, {}, {}]
+    assert [s.attrs for s in tree.find_all("script")] == [
+        {"type": "application/json", "id": "fm-data"},
+        {"type": "application/json", "id": "fm-traces"},
+        {},
+        {},
+    ]
 
 
 def test_hostile_values_read_back_as_the_same_text(report: dict[str, Any]) -> None:
@@ -591,7 +598,7 @@ def test_browser_keeps_a_script_in_a_trace_inert(chromium: str, report: dict[str
     # had any payload run, the title would read "pwned" and #pwned would exist
     assert dom.find("title").text == TITLE
     assert dom.find_all(id="pwned") == []
-    assert len(dom.find_all("script")) == 3
+    assert len(dom.find_all("script")) == 4
     assert [n.tag for n in dom.iter() if n.tag in ("img", "svg", "b")] == []
     # the script drew the lists with the payloads as text
     reasons = [span.text for span in dom.find_all("span", cls="reason")]
@@ -689,7 +696,7 @@ def test_browser_shows_the_quickstart_report(chromium: str, pytester: pytest.Pyt
     assert {li.find(cls="tid").text for li in shown} == {first["id"]}  # in this mode, maybe in others too
     (item,) = section(dom, "refund_without_policy_check").find_all("li", cls="trace")
     assert item.find(cls="reason").text == first["reason"]
-    content = json.loads(dom.find("script", id="fm-data").text)["traces"][first["id"]]
+    content = json.loads(dom.find("script", id="fm-traces").text)[first["id"]]
     assert [content["input"], content["output"]] == [traces[first["id"]]["input"], traces[first["id"]]["output"]]
     heat = dom.find("table", cls="heat")
     assert len([td for td in heat.find_all("td") if "data-mode" in td.attrs]) == sum(

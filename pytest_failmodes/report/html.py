@@ -97,8 +97,12 @@ def render_html(
         *page.calibration_section(),
         *page.traces_section(),
         "</main>",
-        # data, not script: the browser never runs it; the escapes keep it from closing the block
-        f'<script type="application/json" id="fm-data">{_data_json(page.trace_data())}</script>',
+        # data, not script: the browser never runs it; the escapes keep it from closing the block.
+        # The traces' contents are a block of their own, parsed only when a trace is opened or searched
+        *(
+            f'<script type="application/json" id="{block}">{_data_json(data)}</script>'
+            for block, data in page.trace_data()
+        ),
         f"<script>{view_js}</script>",
         f"<script>{_SCRIPT}</script>",
         "</body>",
@@ -779,10 +783,10 @@ class _Page:
             yield "</div>"
         yield "</section>"
 
-    def trace_data(self) -> dict[str, Any]:
-        """The failing traces as data for the page's script (one JSON block, not DOM):
-        per mode and verdict ``[id, reason, evidence, [cohort index, ...]]``; the trace
-        contents once per id; the cohort labels once."""
+    def trace_data(self) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+        """The failing traces as data for the page's script (JSON blocks, not DOM):
+        ``fm-data``: per mode and verdict ``[id, reason, evidence, [cohort index, ...]]``
+        and the cohort labels once; ``fm-traces``: the trace contents, once per id."""
         cohorts = [c for c in self.cohort_columns() if c != _ALL]
         index = {c: i for i, c in enumerate(cohorts)}
         modes = []
@@ -815,7 +819,7 @@ class _Page:
                     "groups": groups,
                 }
             )
-        return {"cohorts": cohorts, "modes": modes, "traces": used}
+        return ("fm-data", {"cohorts": cohorts, "modes": modes}), ("fm-traces", used)
 
 
 def _data_json(data: Any) -> str:
@@ -1004,6 +1008,11 @@ _SCRIPT = r"""
   "use strict";
   var PAGE = 20;
   var data = JSON.parse(document.getElementById("fm-data").textContent);
+  var contents = null;  // tens of megabytes in a big report: parsed on first use, not at load
+  function traces() {
+    if (contents === null) { contents = JSON.parse(document.getElementById("fm-traces").textContent); }
+    return contents;
+  }
   var box = document.getElementById("filter");
   var cohortBox = document.getElementById("cohort-filter");
   var status = document.getElementById("filter-status");
@@ -1030,7 +1039,7 @@ _SCRIPT = r"""
   function hay(item) {
     var h = hays.get(item);
     if (h === undefined) {
-      var t = data.traces[item[0]] || {};
+      var t = traces()[item[0]] || {};
       h = [item[0], item[1], item[2] || "", t.input || "", t.output || ""].join("\n").toLowerCase();
       hays.set(item, h);
     }
@@ -1103,7 +1112,7 @@ _SCRIPT = r"""
   }
   function openTrace(g, item, from) {
     opener = from;
-    var content = data.traces[item[0]];
+    var content = traces()[item[0]];
     var head = el("div", "viewer-head");
     head.append(el("span", "badge " + (g.verdict === "fail" ? "fail" : "muted"), g.verdict.toUpperCase()),
       el("span", "viewer-mode", g.mode.label), el("code", "fm-muted", g.mode.detector));
