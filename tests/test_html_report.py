@@ -741,3 +741,13 @@ def test_plugin_page_shows_input_and_output_of_failing_traces(project: Any, args
     assert [data["cohorts"][i] for i in items(page, "promises_refund", "fail")[0][3]] == ["route=a"]
     assert "<script>alert(1)" not in page  # escaped, inert
     assert "Where is my" not in page  # passing traces keep no content
+
+
+def test_a_judge_modes_reason_is_its_critique(report: dict[str, Any]) -> None:
+    # the judge detector's repr, as the report records it (judge.py): the trace view labels its reason a critique
+    judged = {**report, "modes": [{**mode(report, "leaks"), "detector": "judge(openai/gpt-4o-mini)"}, mode(report, "crashes")]}
+    data = page_data(render(judged))
+    assert [(m["label"], m["judge"]) for m in data["modes"]] == [("leaks", True), ("crashes", False)]
+    from pytest_failmodes.report.html import _SCRIPT
+
+    assert "the judge's critique" in _SCRIPT and "the detector's reason" in _SCRIPT
