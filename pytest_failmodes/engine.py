@@ -422,7 +422,7 @@ class ModeResult:
     members: dict[str, list[int]] | None = None
     #: trace id -> {"input", "output"} excerpts of the first failing or erroring traces,
     #: kept only for reports that show them (the HTML report)
-    samples: dict[str, dict[str, str]] | None = None
+    samples: dict[str, dict[str, Any]] | None = None
     #: the detector measured against human labels (calibration.measure), if the mode has labels
     calibration: dict[str, Any] | None = None
     #: with ``cluster_by``: each trace's cluster, parallel to ``ids``
@@ -577,7 +577,7 @@ def finish_mode(
     broken: str | None = None,
     partial: tuple[int, int] | None = None,
     members: dict[str, list[int]] | None = None,
-    samples: dict[str, dict[str, str]] | None = None,
+    samples: dict[str, dict[str, Any]] | None = None,
     labelled: list[Labelled] | None = None,
     calibrate_only: bool = False,
     clusters: list[str] | None = None,
@@ -758,8 +758,8 @@ def evaluate(
     ``progress(done, submitted)`` is called as they do.
 
     ``track_members`` records which traces make each cohort; ``samples`` keeps
-    the input and output (cut to :data:`SAMPLE_CHARS`) of up to that many
-    failing or erroring traces per mode, for reports that show them.
+    up to that many failing or erroring traces per mode (:func:`trace_excerpt`),
+    for reports that show them.
 
     Modes with human labels record which traces are labelled, to measure their
     detector; ``calibrate_only`` judges only those traces.
@@ -907,7 +907,7 @@ class _Live:
         self.details: dict[int, list[Any]] = {}
         self.members: dict[str, list[int]] | None = {} if track else None
         self.want = samples
-        self.samples: dict[str, dict[str, str]] = {}
+        self.samples: dict[str, dict[str, Any]] = {}
         self.labels = getattr(mode, "labels", None)
         self.labelled: list[Labelled] = []
         self.keep: set[int] = set()  # labelled traces: their reasons are kept even when they pass
@@ -942,17 +942,36 @@ class _Live:
                 self.samples[trace.id] = trace_excerpt(trace)
 
 
-#: how much of a trace's input and output a report keeps with a failing verdict
+#: how much of each text in a trace a report keeps with a failing verdict
 SAMPLE_CHARS = 4000
+#: how many messages and steps of a trace a report keeps; how deep it follows nested values
+SAMPLE_ITEMS = 400
+SAMPLE_DEPTH = 12
 
 
-def trace_excerpt(trace: Trace) -> dict[str, str]:
-    """A trace's input and output as a report shows them, each cut to SAMPLE_CHARS."""
+def trace_excerpt(trace: Trace) -> dict[str, Any]:
+    """A failing trace as the HTML report's trace view shows it: its JSON
+    (``Trace.model_dump(mode="json")``: input, output, messages, steps, metadata)
+    with every text cut to SAMPLE_CHARS, lists to SAMPLE_ITEMS and nesting to
+    SAMPLE_DEPTH, so one hostile trace cannot make the report unbounded."""
 
-    def cut(text: str) -> str:
-        return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS] + f" … [{len(text) - SAMPLE_CHARS} more characters]"
+    def cut(value: Any, depth: int) -> Any:
+        if isinstance(value, str):
+            return value if len(value) <= SAMPLE_CHARS else value[:SAMPLE_CHARS] + f" … [{len(value) - SAMPLE_CHARS} more characters]"
+        if isinstance(value, dict | list) and depth >= SAMPLE_DEPTH:
+            return f"[{type(value).__name__} nested deeper than {SAMPLE_DEPTH} levels, not kept]"
+        if isinstance(value, dict):
+            return {str(k)[:SAMPLE_CHARS]: cut(v, depth + 1) for k, v in list(value.items())[:SAMPLE_ITEMS]}
+        if isinstance(value, list):
+            return [cut(v, depth + 1) for v in value[:SAMPLE_ITEMS]]
+        return value
 
-    return {"input": cut(str(trace.input or "")), "output": cut(str(trace.output or ""))}
+    data = trace.model_dump(mode="json", exclude={"labels"})
+    kept: dict[str, Any] = cut(data, 0)
+    dropped = {k: len(data[k]) - SAMPLE_ITEMS for k in ("messages", "steps") if len(data.get(k) or ()) > SAMPLE_ITEMS}
+    if dropped:
+        kept["dropped"] = dropped  # the view says what it does not show
+    return kept
 
 
 def _settle(

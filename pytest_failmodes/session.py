@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -514,12 +514,7 @@ class FailmodesSession:
                     interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
                     comparison=self.comparison,
                 )
-                # trace ids are unique within a dataset; across files the first excerpt wins
-                excerpts: dict[str, dict[str, str]] = {}
-                for result in results:
-                    for tid, sample in (result.samples or {}).items():
-                        excerpts.setdefault(tid, sample)
-                return render_html(report, traces=excerpts)
+                return render_html(report, traces=_failing_trace_content(results))
 
             self._write_report("HTML report", Path(config.invocation_params.dir, html_path), html)
         xml = config.getoption("xmlpath", None)
@@ -543,8 +538,10 @@ class FailmodesSession:
     @functools.cached_property
     def tracks_members(self) -> bool:
         """Whether results record which traces make each cohort: the paired test against
-        a baseline needs it, and JSON reports and baselines record it for `failmodes compare`."""
-        return any(self.config.getoption(opt.dest(name)) for name in (opt.BASELINE, opt.SAVE_BASELINE, opt.REPORT))
+        a baseline needs it, JSON reports and baselines record it for `failmodes compare`,
+        and the HTML report filters its failing traces by cohort with it."""
+        names = (opt.BASELINE, opt.SAVE_BASELINE, opt.REPORT, opt.HTML)
+        return any(self.config.getoption(opt.dest(name)) for name in names)
 
     @functools.cached_property
     def samples(self) -> int:
@@ -566,7 +563,7 @@ class FailmodesSession:
             details: dict[int, list[Any]] = {}
             codes = []
             members: dict[str, list[int]] = {}
-            samples: dict[str, dict[str, str]] = {}
+            samples: dict[str, dict[str, Any]] = {}
             labelled = []
             for i, row in enumerate(rows):
                 if row.get("sample") and len(samples) < self.samples:
@@ -712,3 +709,15 @@ class _Repr:
 
     def __repr__(self) -> str:
         return self.text
+
+
+def _failing_trace_content(results: Sequence[ModeResult]) -> dict[str, dict[str, Any]]:
+    """What the HTML report shows of each failing trace (trace id -> the trace's JSON,
+    cut as :func:`engine.trace_excerpt` cuts it). The one place the report reads trace
+    content: the engine keeps it per mode for up to ``FailmodesSession.samples`` traces."""
+    # trace ids are unique within a dataset; across files the first one wins
+    content: dict[str, dict[str, Any]] = {}
+    for result in results:
+        for tid, sample in (result.samples or {}).items():
+            content.setdefault(tid, sample)
+    return content

@@ -412,7 +412,7 @@ def test_html_calibration_section_escapes_reasons_and_notes() -> None:
     html = render_html(calibrated_report(), title="T")
 
     assert HOSTILE not in html and escape(HOSTILE) in html
-    assert html.lower().count("<script") == 1
+    assert html.lower().count("</script") == 4  # two data blocks, the trace view, the page's script
     assert '<th scope="col">corrected</th><th scope="col">corr. 95% CI</th>' in html
     assert "<td>t18</td><td>fail</td><td>pass</td>" in html
 

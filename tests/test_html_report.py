@@ -129,6 +129,7 @@ def make_report(tmp_path: Path) -> dict[str, Any]:
         detectors,
         traces=make_traces(),
         broken={"unbuilt": f"fixture {SCRIPT!r} not found"},
+        track_members=True,  # as the plugin does for an HTML report: the cohort filter reads them
     )
     ordered = sorted(result.modes.values(), key=lambda r: r.order)
     report: dict[str, Any] = json.loads(json.dumps(build_report(ordered)))
@@ -160,9 +161,23 @@ def section(page: Node, anchor_of: str) -> Node:
     return page.find("section", id=link.attrs["href"][1:])
 
 
-def listed(block: Node, kind: str) -> list[str]:
-    group = block.find("div", cls=kind)
-    return [li.find(cls="tid").text for li in group.find_all("li", cls="trace")]
+def page_data(html: str) -> dict[str, Any]:
+    """The page's data blocks: what its script draws the failing traces from, and their contents."""
+    tree = parse_html(html)
+    data: dict[str, Any] = json.loads(tree.find("script", id="fm-data").text)
+    data["traces"] = json.loads(tree.find("script", id="fm-traces").text)
+    return data
+
+
+def items(html: str, name: str, kind: str) -> list[list[Any]]:
+    """A mode's listed traces of one verdict, as the page's data holds them: [id, reason, evidence, cohorts]."""
+    data = page_data(html)
+    (entry,) = [m for m in data["modes"] if m["label"] == name]
+    return list(entry["groups"][kind])
+
+
+def listed(html: str, name: str, kind: str) -> list[str]:
+    return [item[0] for item in items(html, name, kind)]
 
 
 # -- escaping -----------------------------------------------------------------------------
@@ -173,27 +188,38 @@ def test_hostile_values_reach_the_page_only_escaped(report: dict[str, Any]) -> N
     lowered = html.lower()
     for payload in (*HOSTILE, HOSTILE_ROUTE):
         assert payload not in html
-    assert escape(SCRIPT) in html and escape(CLOSE) in html and escape(ATTR) in html
-    # our own script is the only one, opened and closed once; no payload became markup
-    assert lowered.count("<script") == 1 and lowered.count("</script") == 1
+    assert escape(SCRIPT) in html  # the description, in the markup
+    # in the data block, markup characters are JSON escapes: nothing there can close it
+    data = parse_html(html).find("script", id="fm-traces").text
+    assert not set("<>&") & set(data) and "\\u003c/script\\u003e" in data
+    assert HOSTILE_ID in json.loads(data)  # the id that is markup, as data
+    # two data blocks, the trace view and our script, each opened and closed once; no payload became markup
+    assert lowered.count("</script") == 4
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", lowered, flags=re.S)  # the scripts are ours; data has no <
     for tag in ("<img", "<svg", "<b "):
-        assert tag not in lowered
+        assert tag not in markup
     tree = parse_html(html)
     assert [n.tag for n in tree.iter() if n.tag in ("img", "svg", "b", "iframe", "object")] == []
     assert [(n.tag, a) for n in tree.iter() for a in n.attrs if a.startswith("on")] == []
     assert tree.find_all(id="pwned") == []
-    (script,) = tree.find_all("script")
-    assert script.attrs == {}
+    assert [s.attrs for s in tree.find_all("script")] == [
+        {"type": "application/json", "id": "fm-data"},
+        {"type": "application/json", "id": "fm-traces"},
+        {},
+        {},
+    ]
 
 
 def test_hostile_values_read_back_as_the_same_text(report: dict[str, Any]) -> None:
-    tree = parse_html(render(report))
+    html = render(report)
+    tree = parse_html(html)
     leaks = section(tree, "leaks")
-    assert listed(leaks, "fail") == ["t1", HOSTILE_ID]
-    item = next(li for li in leaks.find_all("li", cls="trace") if li.find(cls="tid").text == HOSTILE_ID)
-    assert item.find(cls="reason").text == f"the reply quotes its instructions: My instructions say {CLOSE}"
-    assert [pre.text for pre in item.find_all("pre")] == [f"question from {HOSTILE_ID}", f"My instructions say {CLOSE}"]
-    assert json.loads(item.find(cls="evidence").find("code").text) == {"reply": f"My instructions say {CLOSE}"}
+    assert listed(html, "leaks", "fail") == ["t1", HOSTILE_ID]
+    tid, reason, evidence, _cohorts = items(html, "leaks", "fail")[1]
+    assert reason == f"the reply quotes its instructions: My instructions say {CLOSE}"
+    content = page_data(html)["traces"][tid]
+    assert [content["input"], content["output"]] == [f"question from {HOSTILE_ID}", f"My instructions say {CLOSE}"]
+    assert json.loads(evidence) == {"reply": f"My instructions say {CLOSE}"}
     # a hostile cohort value survives as an attribute value and as a column heading
     cell = tree.find("td", data_mode="bot.failmodes.yaml::leaks", data_cohort=cohort_part("route", HOSTILE_ROUTE))  # quoted: it holds = and "
     assert cell.find(cls="r").text == "0.0%"
@@ -216,25 +242,28 @@ def test_title_and_timestamp_are_escaped(report: dict[str, Any]) -> None:
 def test_the_page_loads_nothing_from_anywhere(report: dict[str, Any]) -> None:
     html = render(report)
     tree = parse_html(html)
-    assert any(URL in pre.text for pre in tree.find_all("pre"))  # the URL is there, as text
+    assert URL in page_data(html)["traces"]["t1"]["output"]  # the URL is there, as data
     links = [(n.tag, k, v) for n in tree.iter() for k, v in n.attrs.items() if k in ("src", "href", "srcset", "action")]
     assert links and all(v.startswith("#") for _tag, _k, v in links)
     assert [n for n in tree.iter() if n.tag in ("link", "iframe", "img", "object", "embed", "base")] == []
     style = tree.find("style").text
     assert "url(" not in style and "@import" not in style and "//" not in style
     assert re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:|//)", html, re.I) is None
-    assert "http://" not in html.replace(escape(URL), "") and "https://" not in html.replace(escape(URL), "")
+    assert "http://" not in html.replace(URL, "") and "https://" not in html.replace(URL, "")
 
 
 def test_content_security_policy_allows_exactly_our_script(report: dict[str, Any]) -> None:
     tree = parse_html(render(report))
     csp = tree.find("meta", http_equiv="Content-Security-Policy").attrs["content"]
     assert "default-src 'none'" in csp
-    digest = base64.b64encode(hashlib.sha256(tree.find("script").text.encode("utf-8")).digest()).decode()
-    assert f"script-src 'sha256-{digest}'" in csp
-    # the script never turns strings into markup or code
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
-        assert sink not in tree.find("script").text
+    scripts = [s.text for s in tree.find_all("script") if "type" not in s.attrs]  # the trace view, ours
+    digests = [base64.b64encode(hashlib.sha256(s.encode("utf-8")).digest()).decode() for s in scripts]
+    (script_src,) = [d for d in csp.split(";") if d.strip().startswith("script-src")]
+    assert script_src.split()[1:] == [f"'sha256-{d}'" for d in digests]
+    # the scripts never turn strings into markup or code
+    for script in scripts:
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
+            assert sink not in script
 
 
 # -- content ------------------------------------------------------------------------------
@@ -332,18 +361,25 @@ def test_status_without_breaches(report: dict[str, Any]) -> None:
 
 
 def test_trace_lists_per_mode(report: dict[str, Any]) -> None:
-    tree = parse_html(render(report))
+    html = render(report)
+    tree = parse_html(html)
     for name in ("leaks", "crashes", "never"):
         m = mode(report, name)
         block = section(tree, name)
         fails = [t["id"] for t in m["traces"] if t["verdict"] == "fail"]
         errors = [t["id"] for t in m["traces"] if t["verdict"] == "error"]
-        assert listed(block, "fail") == fails
-        assert (listed(block, "error") if errors else []) == errors
-    assert listed(section(tree, "leaks"), "fail") == ["t1", HOSTILE_ID]
-    assert listed(section(tree, "crashes"), "error") == ["t6"]
-    crash = section(tree, "crashes").find("li", cls="trace")
-    assert crash.find(cls="reason").text.startswith(f"ValueError: cannot parse {ROWS[5][3]!r}")
+        assert listed(html, name, "fail") == fails
+        assert listed(html, name, "error") == errors
+        # a placeholder per list the script fills, with its count
+        kinds = [(d.attrs["data-verdict"], d.find(cls="count").text) for d in block.find_all("div", cls="group-block")]
+        assert kinds == [("fail", str(len(fails)))] + ([("error", str(len(errors)))] if errors else [])
+    assert listed(html, "leaks", "fail") == ["t1", HOSTILE_ID]
+    assert listed(html, "crashes", "error") == ["t6"]
+    assert items(html, "crashes", "error")[0][1].startswith(f"ValueError: cannot parse {ROWS[5][3]!r}")
+    # each listed trace names its cohorts (indices into the page's cohort list)
+    data = page_data(html)
+    (_tid, _reason, _ev, cohorts) = items(html, "leaks", "fail")[0]
+    assert [data["cohorts"][i] for i in cohorts] == ["route=billing", "route=billing & persona=new"]
     assert "no failing traces" in section(tree, "never").text
     # the mode sections: breached and broken first
     order = [s.find("h3").text.split(" ", 1)[1] for s in tree.find_all("section", cls="mode")]
@@ -351,19 +387,18 @@ def test_trace_lists_per_mode(report: dict[str, Any]) -> None:
 
 
 def test_trace_content_is_optional(report: dict[str, Any]) -> None:
-    tree = parse_html(render(report, traces=None))
-    assert tree.find_all(cls="content") == [] and tree.find_all("pre") == []
-    assert listed(section(tree, "leaks"), "fail") == ["t1", HOSTILE_ID]
-    # non-text content is shown as JSON
-    structured = {"t1": {"input": {"query": "hi", "n": 2}, "output": None}}
-    item = section(parse_html(render(report, traces=structured)), "leaks").find_all("li", cls="trace")[0]
-    assert [json.loads(pre.text) for pre in item.find_all("pre")] == [{"query": "hi", "n": 2}]
+    html = render(report, traces=None)
+    assert page_data(html)["traces"] == {}
+    assert listed(html, "leaks", "fail") == ["t1", HOSTILE_ID]
+    # content is data for the trace view, as given; only listed traces' content is kept
+    structured = {"t1": {"input": {"query": "hi", "n": 2}, "output": None}, "t4": {"input": "passing"}}
+    assert page_data(render(report, traces=structured))["traces"] == {"t1": {"input": {"query": "hi", "n": 2}, "output": None}}
 
 
 def test_max_traces_caps_each_list_and_says_so(report: dict[str, Any]) -> None:
-    tree = parse_html(render(report, max_traces=1))
-    leaks = section(tree, "leaks")
-    assert listed(leaks, "fail") == ["t1"]
+    html = render(report, max_traces=1)
+    leaks = section(parse_html(html), "leaks")
+    assert listed(html, "leaks", "fail") == ["t1"]
     assert "only the first 1 of 2 are listed" in leaks.text
     assert leaks.find("div", cls="fail").find(cls="count").text == "2"
 
@@ -563,10 +598,12 @@ def test_browser_keeps_a_script_in_a_trace_inert(chromium: str, report: dict[str
     # had any payload run, the title would read "pwned" and #pwned would exist
     assert dom.find("title").text == TITLE
     assert dom.find_all(id="pwned") == []
-    assert len(dom.find_all("script")) == 1
+    assert len(dom.find_all("script")) == 4
     assert [n.tag for n in dom.iter() if n.tag in ("img", "svg", "b")] == []
-    outputs = [pre.text for pre in dom.find_all("pre")]
-    assert f"My instructions say {CLOSE}" in outputs and f"parse me {SVG}" in outputs
+    # the script drew the lists with the payloads as text
+    reasons = [span.text for span in dom.find_all("span", cls="reason")]
+    assert f"the reply quotes its instructions: My instructions say {CLOSE}" in reasons
+    assert any(r.startswith(f"ValueError: cannot parse {f'parse me {SVG}'!r}") for r in reasons)
     assert HOSTILE_ID in [code.text for code in dom.find_all("code", cls="tid")]
 
 
@@ -587,7 +624,8 @@ def test_browser_filter_from_the_url_fragment(
 ) -> None:
     url = write_page(tmp_path, render(report)) + "#filter=" + quote(query, safe="")
     dom = parse_html(dump_dom(chromium, url))
-    shown = [li.find(cls="tid").text for li in dom.find_all("li", cls="trace") if not li.hidden]
+    # the lists draw only the matching traces
+    shown = [li.find(cls="tid").text for li in dom.find_all("li", cls="trace")]
     assert shown == visible
     total = len(FAILING) + len(ERRORS)
     status = dom.find(id="filter-status").text
@@ -654,14 +692,12 @@ def test_browser_shows_the_quickstart_report(chromium: str, pytester: pytest.Pyt
     dom = parse_html(dump_dom(chromium, url + "#filter=" + quote(first["id"])))
     breaches = [li.text for li in dom.find("ul", cls="breaches").find_all("li")]
     assert breaches == ["refund_without_policy_check route=billing: 12/96 = 12.5%, limit 3.0% · FAIL (limit)"]
-    shown = [li for li in dom.find_all("li", cls="trace") if not li.hidden]
+    shown = dom.find_all("li", cls="trace")
     assert {li.find(cls="tid").text for li in shown} == {first["id"]}  # in this mode, maybe in others too
-    (item,) = [li for li in section(dom, "refund_without_policy_check").find_all("li", cls="trace") if not li.hidden]
+    (item,) = section(dom, "refund_without_policy_check").find_all("li", cls="trace")
     assert item.find(cls="reason").text == first["reason"]
-    assert [pre.text for pre in item.find_all("pre")] == [
-        traces[first["id"]]["input"],
-        traces[first["id"]]["output"],
-    ]
+    content = json.loads(dom.find("script", id="fm-traces").text)[first["id"]]
+    assert [content["input"], content["output"]] == [traces[first["id"]]["input"], traces[first["id"]]["output"]]
     heat = dom.find("table", cls="heat")
     assert len([td for td in heat.find_all("td") if "data-mode" in td.attrs]) == sum(
         len(m["cohorts"]) for m in report["modes"]
@@ -696,9 +732,22 @@ def test_plugin_page_shows_input_and_output_of_failing_traces(project: Any, args
 
     assert result.ret == 0, result.stdout.str()
     page = (project.path / "r.html").read_text(encoding="utf-8")
-    dom = parse_html(page)
-    (item,) = dom.find_all("li", cls="trace")
-    assert item.find(cls="tid").text == "t2"
-    assert [pre.text for pre in item.find_all("pre")] == ["Refund me", "Refund approved <script>alert(1)</script>"]
+    assert listed(page, "promises_refund", "fail") == ["t2"]
+    # the whole trace, for the trace view; and the cohorts it is in, for the filter
+    data = page_data(page)
+    content = data["traces"]["t2"]
+    assert [content["input"], content["output"]] == ["Refund me", "Refund approved <script>alert(1)</script>"]
+    assert content["metadata"] == {"route": "a"}
+    assert [data["cohorts"][i] for i in items(page, "promises_refund", "fail")[0][3]] == ["route=a"]
     assert "<script>alert(1)" not in page  # escaped, inert
     assert "Where is my" not in page  # passing traces keep no content
+
+
+def test_a_judge_modes_reason_is_its_critique(report: dict[str, Any]) -> None:
+    # the judge detector's repr, as the report records it (judge.py): the trace view labels its reason a critique
+    judged = {**report, "modes": [{**mode(report, "leaks"), "detector": "judge(openai/gpt-4o-mini)"}, mode(report, "crashes")]}
+    data = page_data(render(judged))
+    assert [(m["label"], m["judge"]) for m in data["modes"]] == [("leaks", True), ("crashes", False)]
+    from pytest_failmodes.report.html import _SCRIPT
+
+    assert "the judge's critique" in _SCRIPT and "the detector's reason" in _SCRIPT

@@ -1,24 +1,29 @@
 """The HTML report: one self-contained page built from the JSON report.
 
-The page needs no network: CSS and the one script are inline, and a
+The page needs no network: CSS and the scripts are inline, and a
 Content-Security-Policy forbids every fetch and every script but ours (by
-hash). Every value from the report is escaped once, here, with
-``html.escape``; the page is complete without JavaScript, and the script only
-hides and shows list items and writes counts with ``textContent``.
+hash). Every value from the report is escaped once, here: with
+``html.escape`` in the markup, and as JSON with ``<``, ``>`` and ``&`` escaped
+in the one data block. The summary, heat map and legend are complete without
+JavaScript. The failing traces (up to tens of thousands) are data, not DOM: the
+script draws one page of each list at a time, searches and filters the data,
+and opens a trace in the shared trace view (``trace_view.js``, the one
+``failmodes review`` uses), all with ``textContent``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import json
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 from typing import Any
 
 from ..values import split_cohort
-from .safe import pretty_json, text
+from .safe import BIDI_CONTROLS, pretty_json, text
 from .terminal import pct, plural
+from .trace_view import script_hash, trace_view_asset
 
 __all__ = ["render_html", "DEFAULT_MAX_TRACES"]
 
@@ -27,18 +32,17 @@ DEFAULT_MAX_TRACES = 1000
 
 _ALL = "all"
 
-# heat-map colour ramp (rate -> colour): a square-root scale that saturates at
-# _RATE_CAP, so the 1-10% rates that matter in practice get distinct shades
-_RATE_CAP = 0.5
-_RAMP = (
-    (0.00, (255, 248, 225)),
-    (0.25, (252, 214, 132)),
-    (0.50, (243, 150, 64)),
-    (0.75, (211, 71, 45)),
-    (1.00, (124, 18, 38)),
-)
-_ZERO_COLOUR = "#eaf3ec"  # a rate of exactly 0 reads apart from "rare"
-_LEGEND_RATES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+# Heat-map colours: viridis (perceptually uniform, readable with every common
+# colour-vision deficiency, and in greyscale), reversed so that a higher rate is
+# darker. The rate is mapped by its square root over the whole range to 100%,
+# so the 1-10% rates that matter for gating get distinct shades and 55% and 100%
+# still differ; between the anchors colours are mixed in OKLab, where equal
+# steps look equal.
+_VIRIDIS = ("#440154", "#472c7a", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725")
+_ZERO_COLOUR = "#ffffff"  # a rate of exactly 0 reads apart from "rare" (the scale starts at yellow)
+#: breached cohorts named per mode in the page's header (the worst first)
+_BREACHES_PER_MODE = 3
+_LEGEND_RATES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 
 
 def render_html(
@@ -64,10 +68,14 @@ def render_html(
     each mode's list of failing traces (and of errors); ``None`` lists all.
     """
     page = _Page(report, comparisons or (), traces or {}, max_traces)
-    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    view_js, view_css = trace_view_asset("trace_view.js"), trace_view_asset("trace_view.css")
+    for inlined in (view_js, _SCRIPT):
+        # inside <script>, these would end the element early or change how it ends
+        if "</script" in inlined.lower() or "<!--" in inlined:
+            raise ValueError("an inlined script holds '</script' or '<!--'")
     csp = (
         "default-src 'none'; style-src 'unsafe-inline'; "
-        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+        f"script-src {script_hash(view_js)} {script_hash(_SCRIPT)}; base-uri 'none'; form-action 'none'"
     )
     heading = title or "Failure-mode report"
     parts = [
@@ -78,7 +86,7 @@ def render_html(
         f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(heading)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<style>{_CSS}{view_css}</style>",
         "</head>",
         "<body>",
         *page.header(heading, generated_at),
@@ -89,6 +97,13 @@ def render_html(
         *page.calibration_section(),
         *page.traces_section(),
         "</main>",
+        # data, not script: the browser never runs it; the escapes keep it from closing the block.
+        # The traces' contents are a block of their own, parsed only when a trace is opened or searched
+        *(
+            f'<script type="application/json" id="{block}">{_data_json(data)}</script>'
+            for block, data in page.trace_data()
+        ),
+        f"<script>{view_js}</script>",
         f"<script>{_SCRIPT}</script>",
         "</body>",
         "</html>",
@@ -158,18 +173,48 @@ def _with_base_rate(comp: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**comp, "base_rate": comp.get("base_fails", 0) / comp["base_n"]}
 
 
+def _srgb_to_oklab(rgb: Sequence[float]) -> tuple[float, float, float]:
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb)
+    l_ = (0.4122214708 * r + 0.5363325363 * g + 0.0514459929 * b) ** (1 / 3)
+    m_ = (0.2119034982 * r + 0.6806995451 * g + 0.1073969566 * b) ** (1 / 3)
+    s_ = (0.0883024619 * r + 0.2817188376 * g + 0.6299787005 * b) ** (1 / 3)
+    return (
+        0.2104542553 * l_ + 0.7936177850 * m_ - 0.0040720468 * s_,
+        1.9779984951 * l_ - 2.4285922050 * m_ + 0.4505937099 * s_,
+        0.0259040371 * l_ + 0.7827717662 * m_ - 0.8086757660 * s_,
+    )
+
+
+def _oklab_to_srgb(lab: Sequence[float]) -> tuple[float, float, float]:
+    lightness, a, b = lab
+    l_ = (lightness + 0.3963377774 * a + 0.2158037573 * b) ** 3
+    m_ = (lightness - 0.1055613458 * a - 0.0638541728 * b) ** 3
+    s_ = (lightness - 0.0894841775 * a - 1.2914855480 * b) ** 3
+    linear = (
+        4.0767416621 * l_ - 3.3077115913 * m_ + 0.2309699292 * s_,
+        -1.2684380046 * l_ + 2.6097574011 * m_ - 0.3413193965 * s_,
+        -0.0041960863 * l_ - 0.7034186147 * m_ + 1.7076147010 * s_,
+    )
+    out = (12.92 * c if c <= 0.0031308 else 1.055 * c ** (1 / 2.4) - 0.055 for c in linear)
+    return tuple(min(1.0, max(0.0, c)) for c in out)  # type: ignore[return-value]
+
+
+def _hex_rgb(colour: str) -> tuple[float, float, float]:
+    return tuple(int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+_RAMP_LAB = [_srgb_to_oklab(_hex_rgb(c)) for c in reversed(_VIRIDIS)]
+
+
 def _heat_colour(rate: float) -> tuple[str, str]:
-    """(background, text colour) for a fail rate."""
+    """(background, text colour) for a fail rate: reversed viridis on a square-root scale to 100%."""
     if rate <= 0:
-        return _ZERO_COLOUR, "#1d2a22"
-    t = math.sqrt(min(rate, _RATE_CAP) / _RATE_CAP)
-    for (t0, c0), (t1, c1) in zip(_RAMP, _RAMP[1:]):
-        if t <= t1:
-            w = (t - t0) / (t1 - t0)
-            rgb = tuple(round(a + (b - a) * w) for a, b in zip(c0, c1))
-            break
-    else:  # pragma: no cover - t is at most 1
-        rgb = _RAMP[-1][1]
+        return _ZERO_COLOUR, "#1b1b1b"
+    t = math.sqrt(min(rate, 1.0)) * (len(_RAMP_LAB) - 1)
+    i = min(int(t), len(_RAMP_LAB) - 2)
+    w = t - i
+    lab = [a + (b - a) * w for a, b in zip(_RAMP_LAB[i], _RAMP_LAB[i + 1])]
+    rgb = [round(255 * c) for c in _oklab_to_srgb(lab)]
     # pick the text colour with the higher contrast (WCAG relative luminance)
     lin = [(c / 255) / 12.92 if c <= 10 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
     lum = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
@@ -177,12 +222,20 @@ def _heat_colour(rate: float) -> tuple[str, str]:
     return "#{:02x}{:02x}{:02x}".format(*rgb), text
 
 
+def _rate_key(row: Mapping[str, Any]) -> float:
+    rate = row.get("rate")
+    return -1.0 if rate is None else float(rate)
+
+
 def _content_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
         return value
-    return pretty_json(value, indent=2)  # no recursion: a value nested 1,000 deep still renders
+    try:  # on one line: json's fast encoder (the trace view lays JSON out when it shows it)
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return pretty_json(value, indent=2)  # no recursion: a value nested 1,000 deep still renders
 
 
 class _Page:
@@ -263,14 +316,18 @@ class _Page:
             if mode.get("status") == "broken" or mode.get("broken"):
                 items.append(f"{link}: could not be evaluated: {_e(mode.get('broken'))}")
                 continue
-            for row in mode.get("cohorts", []):
-                gate_text, gate_css = self._gate(mode, row)
-                if gate_css == "fail":
-                    items.append(
-                        f'{link} <span class="cohort">{_e(row["cohort"])}</span>: '
-                        f"{_e(row.get('fails'))}/{_e(row.get('n'))} = {_e(pct(row.get('rate')))}, "
-                        f"limit {_e(pct(row.get('limit')))} · {_e(gate_text)}"
-                    )
+            failing = [(row, text) for row in mode.get("cohorts", []) for text, css in [self._gate(mode, row)] if css == "fail"]
+            # a mode breached in 30 cohorts gets its worst few lines here; the summary has every row
+            failing.sort(key=lambda rt: (rt[0]["cohort"] != _ALL, -_rate_key(rt[0])))
+            for row, gate_text in failing[:_BREACHES_PER_MODE]:
+                items.append(
+                    f'{link} <span class="cohort">{_e(row["cohort"])}</span>: '
+                    f"{_e(row.get('fails'))}/{_e(row.get('n'))} = {_e(pct(row.get('rate')))}, "
+                    f"limit {_e(pct(row.get('limit')))} · {_e(gate_text)}"
+                )
+            if len(failing) > _BREACHES_PER_MODE:
+                more = len(failing) - _BREACHES_PER_MODE
+                items.append(f'{link}: {plural(more, "more breached cohort")} (<a href="#summary">summary table</a>)')
         if items:
             yield '<ul class="breaches">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
@@ -352,6 +409,7 @@ class _Page:
         head += ["errors"] if self.has_errors else []
         head += ["baseline", "Δ", "p (adj.)"] if self.has_comps else []
         head += ["gate"]
+        columns = {c: j for j, c in enumerate(self.cohort_columns())}
         failing: list[str] = []
         per_mode: list[list[tuple[str, str]]] = []  # (css, cells after the mode column)
         for mode in self.modes:
@@ -366,10 +424,15 @@ class _Page:
             rest: list[tuple[str, str]] = []
             for row in mode.get("cohorts", []):
                 css, cells = self._summary_cells(mode, row)
+                # what the order control sorts by: pipeline position, rate; `all` stays first
+                order = (
+                    f'data-pos="{columns.get(row["cohort"], len(columns))}" data-rate="{_rate_key(row)!r}"'
+                    f'{" data-pin" if row["cohort"] == _ALL else ""}'
+                )
                 if css == "fail":
-                    failing.append(f'<tr class="fail"><th scope="row">{link}</th>{cells}</tr>')
+                    failing.append(f'<tr class="fail" {order}><th scope="row">{link}</th>{cells}</tr>')
                 else:
-                    rest.append((css, cells))
+                    rest.append((css, f"{order}\0{cells}"))
             if rest:
                 per_mode.append([(css, cells) for css, cells in rest])
                 per_mode[-1].insert(0, ("", link))
@@ -380,7 +443,7 @@ class _Page:
             "n counts passes and fails (detector errors are not in n); cohorts under the mode's "
             "minimum size are shown but not gated.</p>"
         )
-        yield '<div class="scroll"><table class="summary">'
+        yield '<div class="panel"><table class="summary" id="summary-table">'
         yield "<thead><tr>" + "".join(f'<th scope="col">{_e(h)}</th>' for h in head) + "</tr></thead>"
         if failing:
             yield '<tbody class="breached">'
@@ -392,9 +455,10 @@ class _Page:
         for block in per_mode:
             (_, link), *rows = block
             yield '<tbody class="mode-rows">'
-            for i, (css, cells) in enumerate(rows):
+            for i, (css, packed) in enumerate(rows):
+                order, cells = packed.split("\0", 1)
                 th = f'<th scope="rowgroup" rowspan="{len(rows)}">{link}</th>' if i == 0 else ""
-                yield f'<tr class="{css}">{th}{cells}</tr>'
+                yield f'<tr class="{css}" {order}>{th}{cells}</tr>'
             yield "</tbody>"
         yield "</table></div>"
         yield "</section>"
@@ -506,8 +570,29 @@ class _Page:
 
     # -- heat map ----------------------------------------------------------------------
 
+    def cohort_columns(self) -> list[str]:
+        """Every cohort of the run in pipeline order: ``all``, then the report's own row
+        order (fields as the run orders them, numeric bins by their lower edge), first
+        seen over the modes."""
+        seen: dict[str, None] = {}
+        for m in self.modes:
+            for row in m.get("cohorts", []):
+                seen.setdefault(row["cohort"], None)
+        ordered = [c for c in seen if c == _ALL] + [c for c in seen if c != _ALL]
+        # keep one field's columns together even when a mode lists only some of them
+        fields = list(dict.fromkeys(_cohort_parts(c)[0] for c in ordered))
+        return sorted(ordered, key=lambda c: fields.index(_cohort_parts(c)[0]))
+
+    def order_control(self) -> Iterator[str]:
+        yield (
+            '<div class="orderbar" role="group" aria-label="cohort order">Cohorts in '
+            '<label><input type="radio" name="order" value="pipeline" checked> pipeline order</label> '
+            '<label><input type="radio" name="order" value="rate"> highest fail rate first</label>'
+            '<span class="hint"> (within each field; the heat map and the summary table)</span></div>'
+        )
+
     def heatmap_section(self) -> Iterator[str]:
-        cohorts = sorted({row["cohort"] for m in self.modes for row in m.get("cohorts", [])}, key=_cohort_order)
+        cohorts = self.cohort_columns()
         groups: list[tuple[str, list[str]]] = []
         for cohort in cohorts:
             field = _cohort_parts(cohort)[0]
@@ -515,27 +600,43 @@ class _Page:
                 groups[-1][1].append(cohort)
             else:
                 groups.append((field, [cohort]))
+        worst: dict[str, float] = {}
+        for m in self.modes:
+            for row in m.get("cohorts", []):
+                if row.get("rate") is not None:
+                    worst[row["cohort"]] = max(worst.get(row["cohort"], -1.0), float(row["rate"]))
+        col = {c: j for j, c in enumerate(cohorts)}
         yield '<section id="heatmap">'
         yield "<h2>Fail rate by mode and cohort</h2>"
         yield from self._legend()
-        yield '<div class="scroll"><table class="heat">'
+        yield from self.order_control()
+        yield '<div class="panel"><table class="heat">'
         yield (
-            '<thead><tr><th rowspan="2" scope="col" class="corner">mode</th>'
+            '<thead><tr class="groups"><th rowspan="2" scope="col" class="corner">mode</th>'
             + "".join(
-                f'<th colspan="{len(cs)}" scope="colgroup" class="group">{_e(field or "overall")}</th>'
+                f'<th colspan="{len(cs)}" scope="colgroup" class="group" title="{_e(field or "overall")}">'
+                f"{_e(field or 'overall')}</th>"
                 for field, cs in groups
             )
             + "</tr>"
         )
         yield (
-            "<tr>"
-            + "".join(f'<th scope="col" class="value">{_e(_cohort_parts(c)[1])}</th>' for _f, cs in groups for c in cs)
+            '<tr class="values">'
+            + "".join(
+                f'<th scope="col" class="value" data-col="{col[c]}" data-group="{g}" '
+                f'data-worst="{worst.get(c, -1.0)!r}" title="{_e(c)}"><span>{_e(_cohort_parts(c)[1])}</span></th>'
+                for g, (_f, cs) in enumerate(groups)
+                for c in cs
+            )
             + "</tr></thead>"
         )
         yield "<tbody>"
         for mode in self.modes:
             key = mode["key"]
-            head = f'<th scope="row"><a href="#{self.anchor[key]}">{_e(self.label[key])}</a></th>'
+            head = (
+                f'<th scope="row" title="{_e(self.label[key])}">'
+                f'<a href="#{self.anchor[key]}">{_e(self.label[key])}</a></th>'
+            )
             if mode.get("status") == "broken" or mode.get("broken"):
                 yield (
                     f'<tr>{head}<td colspan="{max(len(cohorts), 1)}" class="broken">broken: '
@@ -543,7 +644,7 @@ class _Page:
                 )
                 continue
             rows = {row["cohort"]: row for row in mode.get("cohorts", [])}
-            cells = [self._heat_cell(mode, rows.get(c), c) for c in cohorts]
+            cells = [self._heat_cell(mode, rows.get(c), c).replace("<td ", f'<td data-col="{col[c]}" ', 1) for c in cohorts]
             yield f"<tr>{head}{''.join(cells)}</tr>"
         yield "</tbody></table></div>"
         yield "</section>"
@@ -589,10 +690,9 @@ class _Page:
         swatches = []
         for rate in _LEGEND_RATES:
             bg, fg = _heat_colour(rate)
-            label = ("≥ " if rate >= _RATE_CAP else "") + (f"{100 * rate:g}%")
-            swatches.append(f'<span class="sw" style="background:{bg};color:{fg}">{label}</span>')
-        yield '<div class="legend">'
-        yield '<span class="legend-title">fail rate</span>' + "".join(swatches)
+            swatches.append(f'<span class="sw" style="background:{bg};color:{fg}">{100 * rate:g}%</span>')
+        yield '<div class="legend" id="legend">'
+        yield '<span class="legend-title">fail rate</span><span class="ramp">' + "".join(swatches) + "</span>"
         yield '<span class="sw breach-sample">over limit</span>'
         yield '<span class="sw small-sample">small, not gated</span>'
         yield '<span class="sw empty-sample">no traces</span>'
@@ -604,7 +704,8 @@ class _Page:
             )
         yield "</div>"
         yield (
-            '<p class="hint">Each cell: fail rate, then fails/n. Hover a cell for the interval, '
+            '<p class="hint">Each cell: fail rate, then fails/n. Colours run from yellow (rare) to dark violet '
+            "(always) on a square-root scale to 100%; white is exactly 0. Hover a cell for the interval, "
             "the limit and the gate.</p>"
         )
 
@@ -614,15 +715,27 @@ class _Page:
         yield '<section id="traces">'
         yield "<h2>Failing traces</h2>"
         yield (
-            '<div class="filterbar"><label for="filter">Filter</label>'
+            '<div class="filterbar"><label for="filter">Search</label>'
             '<input id="filter" type="search" autocomplete="off" spellcheck="false" '
-            'placeholder="trace id, reason or text; several words must all match">'
-            '<span id="filter-status" class="hint" aria-live="polite"></span></div>'
+            'placeholder="trace id, reason, input or output; several words must all match">'
+            '<label for="cohort-filter">Cohort</label><select id="cohort-filter">'
+            '<option value="">every cohort</option>'
+            + "".join(
+                f'<option value="{_e(c)}">{_e(c)}</option>' for c in self.cohort_columns() if c != _ALL
+            )
+            + '</select><span id="filter-status" class="hint" aria-live="polite"></span></div>'
+        )
+        yield (
+            '<noscript><p class="broken">The failing traces are listed by the page\'s script; '
+            "with scripts off, read them in the JSON report.</p></noscript>"
         )
         ordered = sorted(self.modes, key=lambda m: m.get("status") == "ok" or _allowed_empty(m))  # stable: breached first
         for mode in ordered:
             yield from self._mode_block(mode)
         yield "</section>"
+        yield '<aside id="viewer" hidden aria-label="trace" tabindex="-1"><div class="viewer-bar">'
+        yield '<button type="button" id="viewer-close" title="close (Esc)">✕ close</button></div>'
+        yield '<div id="viewer-body"></div></aside>'
 
     def _mode_block(self, mode: Mapping[str, Any]) -> Iterator[str]:
         key = mode["key"]
@@ -630,7 +743,7 @@ class _Page:
         css = "ok" if status == "ok" or _allowed_empty(mode) else "fail"
         gate = mode.get("gate") or {}
         yield f'<section class="mode" id="{self.anchor[key]}">'
-        yield f'<h3><span class="badge {css}">{_e(status.upper())}</span> {_e(self.label[key])}</h3>'
+        yield f'<h3><span class="badge {css}">{_e(status.upper())}</span> <span class="s">{_e(self.label[key])}</span></h3>'
         if mode.get("description"):
             yield f'<p class="desc">{_e(mode["description"])}</p>'
         facts = [
@@ -651,56 +764,120 @@ class _Page:
             yield f'<p class="note">note: {_e(note)}</p>'
         verdicts = mode.get("traces") or []
         for verdict, title in (("fail", "failing traces"), ("error", "detector errors")):
-            picked = [t for t in verdicts if t.get("verdict") == verdict]
-            if not picked and verdict == "error":
+            n = sum(1 for t in verdicts if t.get("verdict") == verdict)
+            if not n and verdict == "error":
                 continue
-            yield from self._trace_group(picked, verdict, title)
+            shown = n if self.max_traces is None else min(n, self.max_traces)
+            yield f'<div class="group-block {verdict}" data-mode="{self._mode_index(key) - 1}" data-verdict="{verdict}">'
+            yield f'<h4>{_e(title)} <span class="count" data-all="{n}">{n}</span></h4>'
+            if not n:
+                yield f'<p class="hint">no {_e(title)}</p>'
+            if shown < n:
+                yield (
+                    f'<p class="hint">only the first {shown} of {n} are listed, and the search '
+                    "looks only at those; the JSON report has them all</p>"
+                )
+            if shown:
+                yield '<ol class="tlist"></ol><p class="hint nomatch" hidden>no trace here matches</p>'
+                yield '<div class="pager" hidden></div>'
+            yield "</div>"
         yield "</section>"
 
-    def _trace_group(self, picked: list[Mapping[str, Any]], verdict: str, title: str) -> Iterator[str]:
-        shown = picked if self.max_traces is None else picked[: self.max_traces]
-        yield f'<div class="group-block {verdict}" data-total="{len(shown)}">'
-        yield f'<h4>{_e(title)} <span class="count" data-all="{len(picked)}">{len(picked)}</span></h4>'
-        if not picked:
-            yield f'<p class="hint">no {_e(title)}</p>'
-        if len(shown) < len(picked):
-            yield (
-                f'<p class="hint">only the first {len(shown)} of {len(picked)} are listed, and the filter '
-                "searches only those; the JSON report has them all</p>"
+    def trace_data(self) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+        """The failing traces as data for the page's script (JSON blocks, not DOM):
+        ``fm-data``: per mode and verdict ``[id, reason, evidence, [cohort index, ...]]``
+        and the cohort labels once; ``fm-traces``: the trace contents, once per id."""
+        cohorts = [c for c in self.cohort_columns() if c != _ALL]
+        index = {c: i for i, c in enumerate(cohorts)}
+        modes = []
+        used: dict[str, Any] = {}
+        for mode in self.modes:
+            verdicts = mode.get("traces") or []
+            of: dict[int, list[int]] = {}
+            for row in mode.get("cohorts", []):
+                for pos in row.get("members") or []:
+                    if row["cohort"] in index and isinstance(pos, int):
+                        of.setdefault(pos, []).append(index[row["cohort"]])
+            groups: dict[str, list[list[Any]]] = {"fail": [], "error": []}
+            for pos, t in enumerate(verdicts):
+                group = groups.get(str(t.get("verdict")))
+                if group is None or (self.max_traces is not None and len(group) >= self.max_traces):
+                    continue
+                tid = str(t.get("id", ""))
+                evidence = t.get("evidence")
+                shown = _content_text(evidence)
+                reason = str(t.get("reason") or "")
+                group.append([tid, reason, None if shown is None or shown in reason else shown, of.get(pos, [])])
+                if tid in self.traces:
+                    used[tid] = self.traces[tid]
+            detector = str(mode.get("detector") or "")
+            modes.append(
+                {
+                    "label": self.label[mode["key"]],
+                    "judge": detector.startswith("judge"),
+                    "detector": detector,
+                    "groups": groups,
+                }
             )
-        if shown:
-            yield '<ol class="tlist">'
-            for t in shown:
-                yield self._trace_item(t, verdict)
-            yield "</ol>"
-            yield '<p class="hint nomatch" hidden>no trace here matches the filter</p>'
-        yield "</div>"
+        return ("fm-data", {"cohorts": cohorts, "modes": modes}), ("fm-traces", used)
 
-    def _trace_item(self, t: Mapping[str, Any], verdict: str) -> str:
-        tid = str(t.get("id", ""))
-        reason = str(t.get("reason") or "")
-        parts = [
-            f'<li class="trace {verdict}">',
-            f'<div class="thead"><code class="tid s">{_e(tid)}</code>'
-            f'<span class="reason s">{_e(reason) or "(no reason given)"}</span></div>',
-        ]
-        evidence = t.get("evidence")
-        if evidence is not None:
-            text = _content_text(evidence) or ""
-            if text not in reason:  # the reason usually quotes it already
-                parts.append(f'<div class="evidence">evidence: <code class="s">{_e(text)}</code></div>')
-        content = self.traces.get(tid)
-        if content:
-            io = [(name, _content_text(content.get(name))) for name in ("input", "output")]
-            blocks = [
-                f'<div class="io"><div class="io-label">{name}</div><pre class="s">{_e(text)}</pre></div>'
-                for name, text in io
-                if text is not None
-            ]
-            if blocks:
-                parts.append(f'<div class="content">{"".join(blocks)}</div>')
-        parts.append("</li>")
-        return "".join(parts)
+
+def _data_json(data: Any) -> str:
+    """JSON for a ``<script type="application/json">`` block. Strings read as
+    :func:`safe.text` shows them (control and bidi characters as visible escapes,
+    lone surrogates as U+FFFD), and ``<``, ``>``, ``&`` are written as escapes, so no
+    value can close the block or open a comment in it. Written by ``json.dumps`` and
+    two passes over its output (a walk over every value in Python took most of the
+    time of a 50 MB page); values it cannot write (NaN, very deep nesting, odd keys)
+    take the walk."""
+    try:
+        out = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+    except (ValueError, TypeError, RecursionError):
+        out = json.dumps(_clean(data, 0), ensure_ascii=False, separators=(",", ":"))
+    out = _JSON_ESCAPE.sub(_visible_escape, _RAW_UNSAFE.sub(_visible_raw, out))
+    return out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+# raw characters json.dumps leaves in its output (with ensure_ascii=False) that
+# safe.text shows as escapes; and json.dumps' own escapes, one whole escape per
+# match (so the second backslash of an escaped backslash never starts one)
+_RAW_UNSAFE = re.compile(f"[\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}\ud800-\udfff]")
+_JSON_ESCAPE = re.compile(r"\\(\\|u00(?:0[0-8bcef]|1[0-9a-f])|[rbf])")
+
+
+def _visible_raw(match: re.Match[str]) -> str:
+    # the JSON for the text safe.text shows: its backslash escaped
+    return text(match.group()).replace("\\", "\\\\")
+
+
+def _visible_escape(match: re.Match[str]) -> str:
+    body = match.group(1)
+    if body == "\\":
+        return match.group()
+    char = {"r": "\r", "b": "\b", "f": "\f"}.get(body) or chr(int(body[1:], 16))
+    return text(char).replace("\\", "\\\\")
+
+
+def _clean(value: Any, depth: int) -> Any:
+    """``value`` as JSON-able data: strings through :func:`safe.text`, non-finite floats
+    as text, nesting below ``_DATA_DEPTH`` as JSON text."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth > _DATA_DEPTH:
+        return pretty_json(value, indent=2)
+    if isinstance(value, Mapping):
+        return {text(k): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v, depth + 1) for v in value]
+    return text(value)
+
+
+#: how deep the page's data follows nested values before showing the rest as JSON text
+_DATA_DEPTH = 24
 
 
 _CSS = """
@@ -720,11 +897,11 @@ h2{font-size:19px;margin:0 0 10px;padding-top:8px}
 h3{font-size:16px;margin:0 0 4px;display:flex;gap:8px;align-items:center}
 h4{font-size:14px;margin:12px 0 6px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
 .verdict{margin:0 0 4px;font-size:16px}
-ul.breaches{margin:4px 0 8px;padding-left:22px;font-size:14px}
+ul.breaches{margin:4px 0 8px;padding-left:22px;font-size:14px;max-height:13.5em;overflow:auto}
 ul.breaches li{margin:1px 0}
 .meta{margin:0 0 8px;color:var(--muted);font-size:13px}
 nav a{margin-right:16px;font-size:14px}
-main{padding:8px 32px 48px;max-width:1500px}
+main{padding:8px 32px 48px;max-width:1500px;min-width:0}
 section{margin:20px 0 28px}
 .hint{color:var(--muted);font-size:13px;margin:4px 0 10px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;
@@ -734,12 +911,17 @@ white-space:nowrap;border:1px solid transparent}
 .badge.muted{background:var(--soft);color:var(--muted);border-color:var(--line)}
 .verdict .badge{font-size:14px;padding:2px 10px}
 .scroll{overflow-x:auto}
+.panel{max-width:100%;max-height:75vh;overflow:auto;border:1px solid var(--line);border-radius:6px}
+.orderbar{font-size:13px;margin:6px 0 8px}.orderbar label{margin:0 6px}
+ul.breaches li,p.desc,p.facts,p.note,p.broken,h3 .s,.meta{overflow-wrap:anywhere}
 table{border-collapse:collapse;font-size:13.5px}
 th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}
 thead th{background:var(--soft);font-weight:600;position:sticky;top:0}
 .num{text-align:right;white-space:nowrap}
 td.cohort{white-space:nowrap}
-table.summary tbody th{font-weight:500;white-space:nowrap;vertical-align:top;background:var(--bg)}
+table.summary tbody th{font-weight:500;vertical-align:top;background:var(--bg);max-width:260px;overflow-wrap:anywhere}
+table.summary thead th{z-index:2}
+table.summary td.cohort{white-space:normal;max-width:340px;overflow-wrap:anywhere}
 table.summary tbody.mode-rows{border-top:2px solid #aab4bf}
 table.summary td,table.summary th{padding:3px 10px}
 table.summary tr.fail td,table.summary tr.fail th{background:#fff5f4}
@@ -755,15 +937,19 @@ ul.moves{margin:0;padding-left:0;list-style:none}
 ul.moves li{padding:2px 0}
 ul.moves .arrow{display:inline-block;width:1.2em}
 .cohort{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em}
-table.heat{border-collapse:separate;border-spacing:3px}
+table.heat{border-collapse:separate;border-spacing:2px}
 table.heat th,table.heat td{border:0}
-table.heat thead th{background:none;position:static;font-size:12.5px;text-align:center;padding:2px 4px}
+table.heat thead th{background:var(--bg);position:sticky;z-index:2;font-size:12.5px;text-align:center;padding:2px 4px}
+table.heat thead tr.groups th{top:0;height:24px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:1px}
+table.heat thead tr.values th{top:26px}
+table.heat thead th.value span{display:block;max-width:84px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 table.heat thead th.group{border-bottom:2px solid var(--line);color:var(--ink)}
 table.heat thead th.value{color:var(--muted);font-weight:500}
-table.heat thead th.corner{text-align:left;vertical-align:bottom}
-table.heat tbody th{font-weight:500;white-space:nowrap;padding-right:12px}
-td.hm{min-width:78px;text-align:center;border-radius:4px;padding:5px 6px;line-height:1.2}
-td.hm .r{display:block;font-weight:700;font-size:14px;font-variant-numeric:tabular-nums}
+table.heat thead th.corner{text-align:left;vertical-align:bottom;left:0;top:0;z-index:3}
+table.heat tbody th{font-weight:500;white-space:nowrap;padding-right:12px;position:sticky;left:0;z-index:1;background:var(--bg);
+max-width:240px;overflow:hidden;text-overflow:ellipsis}
+td.hm{min-width:60px;text-align:center;border-radius:4px;padding:5px 6px;line-height:1.2}
+td.hm .r{display:block;font-weight:700;font-size:14px;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.hm .k{display:block;font-size:11px;opacity:.8;font-variant-numeric:tabular-nums}
 td.hm .d{display:block;font-size:11px;font-weight:700;margin-top:2px;background:#fff;border-radius:3px;padding:0 3px}
 td.hm.breach{box-shadow:inset 0 0 0 3px #111;}
@@ -772,6 +958,7 @@ td.hm.small{font-style:italic;opacity:.72}
 td.hm.empty,td.hm.nodata{background:repeating-linear-gradient(45deg,#f3f4f6,#f3f4f6 4px,#e5e7eb 4px,#e5e7eb 8px)}
 .legend{display:flex;flex-wrap:wrap;gap:4px;align-items:center;font-size:12px;margin:4px 0 6px}
 .legend-title{color:var(--muted);margin-right:6px}
+.ramp{display:inline-flex;border:1px solid var(--line);border-radius:4px;overflow:hidden}.ramp .sw{border-radius:0}
 .sw{display:inline-block;padding:3px 8px;border-radius:4px;min-width:44px;text-align:center}
 .sw.breach-sample{box-shadow:inset 0 0 0 3px #111;margin-left:12px;background:#fff}
 .sw.small-sample{font-style:italic;opacity:.72;background:#fde0a8}
@@ -780,7 +967,8 @@ td.hm.empty,td.hm.nodata{background:repeating-linear-gradient(45deg,#f3f4f6,#f3f
 .filterbar{position:sticky;top:0;z-index:2;background:var(--bg);padding:10px 0;
 border-bottom:1px solid var(--line);display:flex;gap:10px;align-items:center}
 .filterbar label{font-weight:600}
-.filterbar input{flex:0 1 520px;font:inherit;padding:6px 10px;border:1px solid #9aa4ae;border-radius:6px}
+.filterbar select{font:inherit;padding:5px 6px;max-width:320px}
+.filterbar input{flex:0 1 460px;font:inherit;padding:6px 10px;border:1px solid #9aa4ae;border-radius:6px}
 .filterbar .hint{margin:0}
 section.mode{border:1px solid var(--line);border-radius:8px;padding:12px 16px;margin:14px 0}
 p.desc{margin:2px 0}
@@ -789,70 +977,212 @@ p.note{margin:2px 0;font-size:13px}
 .count{display:inline-block;min-width:1.6em;padding:0 6px;border-radius:9px;background:var(--soft);
 color:var(--ink);text-align:center;font-size:12px;letter-spacing:0;text-transform:none;border:1px solid var(--line)}
 ol.tlist{list-style:none;margin:0;padding:0}
-li.trace{border-top:1px solid var(--line);padding:7px 0}
+li.trace{border-top:1px solid var(--line)}
 li.trace:first-child{border-top:0}
-.thead{display:flex;gap:12px;align-items:baseline}
-.tid{flex:0 0 auto;font-weight:600;color:var(--ink)}
+button.open{display:flex;gap:12px;align-items:baseline;width:100%;text-align:left;font:inherit;color:inherit;
+background:none;border:0;padding:6px 4px;cursor:pointer;border-radius:4px}
+button.open:hover,button.open:focus-visible{background:var(--soft);outline:2px solid var(--accent)}
+.tid{flex:0 1 auto;max-width:30%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font-weight:600;color:var(--ink)}
 .error .tid{color:#8a4b00}
-.reason{white-space:pre-wrap;overflow-wrap:anywhere}
-.evidence{font-size:13px;color:var(--muted);margin:2px 0 0}
-.content{display:grid;grid-template-columns:1fr 1fr;gap:10px;margin-top:6px}
-.io{min-width:0}
-.io-label{font-size:11px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted)}
-.io pre{margin:2px 0 0;padding:6px 8px;background:var(--soft);border:1px solid var(--line);
-border-radius:6px;white-space:pre-wrap;overflow-wrap:anywhere;max-height:14em;overflow:auto;font-size:12.5px}
-@media (max-width:800px){.content{grid-template-columns:1fr}main,header{padding-left:12px;padding-right:12px}}
+.reason{flex:1 1 0;min-width:0;white-space:pre-wrap;overflow-wrap:anywhere;display:-webkit-box;-webkit-line-clamp:2;
+-webkit-box-orient:vertical;overflow:hidden}
+.tcohorts{flex:0 1 25%;min-width:0;font-size:12px;color:var(--muted);overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.pager{display:flex;gap:10px;align-items:center;margin-top:6px;font-size:13px}
+#viewer{position:fixed;top:0;right:0;bottom:0;width:min(940px,72vw);background:var(--bg);z-index:10;overflow:auto;
+border-left:1px solid var(--line);box-shadow:-8px 0 24px rgba(0,0,0,.18);padding:0 20px 40px;outline:none}
+.viewer-bar{position:sticky;top:0;z-index:1;background:var(--bg);padding:8px 0;display:flex;justify-content:flex-end}
+.viewer-head{display:flex;gap:10px;align-items:center;margin:0 0 8px;overflow-wrap:anywhere}
+.viewer-mode{font-weight:600;font-size:16px}
+.why{border:1px solid var(--line);border-radius:6px;padding:6px 10px;background:var(--soft);margin-bottom:10px}
+.why .fm-text{overflow-wrap:anywhere}
+@media (max-width:800px){main,header{padding-left:12px;padding-right:12px}#viewer{width:100vw}}
 """
 
-# Reads only: textContent of the searchable parts of each item, the box and the
-# `#filter=` fragment (so a link, or a headless browser, can open the page filtered).
-_SCRIPT = """
+# The failing traces are data (the JSON block): each list draws one page of
+# PAGE items, so a report with 100,000 failing traces builds a few hundred nodes.
+# Search and the cohort filter run over the data; the `#filter=` fragment opens
+# the page searched (a link, or a headless browser). A trace opens in the shared
+# trace view. Every value reaches the DOM through textContent.
+_SCRIPT = r"""
 (function () {
   "use strict";
+  var PAGE = 20;
+  var data = JSON.parse(document.getElementById("fm-data").textContent);
+  var contents = null;  // tens of megabytes in a big report: parsed on first use, not at load
+  function traces() {
+    if (contents === null) { contents = JSON.parse(document.getElementById("fm-traces").textContent); }
+    return contents;
+  }
   var box = document.getElementById("filter");
+  var cohortBox = document.getElementById("cohort-filter");
   var status = document.getElementById("filter-status");
-  var groups = Array.prototype.slice.call(document.querySelectorAll(".group-block"));
-  var sections = Array.prototype.slice.call(document.querySelectorAll("section.mode"));
-  var entries = [];
-  groups.forEach(function (group) {
-    Array.prototype.forEach.call(group.querySelectorAll("li.trace"), function (li) {
-      var text = Array.prototype.map.call(li.querySelectorAll(".s"), function (el) {
-        return el.textContent;
-      }).join("\\n").toLowerCase();
-      entries.push({ li: li, text: text, group: group });
-    });
+  var viewer = document.getElementById("viewer");
+  var viewerBody = document.getElementById("viewer-body");
+  var opener = null;
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+  var groups = Array.prototype.map.call(document.querySelectorAll(".group-block"), function (block) {
+    var mode = data.modes[Number(block.getAttribute("data-mode"))];
+    var verdict = block.getAttribute("data-verdict");
+    var items = (mode && mode.groups[verdict]) || [];
+    return { block: block, mode: mode, verdict: verdict, items: items, shown: items, page: 0,
+      list: block.querySelector("ol.tlist"), pager: block.querySelector(".pager"),
+      none: block.querySelector(".nomatch"), count: block.querySelector(".count") };
   });
+  var sections = Array.prototype.slice.call(document.querySelectorAll("section.mode"));
+  var listed = groups.reduce(function (n, g) { return n + g.items.length; }, 0);
+  var hays = new Map();  // built on the first search only
+  function hay(item) {
+    var h = hays.get(item);
+    if (h === undefined) {
+      var t = traces()[item[0]] || {};
+      h = [item[0], item[1], item[2] || "", t.input || "", t.output || ""].join("\n").toLowerCase();
+      hays.set(item, h);
+    }
+    return h;
+  }
+  function cohortsOf(item) {
+    return item[3].map(function (i) { return data.cohorts[i]; }).join(" · ");
+  }
+  function itemNode(g, item) {
+    var li = el("li", "trace " + g.verdict);
+    var button = el("button", "open");
+    button.type = "button";
+    button.append(el("code", "tid", item[0]), el("span", "reason", item[1] || "(no reason given)"));
+    if (item[3].length) { button.append(el("span", "tcohorts", cohortsOf(item))); }
+    button.addEventListener("click", function () { openTrace(g, item, button); });
+    li.append(button);
+    return li;
+  }
+  function pagerButton(label, g, page, off) {
+    var b = el("button", "page-" + label.toLowerCase(), label);
+    b.type = "button";
+    b.disabled = off;
+    b.addEventListener("click", function () { g.page = page; draw(g); });
+    return b;
+  }
+  function draw(g) {
+    if (!g.list) { return; }
+    var pages = Math.max(1, Math.ceil(g.shown.length / PAGE));
+    g.page = Math.min(Math.max(g.page, 0), pages - 1);
+    var frag = document.createDocumentFragment();
+    g.shown.slice(g.page * PAGE, (g.page + 1) * PAGE).forEach(function (item) { frag.append(itemNode(g, item)); });
+    g.list.replaceChildren(frag);
+    g.pager.hidden = g.shown.length <= PAGE;
+    g.pager.replaceChildren(
+      pagerButton("Previous", g, g.page - 1, g.page === 0),
+      el("span", "page-of", "page " + (g.page + 1) + " of " + pages + " (" + g.shown.length + " traces)"),
+      pagerButton("Next", g, g.page + 1, g.page >= pages - 1));
+    g.block.setAttribute("data-page", String(g.page + 1));
+  }
   function apply() {
-    var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    var words = box.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var ci = cohortBox.value ? data.cohorts.indexOf(cohortBox.value) : -1;
+    var filtering = words.length > 0 || ci >= 0;
     var shown = 0;
-    groups.forEach(function (g) { g.shownCount = 0; });
-    entries.forEach(function (e) {
-      var hit = words.every(function (w) { return e.text.indexOf(w) !== -1; });
-      e.li.hidden = !hit;
-      if (hit) { shown += 1; e.group.shownCount += 1; }
-    });
     groups.forEach(function (g) {
-      var total = Number(g.getAttribute("data-total"));
-      var none = g.querySelector(".nomatch");
-      var count = g.querySelector(".count");
-      if (none) { none.hidden = !(words.length && total && g.shownCount === 0); }
-      if (words.length) { count.textContent = g.shownCount + " of " + total; }
-      else { count.textContent = count.getAttribute("data-all"); }
-      g.setAttribute("data-shown", String(g.shownCount));
+      g.shown = !filtering ? g.items : g.items.filter(function (item) {
+        if (ci >= 0 && item[3].indexOf(ci) === -1) { return false; }
+        if (!words.length) { return true; }
+        var h = hay(item);
+        return words.every(function (w) { return h.indexOf(w) !== -1; });
+      });
+      g.page = 0;
+      shown += g.shown.length;
+      if (g.none) { g.none.hidden = !(filtering && g.items.length && !g.shown.length); }
+      g.count.textContent = filtering ? g.shown.length + " of " + g.items.length : g.count.getAttribute("data-all");
+      g.block.setAttribute("data-shown", String(g.shown.length));
+      draw(g);
     });
     sections.forEach(function (sec) {
-      var any = Array.prototype.some.call(sec.querySelectorAll(".group-block"), function (g) {
-        return g.shownCount > 0;
-      });
-      sec.hidden = words.length > 0 && !any;
+      var any = groups.some(function (g) { return g.shown.length > 0 && sec.contains(g.block); });
+      sec.hidden = filtering && !any;
     });
-    status.textContent = words.length
-      ? shown + " of " + entries.length + " listed traces match"
-      : entries.length + " traces listed";
+    status.textContent = filtering ? shown + " of " + listed + " listed traces match" : listed + " traces listed";
     document.body.setAttribute("data-filter-shown", String(shown));
   }
+  function labelled(label, value, cls) {
+    var box = el("div", "why-part");
+    box.append(el("div", "fm-label", label), el("div", "fm-text" + (cls ? " " + cls : ""), value));
+    return box;
+  }
+  function openTrace(g, item, from) {
+    opener = from;
+    var content = traces()[item[0]];
+    var head = el("div", "viewer-head");
+    head.append(el("span", "badge " + (g.verdict === "fail" ? "fail" : "muted"), g.verdict.toUpperCase()),
+      el("span", "viewer-mode", g.mode.label), el("code", "fm-muted", g.mode.detector));
+    var why = el("div", "why");
+    why.append(labelled(g.verdict === "error" ? "detector error" : g.mode.judge ? "the judge's critique" : "the detector's reason",
+      item[1] || "(no reason given)"));
+    if (item[2] !== null) { why.append(labelled("evidence", window.FailmodesTraceView.pretty(item[2]), "fm-code")); }
+    if (item[3].length) { why.append(labelled("cohorts", cohortsOf(item))); }
+    var body;
+    if (content) {
+      body = window.FailmodesTraceView.render(Object.assign({}, content, { id: item[0] }), {});
+      if (content.dropped) {
+        why.append(labelled("not shown", Object.keys(content.dropped).map(function (k) {
+          return content.dropped[k] + " more " + k; }).join(", ") + " (the report keeps the first ones)"));
+      }
+    } else {
+      body = el("p", "fm-muted", "The report did not keep this trace's content (it keeps it for the first failing traces of each mode); the trace id finds it in the dataset.");
+    }
+    viewerBody.replaceChildren(head, why, body);
+    viewer.hidden = false;
+    viewer.setAttribute("data-trace", item[0]);
+    viewer.scrollTop = 0;
+    viewer.focus();
+  }
+  function closeTrace() {
+    if (viewer.hidden) { return; }
+    viewer.hidden = true;
+    if (opener) { opener.focus(); }
+  }
+  document.getElementById("viewer-close").addEventListener("click", closeTrace);
+  function order(byRate) {
+    var heat = document.querySelector("table.heat");
+    var heads = heat ? Array.prototype.slice.call(heat.querySelectorAll("thead th.value")) : [];
+    if (heads.length) {
+      var cols = heads.map(function (h) {
+        return { el: h, col: Number(h.getAttribute("data-col")), group: Number(h.getAttribute("data-group")),
+          worst: Number(h.getAttribute("data-worst")) };
+      });
+      cols.sort(function (a, b) { return a.group - b.group || (byRate ? b.worst - a.worst : 0) || a.col - b.col; });
+      var row = heads[0].parentNode;
+      cols.forEach(function (c) { row.appendChild(c.el); });
+      Array.prototype.forEach.call(heat.tBodies[0].rows, function (tr) {
+        var cells = {};
+        Array.prototype.forEach.call(tr.querySelectorAll("td[data-col]"), function (td) { cells[td.getAttribute("data-col")] = td; });
+        cols.forEach(function (c) { if (cells[c.col]) { tr.appendChild(cells[c.col]); } });
+      });
+    }
+    var summary = document.getElementById("summary-table");
+    Array.prototype.forEach.call(summary ? summary.tBodies : [], function (tb) {
+      var rows = Array.prototype.filter.call(tb.rows, function (r) { return r.hasAttribute("data-rate"); });
+      if (rows.length < 2) { return; }
+      var th = tb.querySelector('th[scope="rowgroup"]');
+      rows.forEach(function (r, i) { if (r.fmIndex === undefined) { r.fmIndex = i; } });
+      rows.sort(function (a, b) {
+        var pin = Number(b.hasAttribute("data-pin")) - Number(a.hasAttribute("data-pin"));
+        var rate = byRate ? Number(b.getAttribute("data-rate")) - Number(a.getAttribute("data-rate")) : 0;
+        return pin || rate || a.fmIndex - b.fmIndex;
+      });
+      rows.forEach(function (r) { tb.appendChild(r); });
+      if (th) { rows[0].insertBefore(th, rows[0].firstChild); }
+    });
+    document.body.setAttribute("data-order", byRate ? "rate" : "pipeline");
+  }
+  Array.prototype.forEach.call(document.querySelectorAll('input[name="order"]'), function (radio) {
+    radio.addEventListener("change", function () { if (radio.checked) { order(radio.value === "rate"); } });
+  });
   box.addEventListener("input", apply);
+  cohortBox.addEventListener("change", apply);
   document.addEventListener("keydown", function (ev) {
+    if (ev.key === "Escape") { closeTrace(); return; }
     if (ev.key === "/" && document.activeElement !== box) { ev.preventDefault(); box.focus(); }
   });
   function fromHash() {
@@ -864,5 +1194,6 @@ _SCRIPT = """
   }
   window.addEventListener("hashchange", fromHash);
   if (!fromHash()) { apply(); }
+  document.body.setAttribute("data-ready", "1");
 })();
 """
