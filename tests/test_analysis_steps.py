@@ -14,6 +14,8 @@ from pytest_failmodes.cli import main
 from pytest_failmodes.stats import wilson_interval
 from pytest_failmodes.trace import Trace
 
+from agent_data import AGENT_MODES, agent_rows
+
 
 def _seq(*names: str, fail_at: int | None = None) -> list[StepView]:
     return [StepView(f"s{i}", n, i == fail_at) for i, n in enumerate(names)]
@@ -133,34 +135,8 @@ def test_a_mode_that_names_its_step_localises_the_first_failure() -> None:
     assert "first failing step told 1 by a note, 4 by a mode's step" in step_lines(a)
 
 
-def _agent_rows() -> list[dict[str, Any]]:
-    """6 traces book with no search and apologise; 2 search, book and finish; 2 search and apologise."""
-    rows = []
-    for i in range(10):
-        if i < 6:
-            tools, reply = [("book", "booked")], "Sorry, I booked it without checking."
-        elif i < 8:
-            tools, reply = [("search", "3 flights"), ("book", "booked")], "Done."
-        else:
-            tools, reply = [("search", "nothing")], "Sorry, nothing found."
-        rows.append({"id": f"t{i}", "messages": _messages(tools)[:-1] + [{"role": "assistant", "content": reply}]})
-    return rows
-
-
-AGENT_MODES = """
-    dataset: data/traces.jsonl
-    pipeline: [search, book, assistant]
-    gate: {max_fail_rate: 1}
-    failure_modes:
-      - name: books_unsearched
-        rule: {tool_order: {tool: book, after: search}}
-      - name: apologises
-        rule: {regex: "(?i)sorry"}
-"""
-
-
 def test_steps_from_a_report_whose_modes_name_their_steps(project: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    project.traces(_agent_rows())
+    project.traces(agent_rows())
     project.definitions(AGENT_MODES)
     assert project.run("--failmodes-report=r.json").ret == 0
     report = project.report("r.json")
@@ -194,7 +170,7 @@ def test_steps_from_a_report_whose_modes_name_their_steps(project: Any, capsys: 
 
 
 def test_a_pipeline_state_no_trace_has_is_an_error_where_it_is_written(project: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    project.traces(_agent_rows())
+    project.traces(agent_rows())
     project.definitions(AGENT_MODES.replace("[search, book, assistant]", "\n      - search\n      - boook"))
     assert project.run("--failmodes-report=r.json").ret == 0
     capsys.readouterr()
@@ -207,7 +183,7 @@ def test_a_pipeline_state_no_trace_has_is_an_error_where_it_is_written(project: 
 
 
 def test_a_pipeline_names_each_state_once(project: Any) -> None:
-    project.traces(_agent_rows())
+    project.traces(agent_rows())
     project.definitions(AGENT_MODES.replace("[search, book, assistant]", "[search, book, search]"))
     result = project.run()
     assert result.ret != 0
