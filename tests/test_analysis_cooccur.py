@@ -67,7 +67,7 @@ def test_no_order_without_two_modes_that_name_their_steps() -> None:
     assert all(p.ordered == 0 for p in res.pairs)
     assert cooccur_lines(res)[-1] == (
         "which comes first: not known (only a's fails name the step they failed at; rules over steps and "
-        "regexes over the output name the step they failed at, judges do not)"
+        "regexes over the output name the step they failed at, judges and labels do not)"
     )
 
 

@@ -154,7 +154,7 @@ def cooccur_lines(res: CooccurResult) -> list[str]:
     if len(res.modes) > 1 and len(res.with_steps) < 2:
         out.append(
             f"which comes first: not known ({_fewer(res.with_steps)}; rules over steps and regexes over the output "
-            "name the step they failed at, judges do not)"
+            "name the step they failed at, judges and labels do not)"
         )
     elif res.pairs and not order:
         out.append("which comes first: no trace fails two modes that name their steps")
