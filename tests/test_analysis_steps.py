@@ -180,6 +180,10 @@ def test_a_pipeline_state_no_trace_has_is_an_error_where_it_is_written(project: 
     assert err.endswith("failmodes.yaml:4: pipeline[1]: pipeline state 'boook' is no step of any trace; did you mean 'book'?")
     assert main([*args, "--order", "search", "--definitions", "x.yaml"]) == 2
     assert "give the order once" in capsys.readouterr().err
+    # a file named on purpose must name a pipeline
+    other = project.file("other.failmodes.yaml", "dataset: data/traces.jsonl\nfailure_modes: [{name: m, rule: {regex: x}}]\n")
+    assert main([*args, "--definitions", str(other)]) == 2
+    assert capsys.readouterr().err.strip().endswith("other.failmodes.yaml: --definitions: names no pipeline: (a list of step names in pipeline order)")
 
 
 def test_a_pipeline_names_each_state_once(project: Any) -> None:

@@ -139,6 +139,18 @@ def test_a_verdict_names_the_step_it_failed_at() -> None:
     assert verdict({"max_tool_calls": 2}, "a3").evidence == 3
 
 
+def test_a_detector_names_a_step_and_readers_take_only_sound_ones() -> None:
+    from pytest_failmodes.verdict import step_of
+
+    v = Verdict.fail("bad plan", {"plan": [1, 2]}, step_id="s3", step_index=3)
+    assert v.evidence == {"step_id": "s3", "step_index": 3, "found": {"plan": [1, 2]}} and step_of(v.evidence) == ("s3", 3)
+    assert step_of(Verdict.fail("x", step_id="s3").evidence) == ("s3", None)
+    # evidence that merely looks alike is read for what it holds, never guessed
+    assert step_of({"step_id": 3, "step_index": True}) is None
+    assert step_of({"step_id": "", "step_index": -1}) is None
+    assert step_of("s3") is None and step_of({"found": 1}) is None
+
+
 def test_max_steps_and_max_tool_calls() -> None:
     assert failing({"max_steps": 3}) == ["a3", "a5"]  # a5: 7 messages are its steps
     assert verdict({"max_steps": 3}, "a3").reason == "4 steps, more than 3"

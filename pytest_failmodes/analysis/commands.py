@@ -237,9 +237,10 @@ def _definition_of(report: Path, modes: Any) -> Path | None:
     return None
 
 
-def _pipeline_order(definitions: Path, steps: Any, fails: dict[str, bool]) -> list[str] | None:
+def _pipeline_order(definitions: Path, steps: Any, fails: dict[str, bool], *, given: bool = False) -> list[str] | None:
     """The states of the definition file's ``pipeline:``, each checked against the traces'
-    step names (one that no trace has is an error where it is written)."""
+    step names (one that no trace has is an error where it is written). ``given``: the user
+    named the file (``--definitions``), so a file without a pipeline is an error."""
     from ..definitions import read_pipeline
     from ..errors import did_you_mean
     from .steps import state_names
@@ -248,6 +249,8 @@ def _pipeline_order(definitions: Path, steps: Any, fails: dict[str, bool]) -> li
         raise FailmodesError("no such file", file=definitions, key="--definitions")
     pipeline = read_pipeline(definitions)
     if not pipeline:
+        if given:
+            raise FailmodesError("names no pipeline: (a list of step names in pipeline order)", file=definitions, key="--definitions")
         return None
     names = state_names(steps, [t for t in fails if t in steps])
     for need in pipeline:
@@ -327,7 +330,7 @@ def _add_steps(sub: Any) -> None:
             raise FailmodesError("no trace has steps (no steps, no tool calls or assistant messages)", file=data)
         order = _csv(args.order)
         if definitions is not None:
-            order = _pipeline_order(definitions, steps, fails)
+            order = _pipeline_order(definitions, steps, fails, given=bool(args.definitions))
             if order:
                 print(f"states in the pipeline order of {definitions}")
         result = analyse_steps(steps, fails, _resolve_marks(noted, traces), order, marked)
