@@ -109,3 +109,14 @@ def test_cli_on_a_real_report(project: Any, capsys: pytest.CaptureFixture[str]) 
     assert out[-1].split() == ["leaks", "refuses", "1", "0", "0", "1", "-", "-"]
     assert main(["cooccur", str(project.path / "data/traces.jsonl")]) == 2
     assert "expected a JSON report" in capsys.readouterr().err
+
+
+def test_a_report_whose_step_fields_are_not_sound_is_one_error(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    traces = [{"id": "t0", "verdict": "fail", "reason": "", "evidence": None, "step_id": "s1", "step_index": "2"}]
+    report = {"schema": "pytest-failmodes/report", "version": 1, "modes": [{"key": "f::m", "name": "m", "traces": traces}]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report))
+    assert main(["cooccur", str(path)]) == 2
+    assert capsys.readouterr().err.strip().endswith("r.json: modes[0].traces[0].step_index: 'step_index' must be a whole number >= 0")
