@@ -527,6 +527,13 @@ class FileDef(_Strict):
     pair_by: list[str] | None = Field(default=None, min_length=1)
     #: traces with the same value are one cluster (repeated trials of a task)
     cluster_by: str | None = Field(default=None, min_length=1)
+    #: the agent's states (step names) in pipeline order, for ``failmodes steps``
+    pipeline: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline(cls, value: list[str] | None) -> list[str] | None:
+        return _check_pipeline(value)
 
     @field_validator("pair_by", mode="before")
     @classmethod
@@ -560,6 +567,49 @@ class FileDef(_Strict):
                 raise ValueError(f"two probes are named {probe.name!r}")
             seen.add(probe.name)
         return probes
+
+
+def _check_pipeline(value: list[str] | None) -> list[str] | None:
+    seen: set[str] = set()
+    for name in value or ():
+        if not name.strip():
+            raise ValueError("a pipeline state is a step name, not an empty string")
+        if name in seen:
+            raise ValueError(f"{name!r} is twice in the pipeline")
+        seen.add(name)
+    return value
+
+
+class _PipelineOnly(BaseModel):
+    """The ``pipeline:`` of a definition file, for the analysis (which needs nothing else)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    pipeline: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline(cls, value: list[str] | None) -> list[str] | None:
+        return _check_pipeline(value)
+
+
+def read_pipeline(path: Path, display: str | None = None) -> tuple[Need, ...]:
+    """The states a definition file's ``pipeline:`` names, in order, each with its file,
+    line and key (so a state no trace has is reported where it is written); ``()`` when
+    the file names no pipeline."""
+    shown = display or str(path)
+    data, node = load_definition_yaml(read_definition_text(path, shown), shown)
+    lines = _LineMap()
+    if node is not None:
+        lines.record(node)
+    if not isinstance(data, dict):
+        raise DefinitionError("expected a mapping with 'dataset' and 'failure_modes'", file=shown, line=lines.line(()))
+    try:
+        names = _PipelineOnly.model_validate(data).pipeline or []
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc: Path_ = tuple(err["loc"])
+        raise DefinitionError(_lower(err["msg"]).removeprefix("value error, "), file=shown, line=lines.line(loc), key=_key(loc)) from None
+    return tuple(Need("step", name, shown, lines.line(("pipeline", i)), _key(("pipeline", i))) for i, name in enumerate(names))
 
 
 class _LineMap:
@@ -793,6 +843,7 @@ def suite_from_mapping(
     return Suite(
         source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target,  # type: ignore[arg-type]
         probes=probes, needs=tuple(suite_needs), cluster_by=fdef.cluster_by, pair_by=tuple(fdef.pair_by or ()),
+        pipeline=tuple(need("step", name, ("pipeline", i)) for i, name in enumerate(fdef.pipeline or ())),
     )
 
 

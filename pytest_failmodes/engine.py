@@ -136,6 +136,8 @@ class Suite:
     cluster_by: str | None = None
     #: fields that pair a trace with its baseline counterpart (default: the id)
     pair_by: tuple[str, ...] = ()
+    #: ``pipeline:``, the states in pipeline order (read by ``failmodes steps``; kind ``step``)
+    pipeline: tuple[Need, ...] = ()
 
 
     def check_names(self, traces: Iterable[Trace], only: Iterable[str] | None = None) -> dict[str, tuple[str | None, list[str]]]:

@@ -37,7 +37,8 @@ class Need:
     ``kind``: ``field`` (a path :meth:`Trace.get` resolves), ``tool`` (a tool
     name), ``mapped`` (a trace field filled through ``dataset.fields``; ``name``
     is the trace field, ``source`` the column) or ``value`` (``values`` of field
-    ``name``, any of which should occur).
+    ``name``, any of which should occur). ``step`` (a ``pipeline:`` state) is not checked
+    here: ``failmodes steps`` checks it against the traces' step names.
     """
 
     kind: str

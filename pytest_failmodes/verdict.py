@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["Verdict", "PASS", "FAIL", "ERROR", "SKIP"]
+__all__ = ["Verdict", "PASS", "FAIL", "ERROR", "SKIP", "step_of"]
 
 PASS: Final = "pass"
 FAIL: Final = "fail"
@@ -29,7 +29,18 @@ class Verdict:
     evidence: Any = None
 
     @classmethod
-    def fail(cls, reason: str = "", evidence: Any = None) -> Verdict:
+    def fail(
+        cls, reason: str = "", evidence: Any = None, *, step_id: str | None = None, step_index: int | None = None
+    ) -> Verdict:
+        """The failure is present. ``step_id`` / ``step_index`` (its position in
+        :attr:`Trace.steps`) name the step at which it happened: the evidence then
+        becomes ``{"step_id", "step_index", "found": evidence}``, which the JSON report
+        and ``failmodes steps`` / ``cooccur`` read."""
+        if step_id is not None or step_index is not None:
+            located: dict[str, Any] = {"step_id": step_id, "step_index": step_index}
+            if evidence is not None:
+                located["found"] = evidence
+            evidence = located
         return cls(FAIL, reason, _jsonable(evidence))
 
     @classmethod
@@ -58,6 +69,17 @@ class Verdict:
 
 
 _PASS: Final = Verdict(PASS)
+
+
+def step_of(evidence: Any) -> tuple[str | None, int | None] | None:
+    """``(step_id, step_index)`` where a verdict's evidence names the step it failed at
+    (see :meth:`Verdict.fail`), else None."""
+    if not isinstance(evidence, dict) or not ("step_id" in evidence or "step_index" in evidence):
+        return None
+    sid, index = evidence.get("step_id"), evidence.get("step_index")
+    sid = sid if isinstance(sid, str) and sid else None
+    index = index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
+    return None if sid is None and index is None else (sid, index)
 
 
 def _jsonable(value: Any) -> Any:

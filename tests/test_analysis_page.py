@@ -66,8 +66,13 @@ def test_page_in_a_browser(project: Any, chromium: str, capsys: pytest.CaptureFi
     assert len(tables) == 2 and all(t.find_all("td")[0].text == "route=billing" for t in tables)
     cooc = dom.find("table", cls="cooccur").find_all("td")
     assert [c.text for c in cooc[:2]] == ["leaks", "scripts"] and cooc[-1].text == "yes"
+    # both regexes read the reply: every trace failing both failed them at the same step
+    order = [c.text for c in dom.find("table", cls="order").find_all("td")]
+    assert order[:6] == ["leaks", "scripts", cooc[3].text, "0", "0", cooc[3].text] and order[-1] == ""
     matrix = dom.find("table", cls="matrix")
     assert "search" in matrix.text and "book" in matrix.text
+    # the book step's error comes before the reply the modes name
+    assert "First failing step told by an error status." in dom.find(id="steps").text
     # the reason holding markup is shown as text, not run
     assert "<script>" in dom.find(id="reasons").text
     assert not dom.find_all("script")

@@ -86,7 +86,7 @@ def failing(spec: Any) -> list[str]:
 def test_tool_called_reads_steps_and_messages_and_names_the_step() -> None:
     assert failing({"tool_called": "issue_refund"}) == ["a1", "a2", "a5"]
     v = verdict({"tool_called": "issue_refund"}, "a1")
-    assert v.reason == "tool issue_refund was called at step s2 (#2)" and v.evidence == "s2"
+    assert v.reason == "tool issue_refund was called at step s2 (#2)" and v.evidence == {"step_id": "s2", "step_index": 2}
     # messages become steps (an llm step per assistant turn, a tool step per call): #3 is c2's place among them
     assert verdict({"tool_called": "issue_refund"}, "a5").reason == "tool issue_refund was called at step c2 (#3)"
 
@@ -116,9 +116,39 @@ def test_step_error_names_the_step_and_its_error() -> None:
     assert failing({"step_error": True}) == ["a4"]
     v = verdict({"step_error": True}, "a4")
     assert v.reason == "tool step 'lookup' s1 (#1) has error status: HTTP 503 from inventory"
-    assert v.evidence == "s1"
+    assert v.evidence == {"step_id": "s1", "step_index": 1}
     assert failing({"step_error": True, "kind": "llm"}) == []
     assert failing({"step_error": True, "name": "lookup"}) == ["a4"]
+
+
+def test_a_verdict_names_the_step_it_failed_at() -> None:
+    # a tool rule: the call's step and its place in the steps
+    assert verdict({"tool_order": {"tool": "issue_refund", "after": "check_policy"}}, "a2").evidence == {"step_id": "s1", "step_index": 1}
+    assert verdict({"repeated_tool_call": 3}, "a3").evidence == {"step_id": "s3", "step_index": 3}
+    assert verdict({"agent_spoke": "Support"}, "a1").evidence == {"step_id": "root", "step_index": 0}
+    # a finding in the output: the last LLM step that said something wrote it
+    assert verdict({"regex": "on its way"}, "a5").evidence == {"step_id": "msg6", "step_index": 5, "found": "on its way"}
+    assert verdict({"contains": "refund is"}, "a5").evidence["step_id"] == "msg6"
+    # a trace with no LLM step, or another field: the detector names no step
+    assert verdict({"regex": "refunded"}, "a1").evidence == "refunded"
+    assert verdict({"regex": "refund", "field": "input"}, "a5").evidence == "refund"
+    # any: the earliest step a failing child names
+    both = {"any": [{"tool_called": "issue_refund"}, {"tool_called": "check_policy"}]}
+    assert verdict(both, "a1").evidence == {"step_id": "s1", "step_index": 1}
+    # a rule that is about the whole trace names none
+    assert verdict({"max_tool_calls": 2}, "a3").evidence == 3
+
+
+def test_a_detector_names_a_step_and_readers_take_only_sound_ones() -> None:
+    from pytest_failmodes.verdict import step_of
+
+    v = Verdict.fail("bad plan", {"plan": [1, 2]}, step_id="s3", step_index=3)
+    assert v.evidence == {"step_id": "s3", "step_index": 3, "found": {"plan": [1, 2]}} and step_of(v.evidence) == ("s3", 3)
+    assert step_of(Verdict.fail("x", step_id="s3").evidence) == ("s3", None)
+    # evidence that merely looks alike is read for what it holds, never guessed
+    assert step_of({"step_id": 3, "step_index": True}) is None
+    assert step_of({"step_id": "", "step_index": -1}) is None
+    assert step_of("s3") is None and step_of({"found": 1}) is None
 
 
 def test_max_steps_and_max_tool_calls() -> None:

@@ -201,6 +201,67 @@ def _notes_outcomes(path: str) -> tuple[dict[str, bool], dict[str, str]]:
     return fails, first
 
 
+def _report_fails(modes: Any) -> tuple[dict[str, bool], dict[str, list[tuple[str, tuple[str | None, int | None]]]]]:
+    """From a report's modes: trace -> failed (any mode's fail), and trace -> the steps its
+    failing modes name."""
+    fails: dict[str, bool] = {}
+    marked: dict[str, list[tuple[str, tuple[str | None, int | None]]]] = {}
+    for m in modes:
+        for i, (tid, v) in enumerate(zip(m.ids, m.verdicts)):
+            if v in ("pass", "fail"):
+                fails[tid] = fails.get(tid, False) or v == "fail"
+            ref = m.step_at(i)
+            if v == "fail" and ref is not None:
+                marked.setdefault(tid, []).append((m.name, ref))
+    return fails, marked
+
+
+def _resolve_marks(noted: dict[str, str], traces: Any) -> dict[str, str]:
+    """Notes mark a chat trace's message (``message:N``, as the review page shows it): the
+    step that message holds."""
+    from .steps import message_step
+
+    return {t: message_step(traces[t], mark) if t in traces else mark for t, mark in noted.items()}
+
+
+def _definition_of(report: Path, modes: Any) -> Path | None:
+    """The definition file the report's modes came from, where it is at hand (its path is
+    as pytest showed it: relative to where pytest ran, or to the report)."""
+    files = {m.file for m in modes if m.file}
+    if len(files) != 1:
+        return None
+    name = files.pop()
+    for candidate in (Path(name), report.parent / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _pipeline_order(definitions: Path, steps: Any, fails: dict[str, bool], *, given: bool = False) -> list[str] | None:
+    """The states of the definition file's ``pipeline:``, each checked against the traces'
+    step names (one that no trace has is an error where it is written). ``given``: the user
+    named the file (``--definitions``), so a file without a pipeline is an error."""
+    from ..definitions import read_pipeline
+    from ..errors import did_you_mean
+    from .steps import state_names
+
+    if not definitions.is_file():
+        raise FailmodesError("no such file", file=definitions, key="--definitions")
+    pipeline = read_pipeline(definitions)
+    if not pipeline:
+        if given:
+            raise FailmodesError("names no pipeline: (a list of step names in pipeline order)", file=definitions, key="--definitions")
+        return None
+    names = state_names(steps, [t for t in fails if t in steps])
+    for need in pipeline:
+        if need.name not in names:
+            raise FailmodesError(
+                f"pipeline state {need.name!r} is no step of any trace{did_you_mean(need.name, names)}",
+                file=need.file, line=need.line, key=need.key,
+            )
+    return [need.name for need in pipeline]
+
+
 def _add_steps(sub: Any) -> None:
     p = sub.add_parser("steps", help="agent traces: first failing step, exposure-normalised transition matrix, Ochiai")
     p.add_argument("source", help="a dataset of agent traces, or a JSON report (then give --dataset)")
@@ -209,6 +270,10 @@ def _add_steps(sub: Any) -> None:
     p.add_argument("--outcome", metavar="FIELD", help="with a dataset: the field that says fail or pass")
     p.add_argument("--notes", metavar="PATH", help="notes.jsonl: pass/fail verdicts and first_failing_step")
     p.add_argument("--order", metavar="A,B,C", help="the pipeline order of the states (step names)")
+    p.add_argument(
+        "--definitions", metavar="PATH",
+        help="a definition file whose pipeline: gives the order of the states (default, with a report: its modes' file)",
+    )
     p.add_argument("--json", metavar="PATH", dest="json_out", help="also write the result as JSON")
 
     def run(args: argparse.Namespace) -> int:
@@ -218,18 +283,21 @@ def _add_steps(sub: Any) -> None:
         path = Path(args.source)
         if not path.exists():
             raise FailmodesError("no such file", file=path)
+        if args.order and args.definitions:
+            raise FailmodesError("give the order once: --order or --definitions", key="--order")
         fails: dict[str, bool] = {}
         noted: dict[str, str] = {}
+        marked: dict[str, list[tuple[str, tuple[str | None, int | None]]]] = {}
+        definitions = Path(args.definitions) if args.definitions else None
         if args.notes:
             fails, noted = _notes_outcomes(args.notes)
         if is_report(path):
             if not args.dataset:
                 raise FailmodesError("a report holds no steps: give --dataset, the traces it was made from", file=path)
-            fails = {}
-            for m in load_report(path).select(args.mode):
-                for tid, v in zip(m.ids, m.verdicts):
-                    if v in ("pass", "fail"):
-                        fails[tid] = fails.get(tid, False) or v == "fail"
+            modes = load_report(path).select(args.mode)
+            fails, marked = _report_fails(modes)
+            if definitions is None and not args.order:
+                definitions = _definition_of(path, modes)
             data = Path(args.dataset)
         else:
             if args.dataset or args.mode:
@@ -260,7 +328,12 @@ def _add_steps(sub: Any) -> None:
         steps = {tid: trace_steps(t) for tid, t in traces.items()}
         if not any(steps.values()):
             raise FailmodesError("no trace has steps (no steps, no tool calls or assistant messages)", file=data)
-        result = analyse_steps(steps, fails, noted, _csv(args.order))
+        order = _csv(args.order)
+        if definitions is not None:
+            order = _pipeline_order(definitions, steps, fails, given=bool(args.definitions))
+            if order:
+                print(f"states in the pipeline order of {definitions}")
+        result = analyse_steps(steps, fails, _resolve_marks(noted, traces), order, marked)
         for line in step_lines(result):
             print(line)
         write_json(args.json_out, "steps", result.to_dict())
@@ -392,13 +465,11 @@ def _add_analyze(sub: Any) -> None:
             traces = load_traces(args.dataset) or {}
             seqs = {tid: trace_steps(t) for tid, t in traces.items()}
             if any(seqs.values()):
-                fails: dict[str, bool] = {}
-                for m in modes:
-                    for tid, v in zip(m.ids, m.verdicts):
-                        if v in ("pass", "fail"):
-                            fails[tid] = fails.get(tid, False) or v == "fail"
-                noted = _notes_outcomes(args.notes)[1] if args.notes else {}
-                steps = analyse_steps(seqs, fails, noted)
+                fails, marked = _report_fails(modes)
+                noted = _resolve_marks(_notes_outcomes(args.notes)[1], traces) if args.notes else {}
+                definitions = _definition_of(Path(args.report), modes)
+                order = _pipeline_order(definitions, seqs, fails) if definitions is not None else None
+                steps = analyse_steps(seqs, fails, noted, order, marked)
         raw = json.loads(Path(args.report).read_text(encoding="utf-8"))
         page = render_analysis_page(
             title=f"Error analysis: {Path(args.report).name}", report=raw, slices=slices, cooccur=pairs, reasons=reasons, steps=steps

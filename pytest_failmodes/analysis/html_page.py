@@ -92,6 +92,17 @@ def _cooccur(res: Any) -> Iterator[str]:
             [[p.a, p.b, p.n, p.both, p.a_only, p.b_only, f"{p.jaccard:.2f}", "-" if p.lift is None else f"{p.lift:.2f}", f"{p.p_value:.2g}", f"{p.q_value:.2g}", "yes" if p.significant else ""] for p in res.pairs],
             numeric=(2, 3, 4, 5, 6, 7, 8, 9), cls="cooccur",
         )
+    order = res.order_rows()
+    if order:
+        yield "<p>Which comes first, in the traces that fail both at known steps (two-sided sign test, ties left out, Benjamini–Hochberg):</p>"
+        yield from _table(
+            ["mode A", "mode B", "traces", "A first", "B first", "same step", "p", "q", "first"],
+            [[p.a, p.b, p.ordered, p.a_first, p.b_first, p.same_step, "-" if p.order_p is None else f"{p.order_p:.2g}",
+              "-" if p.order_q is None else f"{p.order_q:.2g}", p.first or ""] for p in order],
+            numeric=(2, 3, 4, 5, 6, 7), cls="order",
+        )
+    elif len(res.with_steps) < 2:
+        yield '<p class="muted">Which mode comes first is not known: fewer than two modes name the step their fails happened at (judges name none).</p>'
     yield "</section>"
 
 
@@ -113,6 +124,10 @@ def _reasons(results: Sequence[Any]) -> Iterator[str]:
 def _steps(a: Any) -> Iterator[str]:
     yield '<section id="steps"><h2>Agent steps: where failing traces first break</h2>'
     yield f"<p>{_e(a.traces)} traces, {_e(a.fails)} failing; first failing step known for {_e(a.localised)}.</p>"
+    if a.sources:
+        told = sorted({"a mode's step" if v.startswith("mode ") else ("a note" if v == "note" else "an error status") for v in a.sources.values()})
+        yield f'<p class="muted">First failing step told by {_e(", ".join(told))}.</p>'
+
     for w in a.warnings:
         yield f'<p class="warn">warning: {_e(w)}</p>'
     rows, cols, cells = a.matrix()

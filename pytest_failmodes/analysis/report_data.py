@@ -42,6 +42,14 @@ class ModeVerdicts:
     reasons: tuple[str, ...]
     #: cohort label (``route=billing``) -> positions in ``ids``
     cohorts: Mapping[str, tuple[int, ...]]
+    #: per trace, the step its fail names: ``(step_id, step_index)``, or None (empty: none does)
+    steps: tuple[tuple[str | None, int | None] | None, ...] = ()
+    #: the definition file, as the report names it
+    file: str = ""
+
+    def step_at(self, i: int) -> tuple[str | None, int | None] | None:
+        """The step the ``i``-th trace's verdict names, if any."""
+        return self.steps[i] if self.steps else None
 
     def cohort_values(self) -> dict[str, list[str | None]]:
         """Per single-field cohort field, each trace's value (``None`` where no row lists it)."""
@@ -127,6 +135,7 @@ def load_report(path: Path) -> ReportData:
         if not isinstance(m, dict) or not isinstance(m.get("traces"), list):
             raise FailmodesError("a mode needs a 'traces' list", file=path, key=where)
         ids, verdicts, reasons = [], [], []
+        steps: list[tuple[str | None, int | None] | None] = []
         for j, t in enumerate(m["traces"]):
             if not isinstance(t, dict) or not isinstance(t.get("id"), str) or t.get("verdict") not in ("pass", "fail", "error"):
                 raise FailmodesError("a trace needs an 'id' and a 'verdict' of pass, fail or error", file=path, key=f"{where}.traces[{j}]")
@@ -134,6 +143,7 @@ def load_report(path: Path) -> ReportData:
             verdicts.append(t["verdict"])
             reason = t.get("reason")
             reasons.append(reason if isinstance(reason, str) else "")
+            steps.append(_step_of_entry(t, path, f"{where}.traces[{j}]"))
         cohorts: dict[str, tuple[int, ...]] = {}
         for row in m.get("cohorts") or ():
             members = row.get("members") if isinstance(row, dict) else None
@@ -143,8 +153,21 @@ def load_report(path: Path) -> ReportData:
                 cohorts[row["cohort"]] = tuple(members)
         given = m.get("name")
         name = given if isinstance(given, str) else str(m.get("key", f"mode{i}"))
-        out.append(ModeVerdicts(name, str(m.get("key", name)), tuple(ids), tuple(verdicts), tuple(reasons), cohorts))
+        out.append(ModeVerdicts(
+            name, str(m.get("key", name)), tuple(ids), tuple(verdicts), tuple(reasons), cohorts,
+            tuple(steps) if any(steps) else (), m["file"] if isinstance(m.get("file"), str) else "",
+        ))
     return ReportData(str(path), tuple(out))
+
+
+def _step_of_entry(t: Mapping[str, Any], path: Path, key: str) -> tuple[str | None, int | None] | None:
+    """A trace entry's ``step_id`` / ``step_index`` (optional fields of a fail)."""
+    sid, index = t.get("step_id"), t.get("step_index")
+    if sid is not None and not isinstance(sid, str):
+        raise FailmodesError("'step_id' must be a string", file=path, key=f"{key}.step_id")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+        raise FailmodesError("'step_index' must be a whole number >= 0", file=path, key=f"{key}.step_index")
+    return None if sid is None and index is None else (sid, index)
 
 
 def load_metadata(path: Path) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Agent traces step by step (``failmodes steps``): where failing traces first break.
 
 For each failing trace, its first failing step comes from a reviewer's note
-(``first_failing_step``), else from the first step whose status is ``error``.
+(``first_failing_step``), else from the earliest of its first step whose status
+is ``error`` and the steps its failing modes name (a report's ``step_id`` /
+``step_index``: a step rule's match, a regex's last LLM step).
 The transition from the last successful step to that first failure is counted,
 and every count is divided by its **exposure**: how many traces (passing or
 failing) reached the state it starts from, with a Wilson interval, so a state
@@ -20,7 +22,7 @@ from typing import Any
 
 from ..stats import wilson_interval
 
-__all__ = ["StepView", "trace_steps", "StepAnalysis", "analyse_steps", "ochiai", "step_lines", "START"]
+__all__ = ["StepView", "trace_steps", "StepAnalysis", "analyse_steps", "ochiai", "step_lines", "START", "message_step"]
 
 #: the state before the first step
 START = "(start)"
@@ -33,6 +35,8 @@ class StepView:
     id: str
     name: str
     failed: bool
+    #: position in the trace's steps (what a verdict's ``step_index`` counts); -1 when unknown
+    index: int = -1
 
 
 def trace_steps(trace: Any) -> list[StepView]:
@@ -42,10 +46,28 @@ def trace_steps(trace: Any) -> list[StepView]:
     format gives none, on a result that starts with ``Error``."""
     # an LLM turn that only called tools is not a state of its own: its calls are
     return [
-        StepView(s.id, s.name or s.kind, _failed(s))
-        for s in trace.steps
+        StepView(s.id, s.name or s.kind, _failed(s), i)
+        for i, s in enumerate(trace.steps)
         if not (s.kind == "llm" and not str(s.output or "").strip())
     ]
+
+
+def message_step(trace: Any, mark: str) -> str:
+    """A reviewer's mark on a chat trace, ``message:N`` (the review page marks messages),
+    as the id of the first step at or after message N; other marks are returned as given."""
+    head, _, tail = mark.partition(":")
+    if head != "message" or not tail.isdigit():
+        return mark
+    for k in range(int(tail), len(trace.messages)):
+        m = trace.messages[k]
+        if m.role == "assistant":
+            if str(m.text or "").strip():
+                return f"msg{k}"
+            if m.tool_calls:
+                return m.tool_calls[0].id or f"msg{k}.0"
+        elif m.role == "tool" and m.tool_call_id:
+            return str(m.tool_call_id)
+    return mark
 
 
 def _failed(step: Any) -> bool:
@@ -105,6 +127,8 @@ class StepAnalysis:
     state_failures: list[StateFailure]
     suspicion: list[Suspicion]
     warnings: list[str] = field(default_factory=list)
+    #: trace id -> what told its first failing step: ``note``, ``error status`` or ``mode NAME``
+    sources: dict[str, str] = field(default_factory=dict)
 
     def matrix(self) -> tuple[list[str], list[str], dict[tuple[str, str], Transition]]:
         """Rows (last success), columns (first failure) in state order, and the cells."""
@@ -119,7 +143,9 @@ class StepAnalysis:
             "fails": self.fails,
             "localised": self.localised,
             "unlocalised": self.unlocalised,
-            "first_failing": {k: {"step": v[0], "state": v[1]} for k, v in sorted(self.first_failing.items())},
+            "first_failing": {
+                k: {"step": v[0], "state": v[1], "source": self.sources.get(k, "")} for k, v in sorted(self.first_failing.items())
+            },
             "states": self.states,
             "transitions": [t.__dict__ | {"ci": list(t.ci)} for t in self.transitions],
             "state_failures": [s.__dict__ | {"ci": list(s.ci)} for s in self.state_failures],
@@ -133,24 +159,26 @@ def analyse_steps(
     fails: Mapping[str, bool],
     noted: Mapping[str, str] | None = None,
     order: Sequence[str] | None = None,
+    marked: Mapping[str, Sequence[tuple[str, tuple[str | None, int | None]]]] | None = None,
 ) -> StepAnalysis:
     """The first failing step per failing trace, the exposure-normalised transition
     matrix and Ochiai scores.
 
     ``steps``: trace id -> its steps; ``fails``: trace id -> failed (traces not in it are
     left out); ``noted``: trace id -> a reviewer's first failing step (a step id, a
-    state name, or a 1-based position); ``order``: pipeline order of the states.
+    state name, or a 1-based position); ``order``: pipeline order of the states;
+    ``marked``: trace id -> ``(mode, (step_id, step_index))`` for each failing mode that
+    names the step it failed at. A note wins; else the earliest of the first step with
+    an error status and the marked steps.
     """
     noted = noted or {}
+    marked = marked or {}
     ids = [t for t in fails if t in steps]
     warnings: list[str] = []
     missing = [t for t in fails if t not in steps]
     if missing:
         warnings.append(f"{len(missing)} trace(s) with an outcome are not in the dataset (e.g. {missing[0]!r}); left out")
-    seen_order: dict[str, None] = {}
-    for t in ids:
-        for s in steps[t]:
-            seen_order.setdefault(s.name, None)
+    seen_order = dict.fromkeys(state_names(steps, ids))
     if order:
         unknown = [o for o in order if o not in seen_order]
         if unknown:
@@ -161,6 +189,7 @@ def analyse_steps(
     else:
         states = list(seen_order)
     first: dict[str, tuple[str, str, int]] = {}
+    sources: dict[str, str] = {}
     unlocalised: list[str] = []
     for t in ids:
         if not fails[t]:
@@ -176,12 +205,25 @@ def analyse_steps(
                 pos = int(mark) - 1
             if pos is None:
                 warnings.append(f"trace {t!r}: the noted first failing step {mark!r} is none of its steps")
+        source = "note"
         if pos is None:
-            pos = next((i for i, s in enumerate(seq) if s.failed), None)
+            candidates: list[tuple[int, str]] = []
+            err = next((i for i, s in enumerate(seq) if s.failed), None)
+            if err is not None:
+                candidates.append((err, "error status"))
+            for mode, ref in marked.get(t, ()):
+                at = _find_step(seq, ref)
+                if at is None:
+                    warnings.append(f"trace {t!r}: mode {mode!r} names step {ref[0] or ref[1]!r}, which is none of its steps")
+                else:
+                    candidates.append((at, f"mode {mode}"))
+            if candidates:
+                pos, source = min(candidates)
         if pos is None:
             unlocalised.append(t)
             continue
         first[t] = (seq[pos].id, seq[pos].name, pos)
+        sources[t] = source
     # exposure: traces that reached a state, i.e. completed a step in it before failing
     # (for a failing trace, only steps before its first failure count as reached)
     reached: Counter[str] = Counter()
@@ -222,13 +264,36 @@ def analyse_steps(
     )
     if nf and len(unlocalised) == nf:
         warnings.append(
-            "no failing trace has a known first failing step (no note's first_failing_step, no step with an error status): "
-            "the matrix is empty; note first_failing_step in failmodes review"
+            "no failing trace has a known first failing step (no note's first_failing_step, no step with an error status, "
+            "no mode that names a step): the matrix is empty; note first_failing_step in failmodes review"
         )
     return StepAnalysis(
         len(ids), nf, len(first), unlocalised, {t: (v[0], v[1]) for t, v in first.items()}, states, transitions,
-        state_failures, suspicion, warnings,
+        state_failures, suspicion, warnings, sources,
     )
+
+
+def state_names(steps: Mapping[str, Sequence[StepView]], ids: Sequence[str] | None = None) -> list[str]:
+    """Every state (step name) of these traces, in first-seen order."""
+    seen: dict[str, None] = {}
+    for t in steps if ids is None else ids:
+        for s in steps[t]:
+            seen.setdefault(s.name, None)
+    return list(seen)
+
+
+def _find_step(seq: Sequence[StepView], ref: tuple[str | None, int | None]) -> int | None:
+    """Where a verdict's ``(step_id, step_index)`` is among a trace's states: by id, else by
+    index; a step that is no state of its own (an LLM turn that only called tools) is
+    where the next state is."""
+    sid, index = ref
+    if sid is not None:
+        pos = next((i for i, s in enumerate(seq) if s.id == sid), None)
+        if pos is not None:
+            return pos
+    if index is not None and seq and seq[-1].index >= index:
+        return next(i for i, s in enumerate(seq) if s.index >= index)
+    return None
 
 
 def step_lines(a: StepAnalysis, top: int = 12) -> list[str]:
@@ -239,6 +304,10 @@ def step_lines(a: StepAnalysis, top: int = 12) -> list[str]:
         f"{a.traces} traces, {a.fails} failing; first failing step known for {a.localised} "
         f"({len(a.unlocalised)} not localised)"
     ]
+    if a.sources:
+        told = Counter("mode" if v.startswith("mode ") else v for v in a.sources.values())
+        parts = [f"{told[k]} by {what}" for k, what in (("note", "a note"), ("error status", "an error status"), ("mode", "a mode's step")) if told[k]]
+        lines.append("first failing step told " + ", ".join(parts))
     lines.extend(f"warning: {w}" for w in a.warnings)
     rows, cols, cells = a.matrix()
     if cells:

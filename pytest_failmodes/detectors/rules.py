@@ -11,7 +11,7 @@ from typing import Any
 
 from ..patterns import PatternTimeout, UserPattern, cached_pattern, compile_pattern
 from ..trace import MISSING, CallView, Trace, speakers, tool_call_views
-from ..verdict import Verdict
+from ..verdict import FAIL, Verdict, step_of
 from . import Detector, RuleError, RuleKind, build_rule
 
 __all__ = ["BUILTIN_RULE_KINDS", "NamesSeen", "referenced_names"]
@@ -31,6 +31,26 @@ def _missing(path: str) -> Verdict:
     return Verdict.error(f"field {path!r} is missing in this trace")
 
 
+def _output_step(trace: Trace, path: str) -> dict[str, Any]:
+    """Where a finding in the trace's output happened: its last LLM step that said something
+    (the step that wrote the reply), as ``Verdict.fail`` keywords; none for other fields."""
+    if path != _FIELD:
+        return {}
+    for i in range(len(trace.steps) - 1, -1, -1):
+        step = trace.steps[i]
+        if step.kind == "llm" and str(step.output or "").strip():
+            return {"step_id": step.id, "step_index": i}
+    return {}
+
+
+def _call_step(trace: Trace, call: CallView) -> dict[str, Any]:
+    """A call's step, as ``Verdict.fail`` keywords (a call read from messages of a trace
+    without steps has no step to name)."""
+    if 0 <= call.at < len(trace.steps) and trace.steps[call.at].id == call.step_id:
+        return {"step_id": call.step_id, "step_index": call.at}
+    return {"evidence": call.step_id}
+
+
 @dataclass(frozen=True)
 class Regex:
     """FAIL when the pattern is found in the field."""
@@ -48,7 +68,7 @@ class Regex:
             return Verdict.error(f"{self.field}: {exc}")
         if m is None:
             return _PASS
-        return Verdict.fail(f"{self.field} matches /{self.pattern.pattern}/: {m.group(0)!r:.80}", m.group(0))
+        return Verdict.fail(f"{self.field} matches /{self.pattern.pattern}/: {m.group(0)!r:.80}", m.group(0), **_output_step(trace, self.field))
 
     def __repr__(self) -> str:
         return f"regex(/{self.pattern.pattern}/ in {self.field})"
@@ -81,10 +101,10 @@ class Contains:
                 break
         if self.negate:
             if found is None:
-                return Verdict.fail(f"{self.field} contains none of {list(self.phrases)}")
+                return Verdict.fail(f"{self.field} contains none of {list(self.phrases)}", **_output_step(trace, self.field))
             return _PASS
         if found is not None:
-            return Verdict.fail(f"{self.field} contains {found!r}", found)
+            return Verdict.fail(f"{self.field} contains {found!r}", found, **_output_step(trace, self.field))
         return _PASS
 
     def __repr__(self) -> str:
@@ -151,7 +171,7 @@ class ToolCalled:
         called = next((c for c in tool_call_views(trace) if c.name == self.name and self._matches(c.arguments)), None)
         what = self.name + self._narrowed()
         if called is not None and self.present:
-            return Verdict.fail(f"tool {what} was called at {_where(called)}", called.step_id)
+            return Verdict.fail(f"tool {what} was called at {_where(called)}", **_call_step(trace, called))
         if called is None and not self.present:
             return Verdict.fail(f"tool {what} was not called")
         return _PASS
@@ -189,9 +209,9 @@ class ToolOrder:
             if call.name != self.tool:
                 continue
             if self.after and not any(p < i for p in positions):
-                return Verdict.fail(f"{self.tool} was called at {_where(call)} with no {self.other} call before it", call.step_id)
+                return Verdict.fail(f"{self.tool} was called at {_where(call)} with no {self.other} call before it", **_call_step(trace, call))
             if not self.after and not any(p > i for p in positions):
-                return Verdict.fail(f"{self.tool} was called at {_where(call)} with no {self.other} call after it", call.step_id)
+                return Verdict.fail(f"{self.tool} was called at {_where(call)} with no {self.other} call after it", **_call_step(trace, call))
         return _PASS
 
     def referenced_names(self) -> dict[str, tuple[str, ...]]:
@@ -215,7 +235,7 @@ class StepError:
             if (self.kind is None or step.kind == self.kind) and (self.name is None or step.name == self.name):
                 what = f"{step.kind} step {step.name!r}" if step.name else f"{step.kind} step"
                 why = f": {step.error:.120}" if step.error else ""
-                return Verdict.fail(f"{what} {step.id} (#{i}) has error status{why}", step.id)
+                return Verdict.fail(f"{what} {step.id} (#{i}) has error status{why}", step_id=step.id, step_index=i)
         return _PASS
 
     def __repr__(self) -> str:
@@ -280,7 +300,7 @@ class RepeatedCall:
                 how = "in a row" if self.consecutive else "in all"
                 args = json.dumps(call.arguments, default=str)
                 return Verdict.fail(
-                    f"{call.name}({args:.80}) called {count} times {how}, the last at {_where(call)}", call.step_id
+                    f"{call.name}({args:.80}) called {count} times {how}, the last at {_where(call)}", **_call_step(trace, call)
                 )
         return _PASS
 
@@ -301,7 +321,9 @@ class AgentSpoke:
     def __call__(self, trace: Trace) -> Verdict:
         turn = next(((i, sid) for i, sid, who in speakers(trace) if who == self.name), None)
         if turn is not None and self.present:
-            return Verdict.fail(f"agent {self.name} spoke at {turn[1]} (#{turn[0]})", turn[1])
+            i, sid = turn
+            at = {"step_id": sid, "step_index": i} if 0 <= i < len(trace.steps) and trace.steps[i].id == sid else {}
+            return Verdict.fail(f"agent {self.name} spoke at {sid} (#{i})", **at)
         if turn is None and not self.present:
             return Verdict.fail(f"agent {self.name} did not speak")
         return _PASS
@@ -457,7 +479,10 @@ class Combine:
             return Verdict.fail(f"not {self.children[0]!r}: it did not match")
         failed = [v for v in results if v.failed]
         if (self.op == "any" and failed) or (self.op == "all" and len(failed) == len(results)):
-            return Verdict.fail("; ".join(v.reason for v in failed))
+            # the earliest step a failing child names is where the combination failed
+            located = [(loc[1] if loc[1] is not None else len(trace.steps), i) for i, v in enumerate(failed) if (loc := step_of(v.evidence))]
+            at = failed[min(located)[1]].evidence if located else None
+            return Verdict(FAIL, "; ".join(v.reason for v in failed), at)
         return _PASS
 
     def referenced_names(self) -> dict[str, tuple[str, ...]]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine import ModeResult
 from ..values import split_cohort
+from ..verdict import step_of
 from .safe import json_text, write_atomically
 
 if TYPE_CHECKING:
@@ -95,6 +96,11 @@ def build_report(
 def _traces(r: ModeResult) -> list[dict[str, Any]]:
     """Per-trace verdicts; with ``cluster_by`` / ``pair_by`` each names its cluster / pairing key."""
     out = [{"id": tid, "verdict": st, "reason": reason, "evidence": ev} for tid, st, reason, ev in r.verdicts()]
+    for entry in out:
+        # a verdict that names the step it failed at (Verdict.fail(step_id=...)) says so beside its evidence
+        at = step_of(entry["evidence"]) if entry["verdict"] == "fail" else None
+        if at is not None:
+            entry["step_id"], entry["step_index"] = at
     if r.clusters is None and r.pairs is None:
         return out
     decided = [i for i, code in enumerate(r.codes) if code != "S"]
