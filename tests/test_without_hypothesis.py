@@ -2,44 +2,23 @@
 probes and plain pytest work, and ``pytest_failmodes.strategies`` says in one
 line how to install it.
 
-Each test runs Python in a subprocess whose ``sitecustomize`` makes Hypothesis
-look uninstalled: its modules cannot be imported and its distribution (and so its
-pytest11 entry point) is not listed, as in a virtualenv without it.
+Each test runs Python in a subprocess whose ``sitecustomize``
+(tests/data/no_hypothesis) makes Hypothesis look uninstalled: its modules cannot
+be imported and its distribution (and so its pytest11 entry point) is not
+listed, as in a virtualenv without it.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
+SITE = Path(__file__).parent / "data" / "no_hypothesis"
+
 INSTALL = "pip install 'pytest-failmodes[probes]'"
 
-SITECUSTOMIZE = '''
-import importlib.abc
-import importlib.metadata
-import sys
-
-BLOCKED = ("hypothesis", "_hypothesis_pytestplugin", "_hypothesis_globals", "_hypothesis_ftz_detector")
-
-
-class NotInstalled(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, NotInstalled())
-_distributions = importlib.metadata.distributions
-
-
-def distributions(**kwargs):
-    return (d for d in _distributions(**kwargs) if (d.metadata["Name"] or "").lower() != "hypothesis")
-
-
-importlib.metadata.distributions = distributions
-'''
 
 #: a conftest that records whether anything imported hypothesis
 RECORD = """
@@ -64,9 +43,7 @@ probes:
 
 @pytest.fixture
 def without_hypothesis(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    site = pytester.mkdir("site")
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("PYTHONPATH", str(SITE))
     return pytester
 
 
