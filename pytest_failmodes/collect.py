@@ -181,12 +181,6 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
     # a name no trace has, or a mode with no trace to run, gets one item per mode: it
     # reports the mode as broken or empty, decided over every trace (the same on every xdist worker)
     checked = suite.check_names(traces)
-    from .engine import names_seen
-
-    # step rules' tool and agent names no trace has: notes with what the traces do have
-    names = names_seen(m.detector for m in suite.modes)
-    for trace in traces if names is not None else ():
-        names.add(trace)
     for mode in suite.modes:
         selected = [(i, t) for i, t in enumerate(traces) if mode.where is None or mode.where(t)]
         if checked[mode.name][0] is not None or not selected:
@@ -207,7 +201,7 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
                 index=index,
                 where_skipped=where_skipped,
                 applicable=len(selected),
-                notes=checked[mode.name][1] + (names.notes(mode.detector) if names is not None else []),
+                notes=checked[mode.name][1],
             )
 
 

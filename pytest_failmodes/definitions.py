@@ -758,7 +758,9 @@ def suite_from_mapping(
                 path = (*at, "where", fieldname) + ((op,) if isinstance(m.where[fieldname], Mapping) else ())  # type: ignore[index]
                 needs.append(need("value", fieldname, path, values=given))
         if m.rule is not None:
-            needs.extend(need(kind, name, (*at, "rule", *path)) for kind, name, path in needs_of_rule(m.rule, ()))
+            needs.extend(
+                need(kind, name, (*at, "rule", *path), note=note) for kind, name, path, note in needs_of_rule(m.rule, ())
+            )
         for key in ("label", "labels"):
             ldef = getattr(m, key)
             if ldef is not None:
