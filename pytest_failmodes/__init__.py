@@ -9,17 +9,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .api import failure_mode
-from .verdict import Verdict
 
 if TYPE_CHECKING:
     from .detectors import Detector, RuleKind
+    from .verdict import Verdict
     from .trace import Message, ToolCall, Trace
 
 __all__ = ["Verdict", "failure_mode", "Trace", "Message", "ToolCall", "Detector", "RuleKind", "__version__"]
 
 __version__ = "0.1.0"
 
+# Verdict too: the plugin imports this package on every pytest run, where a
+# frozen slotted dataclass costs more than the rest of the package together
 _LAZY = {
+    "Verdict": "verdict",
     "Trace": "trace",
     "Message": "trace",
     "ToolCall": "trace",

@@ -16,7 +16,7 @@ import pytest
 
 from . import options as opt
 from .definitions import load_suite, python_mode_definition, suite_from_mapping
-from .detectors.python import AssertionDetector, FixtureRef, PythonRef
+from .detectors.python import PythonRef
 from .engine import (
     Aggregator,
     ModeResult,
@@ -31,6 +31,7 @@ from .engine import (
     trace_excerpt,
 )
 from .errors import FailmodesError
+from .items import Detected, GateBreach, _FailmodesItem, session_of
 from .verdict import ERROR, FAIL, SKIP, Verdict
 
 if TYPE_CHECKING:
@@ -38,12 +39,6 @@ if TYPE_CHECKING:
     from .trace import Trace
 
 __all__ = ["DefinitionFile", "ModeItem", "TraceItem", "python_mode_items"]
-
-
-def _session(config: pytest.Config) -> FailmodesSession:
-    from .session import SESSION_KEY
-
-    return config.stash[SESSION_KEY]
 
 
 def _display(config: pytest.Config, path: Path) -> str:
@@ -86,7 +81,7 @@ class DefinitionFile(pytest.File):
     """A ``*.failmodes.yaml`` file."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        state = _session(self.config)
+        state = session_of(self.config)
         try:
             suite = load_suite(
                 self.path,
@@ -118,7 +113,7 @@ def python_mode_items(
     collector: pytest.Collector, name: str, func: Callable[..., Any], spec: Mapping[str, Any]
 ) -> list[pytest.Item]:
     """Items for a ``@failure_mode`` test function."""
-    state = _session(collector.config)
+    state = session_of(collector.config)
     path = Path(inspect.getsourcefile(func) or collector.path)
     data = python_mode_definition(name, spec)
     try:
@@ -186,12 +181,6 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
     # a name no trace has, or a mode with no trace to run, gets one item per mode: it
     # reports the mode as broken or empty, decided over every trace (the same on every xdist worker)
     checked = suite.check_names(traces)
-    from .engine import names_seen
-
-    # step rules' tool and agent names no trace has: notes with what the traces do have
-    names = names_seen(m.detector for m in suite.modes)
-    for trace in traces if names is not None else ():
-        names.add(trace)
     for mode in suite.modes:
         selected = [(i, t) for i, t in enumerate(traces) if mode.where is None or mode.where(t)]
         if checked[mode.name][0] is not None or not selected:
@@ -212,87 +201,12 @@ def _items(parent: pytest.Collector, suite: Suite, func: Callable[..., Any] | No
                 index=index,
                 where_skipped=where_skipped,
                 applicable=len(selected),
-                notes=checked[mode.name][1] + (names.notes(mode.detector) if names is not None else []),
+                notes=checked[mode.name][1],
             )
 
 
 def _id_text(tid: str) -> str:
     return tid.encode("unicode_escape").decode("ascii").replace("::", ":\\:")
-
-
-class _FailmodesItem(pytest.Function):
-    """Shared by both item kinds: fixtures, location and detector resolution."""
-
-    def __init__(self, *, suite: Suite, mode: ModeSpec, func: Callable[..., Any] | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.suite = suite
-        self.mode = mode
-        self.user_func = func
-        self.failmodes_payload: dict[str, Any] | None = None
-
-    def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, self.mode.line - 1, f"failure mode {self.mode.name}"
-
-    def _detector(self, mode: ModeSpec) -> Callable[[Trace], Any]:
-        """Resolve a mode's detector for this item; FailmodesError when it cannot be had."""
-        det = mode.detector
-        if isinstance(det, PythonRef):
-            assert self.user_func is not None
-            kwargs = {name: self.funcargs[name] for name in self._fixtureinfo.argnames}
-            return AssertionDetector(self.user_func, kwargs)
-        if not isinstance(det, FixtureRef):
-            return det
-        try:
-            value = self._request.getfixturevalue(det.name)
-        except pytest.FixtureLookupError:
-            raise FailmodesError(
-                f"detector fixture {det.name!r} not found; define it in a conftest.py that "
-                f"this file can see (a fixture returning trace -> Verdict | bool)",
-                file=mode.source,
-                line=mode.line,
-                key="detector",
-            ) from None
-        if not callable(value):
-            raise FailmodesError(
-                f"detector fixture {det.name!r} returned {type(value).__name__}; "
-                f"it must return a callable trace -> Verdict | bool",
-                file=mode.source,
-                line=mode.line,
-                key="detector",
-            )
-        return value  # type: ignore[no-any-return]
-
-    def _target_app(self, name: str, *, file: str, line: int | None, key: str) -> Callable[[str], Any]:
-        """The application a target fixture returns; FailmodesError when it cannot be had."""
-        try:
-            app = self._request.getfixturevalue(name)
-        except pytest.FixtureLookupError:
-            raise FailmodesError(
-                f"target fixture {name!r} not found; define it in a conftest.py this file can see",
-                file=file,
-                line=line,
-                key=key,
-            ) from None
-        if not callable(app):
-            raise FailmodesError(
-                f"target fixture {name!r} returned {type(app).__name__}; it must return "
-                "a callable input -> output (str, Trace or mapping)",
-                file=file,
-                line=line,
-                key=key,
-            )
-        return app  # type: ignore[no-any-return]
-
-    # mirrors pytest.Function.repr_failure, which drops Node's style parameter (and ignores [override] itself)
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
-        exc = excinfo.value
-        if isinstance(exc, _Outcome):
-            return exc.text
-        if isinstance(exc, FailmodesError):
-            return str(exc)
-        # Function.repr_failure takes no style: passing one was an INTERNALERROR
-        # whenever user code (a detector fixture, say) raised
-        return super().repr_failure(excinfo)
 
 
 def _needs_model(mode: ModeSpec) -> bool:
@@ -311,32 +225,13 @@ def _skip_without_model(mode: ModeSpec) -> None:
         )
 
 
-class _Outcome(Exception):
-    """A failure that is a result, not a crash: shown as text without a traceback."""
-
-    def __init__(self, text: str) -> None:
-        from .report.safe import text as shown
-
-        text = shown(text)  # reasons and ids are trace data: shown on the terminal, never obeyed
-        super().__init__(text)
-        self.text = text
-
-
-class GateBreach(_Outcome):
-    pass
-
-
-class Detected(_Outcome):
-    pass
-
-
 class ModeItem(_FailmodesItem):
     """One failure mode over all its traces: the mode's gate."""
 
     def runtest(self) -> None:
         _skip_without_model(self.mode)
         try:
-            result = _session(self.config).mode_result(self)
+            result = session_of(self.config).mode_result(self)
         except FailmodesError as exc:
             # the report must show the mode as broken, not leave it out (and say "passed")
             broken = finish_mode(self.mode, Aggregator(), [], "", {}, broken=str(exc))
@@ -369,7 +264,7 @@ class ModeItem(_FailmodesItem):
                 # another mode's fixture raised (or skipped): leave that mode to its
                 # own item, which shows the outcome, instead of failing this one
                 later.add(mode.name)
-        session = _session(self.config)
+        session = session_of(self.config)
         models = [n for n, d in detectors.items() if getattr(d, "is_async", False)]
         traces, failed = self._run_target(session) if self.suite.target else (None, None)
         return evaluate(
@@ -427,7 +322,7 @@ class TraceItem(_FailmodesItem):
         _skip_without_model(self.mode)
         if _needs_model(self.mode):
             try:
-                verdict = _session(self.config).prefetch(self).result()
+                verdict = session_of(self.config).prefetch(self).result()
             except Exception as exc:  # noqa: BLE001 - a call that died is an error verdict
                 verdict = Verdict.error(f"{type(exc).__name__}: {exc}")
         else:
@@ -443,9 +338,9 @@ class TraceItem(_FailmodesItem):
             "cohorts": cohort_keys(self.trace, self.suite.cohorts),
             "cluster": cluster_of(self.trace, self.suite.cluster_by),
             "pair": pair_of(self.trace, self.suite.pair_by),
-            "spec": _session(self.config).spec_once(self.mode, self.where_skipped, self.applicable, self.notes),
+            "spec": session_of(self.config).spec_once(self.mode, self.where_skipped, self.applicable, self.notes),
             "sample": trace_excerpt(self.trace)
-            if verdict.status in (FAIL, ERROR) and _session(self.config).samples
+            if verdict.status in (FAIL, ERROR) and session_of(self.config).samples
             else None,
         }
         if self.mode.labels is not None:

@@ -22,11 +22,12 @@ from .readers._source import is_data_path
 from .detectors import Detector, RuleError, RuleKind, build_rule
 from .detectors.label import LabelDetector
 from .detectors.python import FixtureRef
-from .engine import Gate, ModeSpec, Suite
+from .engine import ModeSpec, Suite
 from .errors import DefinitionError, did_you_mean, read_definition_text, strip_union_tags
+from .gate_layers import merge_gate
 from .trace import TRACE_FIELDS
 from .seen import Need, needs_of_rule
-from .values import canonical_cohort, value_text
+from .values import value_text
 from .where import WhereError, compile_where
 from .yamlload import load_definition_yaml
 
@@ -792,7 +793,7 @@ def suite_from_mapping(
         else:
             assert m.detector is not None
             detector = FixtureRef(m.detector)
-        gate = _merge_gate(fdef.gate, m)
+        gate = merge_gate(fdef.gate, m)
         if m.labels is not None and m.name in labels_file:
             raise error(
                 f"{m.name!r} has labels here and in {fdef.labels.path}: give its labels in one place",  # type: ignore[union-attr]
@@ -807,7 +808,9 @@ def suite_from_mapping(
                 path = (*at, "where", fieldname) + ((op,) if isinstance(m.where[fieldname], Mapping) else ())  # type: ignore[index]
                 needs.append(need("value", fieldname, path, values=given))
         if m.rule is not None:
-            needs.extend(need(kind, name, (*at, "rule", *path)) for kind, name, path in needs_of_rule(m.rule, ()))
+            needs.extend(
+                need(kind, name, (*at, "rule", *path), note=note) for kind, name, path, note in needs_of_rule(m.rule, ())
+            )
         for key in ("label", "labels"):
             ldef = getattr(m, key)
             if ldef is not None:
@@ -925,25 +928,6 @@ def _fingerprint(mode: ModeDef, judge_defaults: JudgeDef) -> str:
         if os.environ.get(ENV_MODEL):
             data["judge_model_from_env"] = os.environ[ENV_MODEL]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _merge_gate(file_gate: GateDef, mode: ModeDef) -> Gate:
-    layers = [file_gate] + ([mode.gate] if mode.gate else [])
-    values: dict[str, Any] = {}
-    limits: dict[str, float] = {}
-    for layer in layers:
-        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size", "min_increase", "gate_on_corrected", "allow_empty"):
-            v = getattr(layer, key)
-            if v is not None:
-                values[key] = v
-        # as the run spells cohorts: `reward=1.0` names the cohort `reward=1`
-        limits.update({canonical_cohort(k): v for k, v in layer.cohort_limits.items()})
-    if mode.max_fail_rate is not None:
-        values["max_fail_rate"] = mode.max_fail_rate
-    allow_empty = getattr(mode, "allow_empty", None)  # a probe has it only in its gate
-    if allow_empty is not None:
-        values["allow_empty"] = allow_empty
-    return Gate(cohort_limits=limits, **values)
 
 
 def _as_text(value: str | int | float | bool) -> str:

@@ -44,7 +44,6 @@ __all__ = [
     "cluster_of",
     "pair_of",
     "trial_summary",
-    "names_seen",
 ]
 
 ALL = "all"
@@ -790,12 +789,9 @@ def evaluate(
     cluster_by, pair_by = getattr(suite, "cluster_by", None), getattr(suite, "pair_by", ())
     clusters: list[str] | None = [] if cluster_by else None
     pairs: list[str] | None = [] if pair_by else None
-    names = names_seen(lv.detector for lv in live)
     empty: list[str] = []  # the first ids of traces whose output is empty
     n_empty = 0
     for trace in source:
-        if names is not None:
-            names.add(trace)
         idx = len(ids)
         ids.append(trace.id)
         seen.observe(trace)
@@ -853,8 +849,6 @@ def evaluate(
             labelled=lv.labelled, calibrate_only=calibrate_only, clusters=clusters, pairs=pairs,
         )
         results[lv.mode.name].notes.extend(notes)
-        if names is not None:
-            results[lv.mode.name].notes.extend(names.notes(lv.detector))
     if n_empty:
         note = empty_output_note(empty, n_empty, len(ids))
         for result in results.values():
@@ -875,13 +869,6 @@ def empty_output_note(first: list[str], count: int, total: int) -> str:
 
 
 _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")
-
-
-def names_seen(detectors: Iterable[object]) -> Any:
-    """A NamesSeen when some rule names a tool or an agent (else None: nothing to collect)."""
-    from .detectors.rules import NamesSeen, referenced_names
-
-    return NamesSeen() if any(referenced_names(d) for d in detectors) else None
 
 
 class _Live:

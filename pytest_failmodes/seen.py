@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import FailmodesError, did_you_mean
-from .trace import MISSING, Trace
+from .trace import MISSING, Trace, speakers
 from .values import is_absent, value_key, value_text
 
 __all__ = ["Need", "Seen", "DIRECT_FIELDS", "UnmatchedName"]
@@ -35,10 +35,13 @@ class Need:
     """One name a definition reads, and where it is written.
 
     ``kind``: ``field`` (a path :meth:`Trace.get` resolves), ``tool`` (a tool
-    name), ``mapped`` (a trace field filled through ``dataset.fields``; ``name``
-    is the trace field, ``source`` the column) or ``value`` (``values`` of field
-    ``name``, any of which should occur). ``step`` (a ``pipeline:`` state) is not checked
-    here: ``failmodes steps`` checks it against the traces' step names.
+    name), ``agent`` (an agent that speaks), ``mapped`` (a trace field filled
+    through ``dataset.fields``; ``name`` is the trace field, ``source`` the
+    column) or ``value`` (``values`` of field ``name``, any of which should
+    occur). ``note``: a name no trace has is a note with the names the traces
+    do have, not an error (the tool and agent names of step rules). ``step``
+    (a ``pipeline:`` state) is not checked here: ``failmodes steps`` checks it
+    against the traces' step names.
     """
 
     kind: str
@@ -48,6 +51,7 @@ class Need:
     key: str
     values: tuple[Any, ...] = ()
     source: str = ""
+    note: bool = False
 
     def error(self, message: str) -> str:
         return str(FailmodesError(message, file=self.file, line=self.line, key=self.key))
@@ -67,13 +71,17 @@ class UnmatchedName(FailmodesError):
 class Seen:
     """Records, over a stream of traces, which needed names occur (bounded memory)."""
 
-    __slots__ = ("_fields", "_mapped", "_tools", "_values", "_field_names", "_tool_names", "_value_seen", "traces", "_busy")
+    __slots__ = (
+        "_fields", "_mapped", "_tools", "_agents", "_values", "_field_names", "_tool_names", "_agent_names",
+        "_value_seen", "traces", "_busy",
+    )
 
     def __init__(self, needs: Iterable[Need]) -> None:
         needs = list(needs)
         self._fields = {n.name for n in needs if n.kind == "field" and _top(n.name) not in DIRECT_FIELDS}
         self._mapped = {n.name for n in needs if n.kind == "mapped" and n.name != "id"}
         self._tools = {n.name for n in needs if n.kind == "tool"}
+        self._agents = {n.name for n in needs if n.kind == "agent"}
         # field -> value keys not seen yet; field -> a few values it has (for the note)
         self._values: dict[str, set[Any]] = {}
         for n in needs:
@@ -82,6 +90,7 @@ class Seen:
         self._value_seen: dict[str, list[str]] = {f: [] for f in self._values}
         self._field_names: set[str] = set()
         self._tool_names: set[str] = set()
+        self._agent_names: set[str] = set()
         self.traces = 0
         self._busy = True
 
@@ -104,6 +113,11 @@ class Seen:
             self._tools.difference_update(names)
             if self._tools and len(self._tool_names) < MAX_NAMES:
                 self._tool_names.update(names)
+        if self._agents:
+            names = {who for _i, _id, who in speakers(trace)}
+            self._agents.difference_update(names)
+            if self._agents and len(self._agent_names) < MAX_NAMES:
+                self._agent_names.update(names)
         if self._values:
             for field, wanted in list(self._values.items()):
                 value = trace.get(field)
@@ -118,7 +132,7 @@ class Seen:
                 wanted.discard(key)
                 if not wanted:
                     del self._values[field]
-        self._busy = bool(self._fields or self._mapped or self._tools or self._values)
+        self._busy = bool(self._fields or self._mapped or self._tools or self._agents or self._values)
 
     def problems(self, needs: Iterable[Need]) -> tuple[list[str], list[str]]:
         """``(errors, notes)`` for these needs after the pass: a name no trace has is an
@@ -134,6 +148,8 @@ class Seen:
                     f"column {need.source!r} (mapped onto {need.name}) occurs in no row of {where}"
                     f"{did_you_mean(need.source, sorted(self._field_names))}"
                 ))
+            elif need.note and need.kind in ("tool", "agent") and need.name in (self._tools if need.kind == "tool" else self._agents):
+                notes.append(need.error(self._unnamed(need)))
             elif need.kind == "tool" and need.name in self._tools:
                 hint = did_you_mean(need.name, sorted(self._tool_names))
                 if not self._tool_names:
@@ -150,6 +166,15 @@ class Seen:
                     quoted = ", ".join(repr(v) for v in never)
                     notes.append(need.error(f"{quoted} never occurs in {need.name!r}, which has {has}: it matches no trace"))
         return errors, notes
+
+    def _unnamed(self, need: Need) -> str:
+        """A step rule's tool or agent name that no trace has, with the names the traces do have."""
+        have = sorted(self._tool_names if need.kind == "tool" else self._agent_names)
+        listed = ", ".join(have[:10]) + (", ..." if len(have) > 10 else "") if have else "none"
+        return (
+            f"the rule names {need.kind} {need.name!r}, which no trace has{did_you_mean(need.name, have)} "
+            f"({need.kind}s seen: {listed})"
+        )
 
     def _suggest(self, name: str) -> str:
         head, dot, rest = name.partition(".")
@@ -188,20 +213,41 @@ def _tool_names(trace: Trace) -> set[str]:
     return names
 
 
-def needs_of_rule(spec: Any, path: tuple[str | int, ...]) -> list[tuple[str, str, tuple[str | int, ...]]]:
-    """``(kind, name, key path)`` of the fields and tool names a ``rule:`` mapping reads,
-    found by walking it: any ``field:`` option, any ``tool_called`` name, and the same
-    inside nested rules (``any``, ``all``, ``not``)."""
-    out: list[tuple[str, str, tuple[str | int, ...]]] = []
+#: the step rules' keys that name a tool or an agent: rule -> ((kind, key), ...); a
+#: bare key ("" rule) sits beside the rule's own value (``max_tool_calls: 3, tool: x``)
+_STEP_RULE_NAMES: dict[str, tuple[tuple[str, str], ...]] = {
+    "tool_order": (("tool", "tool"), ("tool", "after"), ("tool", "before")),
+    "agent_spoke": (("agent", "name"),),
+}
+_SIBLING_TOOL_RULES = ("max_tool_calls", "repeated_tool_call")
+
+#: ``(kind, name, key path, note)``: see :class:`Need`
+RuleName = tuple[str, str, tuple[str | int, ...], bool]
+
+
+def needs_of_rule(spec: Any, path: tuple[str | int, ...]) -> list[RuleName]:
+    """The fields, tool names and agent names a ``rule:`` mapping reads, found by
+    walking it: any ``field:`` option, any ``tool_called`` name (no trace has it: an
+    error), the tools of ``tool_order``, ``max_tool_calls`` and ``repeated_tool_call``
+    and the agent of ``agent_spoke`` (no trace has it: a note), and the same inside
+    nested rules (``any``, ``all``, ``not``)."""
+    out: list[RuleName] = []
     if isinstance(spec, Mapping):
         for key, value in spec.items():
             if key == "field" and isinstance(value, str) and value:
-                out.append(("field", value, (*path, "field")))
+                out.append(("field", value, (*path, "field"), False))
             elif key == "tool_called":
                 if isinstance(value, str) and value:
-                    out.append(("tool", value, (*path, "tool_called")))
+                    out.append(("tool", value, (*path, "tool_called"), False))
                 elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
-                    out.append(("tool", value["name"], (*path, "tool_called", "name")))
+                    out.append(("tool", value["name"], (*path, "tool_called", "name"), False))
+            elif key in _STEP_RULE_NAMES:
+                if isinstance(value, Mapping):
+                    for kind, sub in _STEP_RULE_NAMES[key]:
+                        if isinstance(value.get(sub), str) and value[sub]:
+                            out.append((kind, value[sub], (*path, key, sub), True))
+            elif key == "tool" and isinstance(value, str) and value and any(r in spec for r in _SIBLING_TOOL_RULES):
+                out.append(("tool", value, (*path, "tool"), True))
             elif key != "json_schema" and isinstance(value, (Mapping, list)):  # a schema is data, not rules
                 out.extend(needs_of_rule(value, (*path, str(key))))
     elif isinstance(spec, list):

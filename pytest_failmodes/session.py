@@ -19,6 +19,7 @@ import pytest
 from . import options as opt
 from .engine import CODE_OF_STATUS, Aggregator, Gate, ModeResult, ModeSpec, finish_mode
 from .errors import FailmodesError
+from .items import SESSION_KEY
 
 from .llm import ModelStats
 
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
     from .verdict import Verdict
 
 __all__ = ["FailmodesSession", "SESSION_KEY"]
-
-SESSION_KEY = pytest.StashKey["FailmodesSession"]()
 
 
 class FailmodesSession:

@@ -18,6 +18,7 @@ earlier kinds of ``kinds``, earlier sites in the text and the first option of
 each: the falsifying example it prints is the smallest edit that breaks the test.
 
 Importing this module imports Hypothesis; the pytest plugin never does.
+Hypothesis comes with the ``probes`` extra: ``pip install 'pytest-failmodes[probes]'``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+except ModuleNotFoundError as exc:
+    if exc.name != "hypothesis":
+        raise
+    # one line that says what to do, not a traceback into our own import
+    raise ModuleNotFoundError(
+        "pytest_failmodes.strategies needs Hypothesis, which is not installed: pip install 'pytest-failmodes[probes]'",
+        name="hypothesis",
+    ) from None
 
 from .patterns import UserPattern
 from .probes.perturb import KINDS, Variant, parse_kinds, realize, site_table

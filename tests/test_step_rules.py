@@ -314,15 +314,21 @@ def test_a_tool_or_agent_no_trace_has_is_said(agents, per_trace: bool) -> None:
             rule: {tool_order: {tool: issue_refnd, after: check_policy}}
           - name: no_audit
             rule: {agent_spoke: {name: Auditr, present: false}}
+          - name: lookups
+            rule: {max_tool_calls: 3, tool: lokup}
     """)
     result = agents.run(*(["--failmodes-per-trace"] if per_trace else []))
 
     result.stdout.fnmatch_lines([
-        "note: refund_unchecked: the rule names tool 'issue_refnd', which no trace has; did you mean 'issue_refund'? "
-        "(tools seen: check_policy, issue_refund, lookup)",
-        "note: no_audit: the rule names agent 'Auditr', which no trace has; did you mean 'Auditor'? "
-        "(agents seen: Auditor, Support)",
+        "note: refund_unchecked: failmodes.yaml:4: failure_modes[[]0[]].rule.tool_order.tool: the rule names tool "
+        "'issue_refnd', which no trace has; did you mean 'issue_refund'? (tools seen: check_policy, issue_refund, lookup)",
+        "note: no_audit: failmodes.yaml:6: failure_modes[[]1[]].rule.agent_spoke.name: the rule names agent 'Auditr', "
+        "which no trace has; did you mean 'Auditor'? (agents seen: Auditor, Support)",
+        "note: lookups: failmodes.yaml:8: failure_modes[[]2[]].rule.tool: the rule names tool 'lokup', which no trace "
+        "has; did you mean 'lookup'? (tools seen: check_policy, issue_refund, lookup)",
     ])
+    # check_policy (tool_order's other tool) occurs: no note of its own
+    assert sum("which no trace has" in line for line in result.outlines) == 3
 
 
 def test_where_and_cohorts_on_values_derived_from_steps(agents) -> None:

@@ -14,7 +14,7 @@ from ..trace import MISSING, CallView, Trace, speakers, tool_call_views
 from ..verdict import FAIL, Verdict, step_of
 from . import Detector, RuleError, RuleKind, build_rule
 
-__all__ = ["BUILTIN_RULE_KINDS", "NamesSeen", "referenced_names"]
+__all__ = ["BUILTIN_RULE_KINDS"]
 
 _FIELD = "output"
 _PASS = Verdict.pass_()
@@ -176,9 +176,6 @@ class ToolCalled:
             return Verdict.fail(f"tool {what} was not called")
         return _PASS
 
-    def referenced_names(self) -> dict[str, tuple[str, ...]]:
-        return {"tool": (self.name,)}
-
     def _narrowed(self) -> str:
         parts = [f"{k}={v!r}" for k, v in self.args.items()] + [repr(m) for m in self.matchers]
         return f" with {', '.join(parts)}" if parts else ""
@@ -213,9 +210,6 @@ class ToolOrder:
             if not self.after and not any(p > i for p in positions):
                 return Verdict.fail(f"{self.tool} was called at {_where(call)} with no {self.other} call after it", **_call_step(trace, call))
         return _PASS
-
-    def referenced_names(self) -> dict[str, tuple[str, ...]]:
-        return {"tool": (self.tool, self.other)}
 
     def __repr__(self) -> str:
         return f"tool_order({self.tool} {'after' if self.after else 'before'} {self.other})"
@@ -265,9 +259,6 @@ class MaxCount:
             return Verdict.fail(f"{n} {label}, more than {self.limit}", n)
         return _PASS
 
-    def referenced_names(self) -> dict[str, tuple[str, ...]]:
-        return {"tool": (self.only,)} if self.what == "tool calls" and self.only else {}
-
     def __repr__(self) -> str:
         kind = "max_steps" if self.what == "steps" else "max_tool_calls"
         return f"{kind}({self.limit}{', ' + self.only if self.only else ''})"
@@ -304,9 +295,6 @@ class RepeatedCall:
                 )
         return _PASS
 
-    def referenced_names(self) -> dict[str, tuple[str, ...]]:
-        return {"tool": (self.tool,)} if self.tool else {}
-
     def __repr__(self) -> str:
         return f"repeated_tool_call({self.times}{'' if self.consecutive else ', in all'}{', ' + self.tool if self.tool else ''})"
 
@@ -327,9 +315,6 @@ class AgentSpoke:
         if turn is None and not self.present:
             return Verdict.fail(f"agent {self.name} did not speak")
         return _PASS
-
-    def referenced_names(self) -> dict[str, tuple[str, ...]]:
-        return {"agent": (self.name,)}
 
     def __repr__(self) -> str:
         return f"agent_spoke({self.name}, present={self.present})"
@@ -485,49 +470,8 @@ class Combine:
             return Verdict(FAIL, "; ".join(v.reason for v in failed), at)
         return _PASS
 
-    def referenced_names(self) -> dict[str, tuple[str, ...]]:
-        out: dict[str, tuple[str, ...]] = {}
-        for child in self.children:
-            for kind, names in referenced_names(child).items():
-                out[kind] = out.get(kind, ()) + names
-        return out
-
     def __repr__(self) -> str:
         return f"{self.op}({', '.join(map(repr, self.children))})"
-
-
-def referenced_names(detector: object) -> dict[str, tuple[str, ...]]:
-    """The tool and agent names a rule looks for: ``{"tool": (...), "agent": (...)}``."""
-    get = getattr(detector, "referenced_names", None)
-    return get() if callable(get) else {}
-
-
-class NamesSeen:
-    """The tool and agent names of the traces of a pass, to tell a rule that names
-    one no trace has (a typo would otherwise pass, or fail, every trace quietly)."""
-
-    __slots__ = ("seen",)
-
-    def __init__(self) -> None:
-        self.seen: dict[str, set[str]] = {"tool": set(), "agent": set()}
-
-    def add(self, trace: Trace) -> None:
-        self.seen["tool"].update(c.name for c in tool_call_views(trace))
-        self.seen["agent"].update(name for _i, _id, name in speakers(trace))
-
-    def notes(self, detector: object) -> list[str]:
-        """One line per name the detector looks for that no trace has."""
-        from ..errors import did_you_mean
-
-        out = []
-        for kind, names in referenced_names(detector).items():
-            seen = self.seen[kind]
-            for name in dict.fromkeys(names):
-                if name in seen:
-                    continue
-                listed = ", ".join(sorted(seen)[:10]) + (", ..." if len(seen) > 10 else "") if seen else "none"
-                out.append(f"the rule names {kind} {name!r}, which no trace has{did_you_mean(name, seen)} ({kind}s seen: {listed})")
-        return out
 
 
 def _regex(value: Any, field: str = _FIELD) -> Detector:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..gate_layers import merge_gate
 from ..patterns import compile_pattern
 from . import compare
 from .models import EquivalenceSpec, ParaphraseSpec
@@ -19,7 +20,6 @@ __all__ = ["build_probes"]
 
 
 def build_probes(fdef: FileDef, source: str, line_of: Callable[[Any], int | None], first_order: int) -> tuple[ProbeSpec, ...]:
-    from ..definitions import _merge_gate
     from ..where import compile_where
 
     out = []
@@ -45,7 +45,7 @@ def build_probes(fdef: FileDef, source: str, line_of: Callable[[Any], int | None
                 comparator=_comparator(p.same_when, fdef),
                 expect=p.expect,
                 direction=p.direction,
-                gate=_merge_gate(fdef.gate, p),  # type: ignore[arg-type]
+                gate=merge_gate(fdef.gate, p),
                 seed=p.seed,
                 description=p.description,
                 line=line_of(("probes", i)) or 1,

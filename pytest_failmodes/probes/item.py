@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from .. import options as opt
-from ..collect import GateBreach, _FailmodesItem, _session
+from ..items import GateBreach, _FailmodesItem, session_of
 from ..engine import Aggregator, cohort_keys, finish_mode
 from ..errors import FailmodesError
 from ..seen import Need, Seen, UnmatchedName
@@ -31,7 +31,7 @@ class ProbeItem(_FailmodesItem):
     def runtest(self) -> None:
         probe = self.probe
         self._skip_without_model()
-        session = _session(self.config)
+        session = session_of(self.config)
         try:
             app = self._target_app(probe.target, file=probe.source, line=probe.line, key=f"probes.{probe.name}.target")
             comparator = self._comparator()

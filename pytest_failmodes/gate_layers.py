@@ -1,0 +1,34 @@
+"""A gate from its layers in a definition file (the file's ``gate:``, a mode's or
+probe's own). Below both :mod:`definitions` and :mod:`probes.build`, which use it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .engine import Gate
+from .values import canonical_cohort
+
+if TYPE_CHECKING:
+    from .definitions import GateDef, ModeDef, ProbeDef
+
+__all__ = ["merge_gate"]
+
+
+def merge_gate(file_gate: GateDef, mode: ModeDef | ProbeDef) -> Gate:
+    """A mode's or probe's :class:`Gate`: the file's ``gate:``, then its own ``gate:``, then its ``max_fail_rate``."""
+    layers = [file_gate] + ([mode.gate] if mode.gate else [])
+    values: dict[str, Any] = {}
+    limits: dict[str, float] = {}
+    for layer in layers:
+        for key in ("max_fail_rate", "gate_on", "max_errors", "min_cohort_size", "min_increase", "gate_on_corrected", "allow_empty"):
+            v = getattr(layer, key)
+            if v is not None:
+                values[key] = v
+        # as the run spells cohorts: `reward=1.0` names the cohort `reward=1`
+        limits.update({canonical_cohort(k): v for k, v in layer.cohort_limits.items()})
+    if mode.max_fail_rate is not None:
+        values["max_fail_rate"] = mode.max_fail_rate
+    allow_empty = getattr(mode, "allow_empty", None)  # a probe has it only in its gate
+    if allow_empty is not None:
+        values["allow_empty"] = allow_empty
+    return Gate(cohort_limits=limits, **values)
