@@ -486,7 +486,10 @@ class FailmodesSession:
             from .report.markdown import markdown_lines
 
             def markdown() -> str:
-                return "\n".join(markdown_lines(results, self.comparison)) + "\n"
+                lines = markdown_lines(
+                    results, self.comparison, sort=self.sort, full_report=config.getoption(opt.dest(opt.REPORT))
+                )
+                return "\n".join(lines) + "\n"
 
             if md_path:
                 self._write_report("Markdown summary", Path(config.invocation_params.dir, md_path), markdown)
