@@ -109,12 +109,16 @@ def _fit(rows: list[list[str]], header: list[str], width: int | None) -> list[li
     ncols = len(header)
     widths = [max([display_width(header[i])] + [display_width(r[i]) for r in rows]) for i in range(ncols)]
     labels = [i for i in range(ncols) if any(isinstance(r[i], _Label) for r in rows)]
+    floors = {
+        i: max(MIN_LABEL + max(display_width(getattr(r[i], "suffix", "")) for r in rows), display_width(header[i]))
+        for i in labels
+    }
     excess = sum(widths) + len(_GAP) * (ncols - 1) - width
     while excess > 0:
-        i = max(labels, key=lambda j: widths[j], default=None)
-        if i is None or widths[i] <= max(MIN_LABEL, display_width(header[i])):
+        shrinkable = [j for j in labels if widths[j] > floors[j]]
+        if not shrinkable:
             break
-        widths[i] -= 1
+        widths[max(shrinkable, key=lambda j: widths[j])] -= 1
         excess -= 1
     out = []
     for r in rows:
