@@ -98,7 +98,7 @@ def markdown_lines(
 ) -> list[str]:
     """The summary as Markdown lines, at most ``max_chars`` (as GitHub counts) when
     joined with newlines. Rows are kept in this order while room remains: breached
-    and regressed rows, notes, one row per mode, every cohort row; a table that lost
+    and regressed rows (in at most half the room), notes, one row per mode, every cohort row; a table that lost
     rows ends with a note naming how many and where they all are (``full_report``,
     the JSON report's path, when one was written)."""
     regressed = {c.mode for c in comparison.regressions} if comparison else set()
@@ -131,13 +131,13 @@ def markdown_lines(
         if not budget.take(line):
             raise ValueError(f"max_chars={max_chars} leaves no room for the summary's frame")
 
-    def fill(head: list[str], body: list[str]) -> tuple[list[str], int]:
-        """As many rows as fit (none: not even the header)."""
+    def fill(head: list[str], body: list[str], keep: int = 0) -> tuple[list[str], int]:
+        """As many rows as fit, leaving ``keep`` characters for what follows (none: not even the header)."""
         kept: list[str] = []
         for line in body:
             if not kept and not all(budget.take(h) for h in head):
                 return [], len(body)
-            if not budget.take(line):
+            if budget.left - markdown_size(line) - 1 < keep or not budget.take(line):
                 break
             kept.append(line)
         return (head + kept if kept else []), len(body) - len(kept)
@@ -146,7 +146,8 @@ def markdown_lines(
     cut_above = 0
     if breached_rows:
         head, body = _table(header, align, breached_rows)
-        lines, cut_above = fill(head, body)
+        # half the room at most: the block below keeps room for the one row per mode
+        lines, cut_above = fill(head, body, keep=budget.left // 2)
         out += lines
     else:
         line = "No cohort breached its gate or regressed."
