@@ -210,7 +210,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         dest=opt.dest(opt.MARKDOWN),
         default=None,
-        help="Write the summary as a Markdown table to PATH (also appended to $GITHUB_STEP_SUMMARY when set).",
+        help="Write the summary as Markdown to PATH, under GitHub's comment size limit "
+        "(also appended to $GITHUB_STEP_SUMMARY when set).",
     )
     group.addoption(
         opt.HTML,

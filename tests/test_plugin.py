@@ -759,8 +759,9 @@ failure-mode regression testing (pytest-failmodes):
                         regression, e.g. 0.02 (default: 0; gate.min_increase
                         wins).
   --failmodes-markdown=PATH
-                        Write the summary as a Markdown table to PATH (also
-                        appended to $GITHUB_STEP_SUMMARY when set).
+                        Write the summary as Markdown to PATH, under GitHub's
+                        comment size limit (also appended to
+                        $GITHUB_STEP_SUMMARY when set).
   --failmodes-html=PATH
                         Write a self-contained HTML report (heat map, table,
                         failing traces) to PATH.
@@ -768,6 +769,14 @@ failure-mode regression testing (pytest-failmodes):
                         Only measure detectors against their human labels: run
                         the modes that have labels, on the labelled traces, and
                         print the judge report.
+  --failmodes-table=breached|gated|all
+                        Cohort rows listed under the one row per mode: breached
+                        and regressed ones (default), the gated ones too, or all
+                        (ini failmodes_table).
+  --failmodes-sort=rate|delta|name
+                        Order of modes and cohorts, breached first: highest fail
+                        rate (default), largest rise against the baseline, or
+                        name (ini failmodes_sort).
 """
 
 

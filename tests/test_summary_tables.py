@@ -31,6 +31,7 @@ TWO_MODES = """
 def two_modes(project: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    project.full_table = False
     project.support_traces()
     project.definitions(TWO_MODES)
     return project
@@ -96,6 +97,8 @@ def test_all_table_lists_every_cohort_row(two_modes: Any) -> None:
         ]
     )
     assert "cohort rows (" not in result.stdout.str()
+    # the whole table: no row per mode above it, labels never shortened
+    assert two_modes.summary(result)[1].split() == ["mode", "cohort", "n", "fail", "rate", "95%", "CI", "limit", "gate"]
     assert len([line for line in two_modes.summary(result) if re.match(r"(leaks|escalation)\s+\S+=|\S+\s+all\s", line)]) == 10
 
 
@@ -165,6 +168,7 @@ def sorted_project(project: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     rate mid, zeta, alpha; by rise mid (+6), alpha (+3), zeta (0); by name alpha, mid, zeta."""
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    project.full_table = False
     _sorted_traces(project, "data/base.jsonl", {"alpha": 2, "mid": 4, "zeta": 6})
     _sorted_traces(project, "data/traces.jsonl", {"alpha": 5, "mid": 10, "zeta": 6})
     project.definitions(SORTED)
@@ -244,6 +248,7 @@ HOSTILE = """
 @pytest.fixture
 def hostile(project: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    project.full_table = False
     rows = []
     for i, value in enumerate(HOSTILE_VALUES * 3):
         rows.append({"id": f"t{i}", "input": "q", "output": "leak" if i % 4 != 3 else "fine", "metadata": {"segment": value}})
@@ -258,7 +263,7 @@ def test_tables_follow_the_terminal_width_and_labels_stay_whole_in_json(
 ) -> None:
     monkeypatch.setenv("COLUMNS", str(columns))
 
-    result = hostile.run("--failmodes-table=all", "--failmodes-report=report.json", "--failmodes-markdown=out.md")
+    result = hostile.run("--failmodes-table=gated", "--failmodes-report=report.json", "--failmodes-markdown=out.md")
 
     assert result.ret == 1
     summary = hostile.summary(result)
@@ -297,7 +302,7 @@ def _tables_are_whole(markdown: str) -> bool:
 def test_wide_labels_are_padded_by_their_display_width(hostile: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "120")
 
-    result = hostile.run("--failmodes-table=all")
+    result = hostile.run("--failmodes-table=gated")
 
     assert result.ret == 1
     summary = hostile.summary(result)
@@ -332,6 +337,7 @@ def _big_project(project: Any, modes: int = 50, segments: int = 39) -> None:
 def test_markdown_of_50_modes_by_40_cohorts_stays_under_githubs_limit(
     project: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    project.full_table = False
     _big_project(project)
     step_summary = project.path / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))

@@ -393,24 +393,16 @@ def sort_note(sort: str, comparison: BaselineComparison | None, sort_option: str
     return None
 
 
-def summary_lines(
+def _compact_lines(
     results: Sequence[ModeResult],
-    comparison: BaselineComparison | None = None,
+    comparison: BaselineComparison | None,
     *,
-    table: str = DEFAULT_TABLE,
-    sort: str = DEFAULT_SORT,
-    width: int | None = None,
-    table_option: str = TABLE,
-    sort_option: str = SORT,
+    table: str,
+    sort: str,
+    width: int | None,
+    table_option: str,
 ) -> Iterator[str]:
-    """What the team reads: one row per mode, then the cohort rows ``table`` selects
-    (breached and regressed ones by default), at most ``width`` columns wide where
-    shortening labels can make it so. ``table_option`` / ``sort_option``: the names
-    the user sets these by, for the lines that mention them."""
-    note = sort_note(sort, comparison, sort_option)
-    if note:
-        sort = "rate"
-    yield _line(summary_head(results, comparison))
+    """One row per mode, then the cohort rows ``table`` selects, both fitted to ``width``."""
     rows, header, align = mode_rows(results, comparison, sort=sort)
     yield from _render(rows, header, align, width)
     selected, header, align = table_rows(results, comparison, table=table, sort=sort)
@@ -425,6 +417,34 @@ def summary_lines(
             if selected
             else f"no cohort row {what} ({total} rows; {table_option}=all for all)"
         )
+
+
+def summary_lines(
+    results: Sequence[ModeResult],
+    comparison: BaselineComparison | None = None,
+    *,
+    table: str = DEFAULT_TABLE,
+    sort: str = DEFAULT_SORT,
+    width: int | None = None,
+    table_option: str = TABLE,
+    sort_option: str = SORT,
+) -> Iterator[str]:
+    """What the team reads: one row per mode, then the cohort rows ``table`` selects
+    (breached and regressed ones by default, or the rows gates check), at most
+    ``width`` columns wide where shortening labels can make it so; or, with
+    ``table="all"``, every cohort row of every mode in one table with full labels.
+    ``table_option`` / ``sort_option``: the names the user sets these by, for the
+    lines that mention them."""
+    note = sort_note(sort, comparison, sort_option)
+    if note:
+        sort = "rate"
+    yield _line(summary_head(results, comparison))
+    if table == "all":
+        # the whole table, as the JSON report has it: full labels however wide, to read or grep
+        rows, header, align = table_rows(results, comparison, table="all", sort=sort)
+        yield from _render(rows, header, align, None)
+    else:
+        yield from _compact_lines(results, comparison, table=table, sort=sort, width=width, table_option=table_option)
     for r in results:
         if r.broken:
             yield _line(f"BROKEN {r.name}: {r.broken}")
