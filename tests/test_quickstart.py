@@ -186,7 +186,7 @@ def skip_lines() -> list[str]:
 
 @pytest.mark.slow
 def test_current_prompt_passes_every_gate(example: pytest.Pytester, generate: ModuleType) -> None:
-    result, report = run(example, "-rs")
+    result, report = run(example, "-rs", "--failmodes-table=all")
 
     assert result.ret == 0
     result.stdout.fnmatch_lines(
@@ -220,7 +220,7 @@ def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, ge
     fails = len(expected["refund_without_policy_check"] & billing)
     rate = f"{100 * fails / len(billing):.1f}%"
 
-    result, report = run(example, "--failmodes-dataset", "data/candidate_traces.jsonl", "-q", "--tb=line")
+    result, report = run(example, "--failmodes-dataset", "data/candidate_traces.jsonl", "-q", "--tb=line", "--failmodes-table=all")
 
     assert result.ret == 1
     result.stdout.fnmatch_lines(

@@ -97,7 +97,7 @@ class _Label(str):
 
 
 #: a label column is never shortened below this many columns, whatever the terminal's width
-MIN_LABEL = 16
+MIN_LABEL = 12
 
 
 def _fit(rows: list[list[str]], header: list[str], width: int | None) -> list[list[str]]:
