@@ -266,9 +266,10 @@ def test_default_summary_fits_one_screen_and_names_every_breached_cohort(
         [
             "9 failure modes in 3 files: 1 mode breached",
             "mode*n*rate*95% CI*worst cohort*breached*gate",
-            "refund_wi*check*360*3.6%*route=billing 12.5%*1/9*FAIL",
+            # at 80 columns the worst cohort's label is shortened here, and whole below
+            "refund_wi*check*360*3.6%*route=*12.5%*1/9*FAIL",
             "mode*cohort*n*fail*rate*95% CI*limit*gate",
-            "refund_w*check*route=billing*96*12*12.5%*3.0%*FAIL (limit)",
+            "refund*check*route=billing*96*12*12.5%*3.0%*FAIL (limit)",
             "1 of 87 cohort rows (breached or regressed); --failmodes-table=all for all",
         ]
     )
