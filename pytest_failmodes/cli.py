@@ -8,6 +8,7 @@ for a pull-request comment (``--markdown``) or a terminal.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -104,7 +105,13 @@ def _compare(args: argparse.Namespace) -> int:
         results, baseline, alpha=args.alpha, correction=args.correction, min_increase=args.min_increase
     )
     comparison.annotate(results)
-    lines = markdown_lines(results, comparison) if args.markdown else summary_lines(results, comparison)
+    if args.markdown:
+        lines = markdown_lines(results, comparison, sort=args.sort, full_report=args.new)
+    else:
+        width = shutil.get_terminal_size().columns
+        lines = summary_lines(
+            results, comparison, table=args.table, sort=args.sort, width=width, table_option="--table", sort_option="--sort"
+        )
     for line in lines:
         print(line)
     failed = comparison.regressions or any(not r.passed for r in results)
@@ -124,6 +131,18 @@ def _add_compare(sub: Any) -> None:
         help=f"multiple-comparison correction (default {opt.DEFAULT_CORRECTION})",
     )
     cmp.add_argument("--min-increase", type=float, default=0.0, help="smallest absolute rise that counts")
+    cmp.add_argument(
+        "--table",
+        choices=opt.TABLE_CHOICES,
+        default=opt.DEFAULT_TABLE,
+        help=f"cohort rows listed under the one row per mode (default {opt.DEFAULT_TABLE}; as {opt.TABLE})",
+    )
+    cmp.add_argument(
+        "--sort",
+        choices=opt.SORT_CHOICES,
+        default=opt.DEFAULT_SORT,
+        help=f"order of modes and cohorts, breached first (default {opt.DEFAULT_SORT}; as {opt.SORT})",
+    )
 
     def run(args: argparse.Namespace) -> int:
         # `not (...)` also turns away nan

@@ -25,6 +25,14 @@ MARKDOWN = "--failmodes-markdown"
 HTML = "--failmodes-html"
 CALIBRATE = "--failmodes-calibrate"
 HISTORY = "--failmodes-history"
+TABLE = "--failmodes-table"
+#: which cohort rows the terminal summary lists under its one row per mode
+TABLE_CHOICES = ("breached", "gated", "all")
+DEFAULT_TABLE = "breached"
+SORT = "--failmodes-sort"
+#: how modes, and cohorts within a mode, are ordered (breached ones first)
+SORT_CHOICES = ("rate", "delta", "name")
+DEFAULT_SORT = "rate"
 #: where --failmodes-save-baseline writes when given no path (relative to the rootdir)
 DEFAULT_BASELINE = ".failmodes/baseline.json"
 

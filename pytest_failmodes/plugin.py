@@ -42,6 +42,24 @@ def _number(option: str, minimum: float, kind: type = int, below: float | None =
     return parse
 
 
+def _choice(option: str, choices: tuple[str, ...]) -> Any:
+    """An argparse ``type=`` for a word out of ``choices``: one usage error with the nearest choice."""
+
+    def parse(value: str) -> str:
+        return choice(option, value, choices)
+
+    return parse
+
+
+def choice(what: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a usage error naming ``what`` (an option or an ini key)."""
+    if value in choices:
+        return value
+    from .errors import did_you_mean
+
+    raise pytest.UsageError(f"{what} takes one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}")
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from . import hookspecs
 
@@ -192,7 +210,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         dest=opt.dest(opt.MARKDOWN),
         default=None,
-        help="Write the summary as a Markdown table to PATH (also appended to $GITHUB_STEP_SUMMARY when set).",
+        help="Write the summary as Markdown to PATH, under GitHub's comment size limit "
+        "(also appended to $GITHUB_STEP_SUMMARY when set).",
     )
     group.addoption(
         opt.HTML,
@@ -217,8 +236,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(ini failmodes_history; read it with `failmodes history DIR`).",
     )
     parser.addini("failmodes_history", "failmodes: run history directory, relative to the ini file (the option wins).", default=None)
+        opt.TABLE,
+        metavar="|".join(opt.TABLE_CHOICES),
+        type=_choice(opt.TABLE, opt.TABLE_CHOICES),
+        dest=opt.dest(opt.TABLE),
+        default=None,
+        help="Cohort rows listed under the one row per mode: breached and regressed ones (default), "
+        "the gated ones too, or all (ini failmodes_table).",
+    )
+    group.addoption(
+        opt.SORT,
+        metavar="|".join(opt.SORT_CHOICES),
+        type=_choice(opt.SORT, opt.SORT_CHOICES),
+        dest=opt.dest(opt.SORT),
+        default=None,
+        help="Order of modes and cohorts, breached first: highest fail rate (default), "
+        "largest rise against the baseline, or name (ini failmodes_sort).",
+    )
     parser.addini("failmodes_cache_dir", "failmodes: directory of cached model-call results (the option wins).", default=None)
     parser.addini("failmodes_max_concurrency", "failmodes: model calls in flight at once (the option wins).", default="8")
+    parser.addini("failmodes_table", f"failmodes: {'|'.join(opt.TABLE_CHOICES)} (the option wins).", default=opt.DEFAULT_TABLE)
+    parser.addini("failmodes_sort", f"failmodes: {'|'.join(opt.SORT_CHOICES)} (the option wins).", default=opt.DEFAULT_SORT)
 
 
 def _enabled(config: pytest.Config) -> bool:

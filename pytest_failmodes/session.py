@@ -66,6 +66,19 @@ class FailmodesSession:
         # xdist workers share the controller's start time, so --failmodes-refresh
         # re-pays each call once per run, not once per worker
         self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
+        # checked here, at configure time: a bad ini value stops the run before any work
+        self.table = self._setting(opt.TABLE, "failmodes_table", opt.TABLE_CHOICES)
+        self.sort = self._setting(opt.SORT, "failmodes_sort", opt.SORT_CHOICES)
+
+    def _setting(self, option: str, ini: str, choices: tuple[str, ...]) -> str:
+        """The option's value, else the ini value (checked like the option's)."""
+        from .plugin import choice
+
+        value = self.config.getoption(opt.dest(option))
+        if value is not None:
+            return str(value)
+        where = f"{self.config.inipath.name}: " if self.config.inipath else ""
+        return choice(f"{where}ini {ini}", str(self.config.getini(ini)).strip(), choices)
 
     # -- model calls -------------------------------------------------------------------
     def model_context(self) -> ModelContext:
@@ -410,7 +423,9 @@ class FailmodesSession:
 
         terminalreporter.section("failure modes")
         results = self.ordered_results()
-        for line in summary_lines(results, self.comparison):
+        # pytest's own width (COLUMNS, else the terminal's): the table is shortened to it
+        width = terminalreporter._tw.fullwidth
+        for line in summary_lines(results, self.comparison, table=self.table, sort=self.sort, width=width):
             terminalreporter.write_line(line)
         if self._trace_rows:
             # per-trace detections are results, not crashes: pytest lists them nowhere else
@@ -494,7 +509,10 @@ class FailmodesSession:
             from .report.markdown import markdown_lines
 
             def markdown() -> str:
-                return "\n".join(markdown_lines(results, self.comparison)) + "\n"
+                lines = markdown_lines(
+                    results, self.comparison, sort=self.sort, full_report=config.getoption(opt.dest(opt.REPORT))
+                )
+                return "\n".join(lines) + "\n"
 
             if md_path:
                 self._write_report("Markdown summary", Path(config.invocation_params.dir, md_path), markdown)

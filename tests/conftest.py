@@ -83,12 +83,20 @@ class Project:
     def definitions(self, text: str, name: str = "failmodes.yaml") -> Path:
         return self.file(name, text)
 
+    #: most tests read per-cohort figures, so their runs print every cohort row
+    #: (``--failmodes-table=all``); tests of the compact default summary set this False
+    full_table = True
+
+    def _args(self, args: tuple[str, ...]) -> tuple[str, ...]:
+        chosen = any(a.startswith("--failmodes-table") for a in args)
+        return ("--failmodes", *(() if chosen or not self.full_table else ("--failmodes-table=all",)), *args)
+
     def run(self, *args: str) -> pytest.RunResult:
         """An in-process ``pytest --failmodes`` session."""
-        return self.pytester.runpytest("--failmodes", *args)
+        return self.pytester.runpytest(*self._args(args))
 
     def run_subprocess(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess("--failmodes", *args)
+        return self.pytester.runpytest_subprocess(*self._args(args))
 
     @staticmethod
     def row(tid: str, output: str, **metadata: Any) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def _regressed_by_the_plugin(report: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def test_regression_prints_the_table_and_exits_1(reports: Path) -> None:
-    done = compare(reports, "base.json", "new.json")
+    done = compare(reports, "base.json", "new.json", "--table=all")
 
     assert done.returncode == 1, done.stderr
     assert done.stderr == ""
@@ -113,7 +113,7 @@ def test_cohorts_are_paired_as_in_the_plugin(reports: Path) -> None:
     assert {leaks["traces"][i]["id"] for i in shipping["members"]} <= {t["id"] for t in leaks["traces"]}
     assert all(c["baseline"]["paired"] for m in plugin["modes"] for c in m["cohorts"])
 
-    rows = table(compare(reports, "base.json", "new.json").stdout.splitlines())
+    rows = table(compare(reports, "base.json", "new.json", "--table=all").stdout.splitlines())
 
     expected = {
         (m["name"], c["cohort"]): f"{c['baseline']['p_adjusted']:.3g}" for m in plugin["modes"] for c in m["cohorts"]
@@ -128,7 +128,7 @@ def test_a_report_without_cohort_members_pairs_only_all(reports: Path) -> None:
             cohort.pop("members", None)
     (reports / "old-format.json").write_text(json.dumps(old), encoding="utf-8")
 
-    done = compare(reports, "base.json", "old-format.json")
+    done = compare(reports, "base.json", "old-format.json", "--table=all")
 
     assert done.returncode == 1, done.stderr
     rows = table(done.stdout.splitlines())
@@ -149,7 +149,7 @@ def test_bad_cohort_members_are_a_usage_error(reports: Path) -> None:
 
 
 def test_a_a_exits_0(reports: Path) -> None:
-    done = compare(reports, "base.json", "same.json")
+    done = compare(reports, "base.json", "same.json", "--table=all")
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -167,15 +167,19 @@ def test_markdown(reports: Path) -> None:
     assert lines[0] == "### ❌ pytest-failmodes: 2 failure modes in 1 file: 1 mode breached; against base.json: 2 regressions in 1 mode"
     assert lines[2] == "| mode | cohort | n | fail | rate | 95% CI | limit | base | Δ | p (adj.) | gate |"
     assert lines[3] == "|:---|:---|---:|---:|---:|:---|---:|---:|---:|---:|:---|"
-    body = lines[4:12]
+    # the regressed rows, then every row in a collapsed block
+    body = lines[4:6]
     assert all(line.startswith("| ") and line.endswith(" |") for line in body)
     assert body[1].startswith("| leaks | route=shipping | 200 | 50 | 25.0% |")
     assert re.search(r"\| \+23\.0pp \| [0-9.e-]+ \| FAIL \(regression p=[0-9.e-]+\) \|$", body[1])
-    assert lines[12:] == []
+    assert lines[6:9] == ["", "<details>", "<summary>Every mode and cohort (2 modes, 8 cohort rows)</summary>"]
+    assert lines[-1] == "</details>"
+    assert len([line for line in lines[9:] if line.startswith(("| leaks |", "| rude |"))]) == 2 + 8
+    assert "rows left out" not in done.stdout
 
 
 def test_min_increase_option(reports: Path) -> None:
-    done = compare(reports, "base.json", "new.json", "--min-increase", "0.5")
+    done = compare(reports, "base.json", "new.json", "--min-increase", "0.5", "--table=all")
 
     assert done.returncode == 0, done.stdout
     assert table(done.stdout.splitlines())[("leaks", "route=shipping")]["gate"] == "ok"

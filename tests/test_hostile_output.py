@@ -162,8 +162,8 @@ def test_markdown_cells_cannot_add_rows_or_markup(project) -> None:
     assert result.ret == 0
     lines = (project.path / "r.md").read_text(encoding="utf-8").splitlines()
     rows = [line for line in lines if line.startswith("| leak |")]
-    assert len(rows) == 2  # all, and the one cohort: no injected row
-    assert rows[1].startswith(
+    assert len(rows) == 3  # the mode's row, all, and the one cohort: no injected row
+    assert rows[2].startswith(
         '| leak | route="x\\\\r\\| injected \\| row \\|\\\\n\\`code\\` &lt;img src=x onerror=alert(1)&gt; &amp; a\\\\\\\\b" |'
     )
     assert all("\r" not in line for line in lines)

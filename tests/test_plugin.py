@@ -108,18 +108,18 @@ def test_summary_puts_breached_rows_first(project) -> None:
     assert "err" not in summary[1].split()  # no error column without errors
     rows = table(summary)
     # leaks: all 3/12 = 25.0% and billing 2/6 = 33.3% are over 20%, shipping 1/6 = 16.7% is not;
-    # breached rows come first, then the rest in definition order
+    # the breached mode comes first; within a mode its all row, its breached cohorts, the rest
     assert [(r[0], r[1], r[-1]) for r in rows] == [
         ("leaks_system_prompt", "all", "FAIL (limit)"),
         ("leaks_system_prompt", "route=billing", "FAIL (limit)"),
+        ("leaks_system_prompt", "route=shipping", "ok"),
         ("too_long", "all", "ok"),
         ("too_long", "route=billing", "ok"),
         ("too_long", "route=shipping", "ok"),
-        ("leaks_system_prompt", "route=shipping", "ok"),
     ]
     assert rows[0][2:7] == ["12", "3", "25.0%", "[8.9%, 53.2%]", "20.0%"]
     assert rows[1][2:5] == ["6", "2", "33.3%"]
-    assert rows[5][2:5] == ["6", "1", "16.7%"]
+    assert rows[2][2:5] == ["6", "1", "16.7%"]
 
 
 def test_summary_plurals(project) -> None:
@@ -456,13 +456,14 @@ def test_combination_cohorts(project) -> None:
 
     assert result.ret == 0
     figures = [r[1:5] for r in table(project.summary(result))]
+    # highest rate first (--failmodes-sort=rate); ties keep the engine's order
     assert figures == [
         ["all", "12", "3", "25.0%"],
         ["route=billing", "6", "2", "33.3%"],
-        ["route=shipping", "6", "1", "16.7%"],
         ["route=billing & persona=new", "3", "1", "33.3%"],
         ["route=billing & persona=returning", "3", "1", "33.3%"],
         ["route=shipping & persona=new", "3", "1", "33.3%"],
+        ["route=shipping", "6", "1", "16.7%"],
         ["route=shipping & persona=returning", "3", "0", "0.0%"],
     ]
 
@@ -759,8 +760,9 @@ failure-mode regression testing (pytest-failmodes):
                         regression, e.g. 0.02 (default: 0; gate.min_increase
                         wins).
   --failmodes-markdown=PATH
-                        Write the summary as a Markdown table to PATH (also
-                        appended to $GITHUB_STEP_SUMMARY when set).
+                        Write the summary as Markdown to PATH, under GitHub's
+                        comment size limit (also appended to
+                        $GITHUB_STEP_SUMMARY when set).
   --failmodes-html=PATH
                         Write a self-contained HTML report (heat map, table,
                         failing traces) to PATH.
@@ -772,6 +774,14 @@ failure-mode regression testing (pytest-failmodes):
                         Add this run's fail rates per mode and cohort to the run
                         history in DIR, one file per run (ini failmodes_history;
                         read it with `failmodes history DIR`).
+  --failmodes-table=breached|gated|all
+                        Cohort rows listed under the one row per mode: breached
+                        and regressed ones (default), the gated ones too, or all
+                        (ini failmodes_table).
+  --failmodes-sort=rate|delta|name
+                        Order of modes and cohorts, breached first: highest fail
+                        rate (default), largest rise against the baseline, or
+                        name (ini failmodes_sort).
 """
 
 

@@ -186,7 +186,7 @@ def skip_lines() -> list[str]:
 
 @pytest.mark.slow
 def test_current_prompt_passes_every_gate(example: pytest.Pytester, generate: ModuleType) -> None:
-    result, report = run(example, "-rs")
+    result, report = run(example, "-rs", "--failmodes-table=all")
 
     assert result.ret == 0
     result.stdout.fnmatch_lines(
@@ -220,7 +220,7 @@ def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, ge
     fails = len(expected["refund_without_policy_check"] & billing)
     rate = f"{100 * fails / len(billing):.1f}%"
 
-    result, report = run(example, "--failmodes-dataset", "data/candidate_traces.jsonl", "-q", "--tb=line")
+    result, report = run(example, "--failmodes-dataset", "data/candidate_traces.jsonl", "-q", "--tb=line", "--failmodes-table=all")
 
     assert result.ret == 1
     result.stdout.fnmatch_lines(
@@ -240,6 +240,41 @@ def test_candidate_prompt_breaches_the_billing_gate(example: pytest.Pytester, ge
     overall = next(row for row in refund["cohorts"] if row["cohort"] == "all")
     assert overall["rate"] < 0.05, "the regression hides in one cohort: overall it looks fine"
     assert detected(report) == expected
+
+
+@pytest.mark.slow
+def test_default_summary_fits_one_screen_and_names_every_breached_cohort(
+    example: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The candidate run at 80 columns: the failure-modes section is at most 30 lines,
+    its tables at most 80 columns wide, and it names every cohort the gate breached."""
+    monkeypatch.setenv("COLUMNS", "80")
+
+    result, report = run(example, "--failmodes-dataset", "data/candidate_traces.jsonl", "-q", "--tb=no")
+
+    assert result.ret == 1
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if line.startswith("=") and " failure modes " in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("="))
+    section = lines[start:end]
+    assert len(section) <= 30, "\n".join(section)
+    tables = section[: next(i for i, line in enumerate(section) if line.startswith("model calls"))]
+    assert max(len(line) for line in tables) <= 80
+    breached = [(m["name"], b.split(":", 1)[1]) for m in report["modes"] for b in m["breaches"] if b.startswith("limit:")]
+    assert breached == [("refund_without_policy_check", "route=billing")]
+    result.stdout.fnmatch_lines(
+        [
+            "9 failure modes in 3 files: 1 mode breached",
+            "mode*n*rate*95% CI*worst cohort*breached*gate",
+            # at 80 columns the worst cohort's label is shortened here, and whole below
+            "refund_wi*check*360*3.6%*route=*12.5%*1/9*FAIL",
+            "mode*cohort*n*fail*rate*95% CI*limit*gate",
+            "refund*check*route=billing*96*12*12.5%*3.0%*FAIL (limit)",
+            "1 of 87 cohort rows (breached or regressed); --failmodes-table=all for all",
+        ]
+    )
+    for _mode, cohort in breached:
+        assert sum(cohort in line for line in section) >= 1
 
 
 @pytest.mark.slow
