@@ -42,6 +42,13 @@ def _number(option: str, minimum: float, kind: type = int, below: float | None =
     return parse
 
 
+def _workers(value: str) -> str:
+    """``--failmodes-model-workers``: ``auto`` or a whole number >= 1 (kept as text: options travel to xdist workers)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    return str(_number(opt.MODEL_WORKERS, 1)(value))
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from . import hookspecs
 
@@ -132,6 +139,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Retries of a model call after 429, 5xx or a timeout before it counts as an error (default: 4).",
     )
     group.addoption(
+        opt.MODEL_WORKERS,
+        metavar="N|auto",
+        type=_workers,
+        dest=opt.dest(opt.MODEL_WORKERS),
+        default=None,
+        help="Processes that make the model calls (default: auto, one per core once a run has many calls; "
+        "1 per xdist worker; ini failmodes_model_workers).",
+    )
+    group.addoption(
+        opt.BATCH,
+        action="store_true",
+        dest=opt.dest(opt.BATCH),
+        default=False,
+        help="Send every judge call through the provider's batch API (as judge: {batch: true}).",
+    )
+    group.addoption(
         opt.SAVE_TRACES,
         metavar="PATH",
         dest=opt.dest(opt.SAVE_TRACES),
@@ -209,6 +232,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Only measure detectors against their human labels: run the modes that have labels, on the labelled traces, and print the judge report.",
     )
     parser.addini("failmodes_cache_dir", "failmodes: directory of cached model-call results (the option wins).", default=None)
+    parser.addini("failmodes_model_workers", "failmodes: processes that make the model calls, N or auto (the option wins).", default="auto")
     parser.addini("failmodes_max_concurrency", "failmodes: model calls in flight at once (the option wins).", default="8")
 
 
@@ -221,6 +245,11 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from .session import FailmodesSession
 
+    if config.getoption(opt.dest(opt.MODEL_WORKERS)) is None:
+        try:
+            _workers(str(config.getini("failmodes_model_workers") or "auto"))
+        except pytest.UsageError as exc:
+            raise pytest.UsageError(f"ini failmodes_model_workers: {exc}") from None
     config.pluginmanager.register(FailmodesSession(config), "failmodes-session")
 
 
