@@ -238,9 +238,9 @@ class BatchQueue:
             listed = await litellm.alist_batches(limit=100, custom_llm_provider="openai", **conn)
         except Exception:  # noqa: BLE001 - no listing: submit the uploaded file (at worst paid twice, never wrong)
             return None
-        for batch in getattr(listed, "data", None) or []:
-            if getattr(batch, "input_file_id", None) == file_id:
-                return str(batch.id)
+        for batch in _field(listed, "data") or []:
+            if _field(batch, "input_file_id") == file_id:
+                return str(_field(batch, "id"))
         return None
 
     async def _await_batch(self, litellm: Any, conn: Mapping[str, Any], batch_id: str, held: list[_Request]) -> None:
@@ -288,6 +288,13 @@ class BatchQueue:
     def _store(self, requests: list[_Request], record: dict[str, Any]) -> None:
         if self.cache is not None:
             self.cache.put_many((_KEY_PREFIX + r.custom_id, record) for r in requests)
+
+
+def _field(obj: Any, name: str) -> Any:
+    """``obj.name`` or ``obj[name]``: litellm returns some listings as plain dicts."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def _answers(content: bytes) -> dict[str, dict[str, Any]]:

@@ -254,12 +254,15 @@ class Runner:
         self._closed = True
 
         async def _shutdown() -> None:
-            if self._pool is not None:
-                await self._pool.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            # the calls first (a cancelled attempt tells its worker), then the pool, whose own
+            # tasks keep reading the workers' pipes until they exit
+            keep = self._pool.own_tasks() if self._pool is not None else set()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and t not in keep]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._pool is not None:
+                await self._pool.close()
             # litellm caches one HTTP client per event loop and never closes it; a target
             # that calls litellm itself runs on this loop too, even when we made no call
             litellm = self._litellm or sys.modules.get("litellm")

@@ -207,6 +207,13 @@ class WorkerPool:
             self.problem = f"{worker.gone}; no model worker is left, calls are made in the main process"
         self._ready.set()  # waiters look again: maybe at nothing
 
+    def own_tasks(self) -> set[asyncio.Future[Any]]:
+        """The pool's own tasks (spawning, reading the pipes): :meth:`close` ends them."""
+        own: set[asyncio.Future[Any]] = {t for w in self.workers for t in w.tasks}
+        if self._starting is not None:
+            own.add(self._starting)
+        return own
+
     async def close(self) -> None:
         """Close every worker's stdin (it closes its clients and exits); kill what does not."""
         self._closing = True

@@ -1,8 +1,10 @@
 """A loopback OpenAI-compatible chat server for tests and benchmarks.
 
-``FakeLLM`` serves ``POST /v1/chat/completions`` (JSON and SSE-streamed) and
-``GET /v1/models`` on 127.0.0.1, from a background thread, so that client code
-goes through its real HTTP stack (litellm -> openai SDK -> httpx/aiohttp)::
+``FakeLLM`` serves ``POST /v1/chat/completions`` (JSON and SSE-streamed),
+``GET /v1/models``, and the files and batches endpoints (``/v1/files``,
+``/v1/batches``: see ``FakeBatches``) on 127.0.0.1, from a background thread,
+so that client code goes through its real HTTP stack (litellm -> openai SDK ->
+httpx/aiohttp)::
 
     with FakeLLM(latency=0.05) as server:
         server.script("first reply", rate_limited(retry_after=2), "third reply")

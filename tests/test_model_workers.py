@@ -38,6 +38,19 @@ def server() -> Iterator[FakeLLM]:
         yield srv
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _litellm_loaded() -> None:
+    """Import litellm before pytester snapshots sys.modules: in-process runs then share it
+    instead of importing it again (seconds) every run."""
+    from pytest_failmodes.llm import load_litellm
+
+    load_litellm()
+    import pytest_failmodes.batch  # noqa: F401
+    import pytest_failmodes.cache  # noqa: F401
+    import pytest_failmodes.judge  # noqa: F401
+    import pytest_failmodes.workers  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
