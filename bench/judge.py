@@ -25,6 +25,17 @@ Measured in one run, every figure against a baseline from the same run:
     time ratio, target <= 1.3; and the calls the server received during the
     warm runs, target 0.
 
+(c) judge calls/s through ``evaluate()`` with 1 and 2 model worker processes
+    (``Runner(workers=...)``, the workers started and warm before the clock
+    starts) at 50 ms / concurrency 64 and 250 ms / concurrency 32, ``--calls``
+    each: 2 workers / 1 worker (target >= 1.6 at 50 ms) and 2 workers' share of
+    the ideal bound (target >= 0.85 at 250 ms), with the CPU time per call of
+    this process, of the workers and of the server.
+(d) the fixed costs of a judge run, in a subprocess: litellm's import, the
+    first call against the second, and the interpreter's exit after the calls.
+
+``--sections`` picks the parts (default ``a,b,c,d``).
+
 Each phase gets a fresh server process (its CLI) on the same port (the port
 is part of the judge's ``api_base`` and so of the cache key); its call count
 is read from the summary it prints when it stops, and its CPU time from

@@ -95,6 +95,7 @@ class BatchQueue:
         self._groups: dict[str, _Group] = {}
         #: calls that entered a batched judgement and have not yet been queued or answered
         self.arriving = 0
+        self._litellm: Any = None
 
     # -- the caller's side ------------------------------------------------------------
     async def complete(
@@ -106,7 +107,9 @@ class BatchQueue:
         from .cache import content_key
         from .llm import Completion, load_litellm
 
-        litellm = await asyncio.to_thread(load_litellm)
+        if self._litellm is None:
+            self._litellm = await asyncio.to_thread(load_litellm)
+        litellm = self._litellm
         connection = {k: v for k, v in params.items() if k in _CONNECTION}
         try:
             provider_model, provider, _key, _base = litellm.get_llm_provider(model=model, api_base=connection.get("api_base"))

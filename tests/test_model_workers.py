@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,6 +116,9 @@ def test_a_killed_worker_costs_a_retry_not_a_verdict(server: FakeLLM) -> None:
 def test_when_every_worker_is_gone_calls_are_made_here_and_the_run_says_so(server: FakeLLM) -> None:
     with Runner(max_concurrency=2, workers=2, max_retries=1, backoff=0.01) as runner:
         runner.start_workers()
+        deadline = time.monotonic() + 60
+        while len(runner._pool.workers) < 2 and time.monotonic() < deadline:  # spawned on the runner's loop
+            time.sleep(0.05)
         for worker in runner._pool.workers:
             os.kill(worker.pid, signal.SIGKILL)
         got = _ask_all(runner, server, ["<output>refund</output>", "<output>shipped</output>"])
