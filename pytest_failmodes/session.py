@@ -67,6 +67,8 @@ class FailmodesSession:
         self.cache_problems: list[str] = []
         # why model worker processes (or a batch) could not be used; the calls were made anyway
         self.model_problems: list[str] = []
+        # the batches this process submitted or resumed, for the terminal summary
+        self.batch_notes: list[str] = []
         # xdist workers share the controller's start time, so --failmodes-refresh
         # re-pays each call once per run, not once per worker
         self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
@@ -101,7 +103,12 @@ class FailmodesSession:
         return self._ctx
 
     def _batch_line(self, line: str) -> None:
-        """A batch API progress line (submitted, status changes), on the terminal as it happens."""
+        """A batch API progress line (submitted, status changes), on the terminal as it happens.
+
+        Which batches were submitted or resumed is repeated in the terminal summary: a line
+        written while an item runs is pytest's captured output, which a passing item drops."""
+        if line.endswith(("calls)", "calls")) and (": submitted " in line or ": resuming " in line):
+            self.batch_notes.append(line)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and not self.is_worker and self.config.get_verbosity() >= 0:
             reporter.write_line(line)
@@ -462,6 +469,8 @@ class FailmodesSession:
                 terminalreporter.write_line(f"{by_workers:,} of {calls:,} calls made by model worker processes ({opt.MODEL_WORKERS})")
             if batched:
                 terminalreporter.write_line(f"{batched:,} of {calls:,} calls answered through the provider's batch API")
+            for line in self.batch_notes:
+                terminalreporter.write_line(line)
         for line in self.model_problems:
             terminalreporter.write_line(f"WARNING pytest-failmodes: {line}", yellow=True)
 
