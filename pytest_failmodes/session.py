@@ -57,6 +57,7 @@ class FailmodesSession:
         self.model_stats: dict[str, ModelStats] = {}
         self._prefetched: dict[tuple[str, int], Future[Verdict]] = {}
         self._warmed = False
+        self._warm_thread: Any = None
         # baselines (controller side)
         self.baseline: Baseline | None = None
         self.comparison: BaselineComparison | None = None
@@ -147,7 +148,8 @@ class FailmodesSession:
             except BaseException:  # noqa: BLE001 - the first call imports it again and reports what fails
                 pass
 
-        threading.Thread(target=load, name="failmodes-import-litellm", daemon=True).start()
+        self._warm_thread = threading.Thread(target=load, name="failmodes-import-litellm", daemon=True)
+        self._warm_thread.start()
 
     def model_workers(self) -> dict[str, int]:
         """The runner's ``workers``/``workers_after`` from --failmodes-model-workers (or its ini)."""
@@ -353,6 +355,10 @@ class FailmodesSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._warm_thread is not None:
+            # an import still running when the session ends would straddle into whatever runs
+            # next in this process (pytester's in-process runs restore sys.modules in between)
+            self._warm_thread.join(120)
         self._close_models()
         if self.is_worker:
             self.config.workeroutput["failmodes_models"] = {  # type: ignore[attr-defined]
