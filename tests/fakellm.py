@@ -1026,13 +1026,13 @@ class FakeBatches:
                 entry["error"] = {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
                 errors.append(json.dumps(entry))
                 continue
-            with self._lock:
-                self.paid += 1
             reply = owner._choose(body, json.dumps(body, sort_keys=True).encode()) if fault is None else server_error()
             if reply.kind in ("ok", "wrong_schema"):
                 entry["response"] = {"status_code": 200, "request_id": f"req_{n}", "body": owner._completion(body, reply)}
                 out.append(json.dumps(entry))
                 key = "completed"
+                with self._lock:
+                    self.paid += 1  # a provider bills the items it answered
             else:
                 status = reply.status if reply.status >= 400 else 500
                 entry["response"] = {"status_code": status, "request_id": f"req_{n}", "body": json.loads(_error_body("fakellm batch item failed", None, "server_error"))}
