@@ -25,6 +25,17 @@ Measured in one run, every figure against a baseline from the same run:
     time ratio, target <= 1.3; and the calls the server received during the
     warm runs, target 0.
 
+(c) judge calls/s through ``evaluate()`` with 1 and 2 model worker processes
+    (``Runner(workers=...)``, the workers started and warm before the clock
+    starts) at 50 ms / concurrency 64 and 250 ms / concurrency 32, ``--calls``
+    each: 2 workers / 1 worker (target >= 1.6 at 50 ms) and 2 workers' share of
+    the ideal bound (target >= 0.85 at 250 ms), with the CPU time per call of
+    this process, of the workers and of the server.
+(d) the fixed costs of a judge run, in a subprocess: litellm's import, the
+    first call against the second, and the interpreter's exit after the calls.
+
+``--sections`` picks the parts (default ``a,b,c,d``).
+
 Each phase gets a fresh server process (its CLI) on the same port (the port
 is part of the judge's ``api_base`` and so of the cache key); its call count
 is read from the summary it prints when it stops, and its CPU time from
@@ -319,6 +330,80 @@ def engine_run(suite_path: Path, concurrency: int) -> dict[str, Any]:
     return {"wall": wall, "cpu": cpu, "counts": counts, "traces": result.traces, "stats": stats}
 
 
+def workers_run(suite_path: Path, concurrency: int, workers: int) -> dict[str, Any]:
+    """``evaluate()`` with a Runner of ``workers`` model worker processes (1: calls in this
+    process), no cache; the workers are started and warmed before the clock starts."""
+    from pytest_failmodes.dataset import iter_traces
+    from pytest_failmodes.definitions import load_suite
+    from pytest_failmodes.engine import evaluate
+    from pytest_failmodes.judge import ModelContext
+    from pytest_failmodes.llm import Runner
+
+    suite = load_suite(suite_path, {})
+    detectors = {m.name: m.detector for m in suite.modes}
+    det = detectors[MODE]
+    runner = Runner(max_concurrency=concurrency, workers=workers)
+    try:
+        ctx = ModelContext(runner, None)
+        pids: list[int] = []
+        if workers > 1:
+            runner.start_workers()
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                pool = runner._pool
+                if pool is not None and len(pool.workers) == workers and all(w.ready for w in pool.workers):
+                    break
+                time.sleep(0.2)
+            else:
+                raise SystemExit("error: the model workers did not start within 900 s")
+            pids = [w.pid for w in runner._pool.workers]
+        # warm-up: one call per worker (the least busy is picked), so each has its connection
+        firsts = [t for _i, (_line, t) in zip(range(2 * workers), iter_traces(suite.dataset))]
+        for verdict in [f.result() for f in [runner.submit(det.ajudge(t, ctx)) for t in firsts]]:
+            if verdict.status != "pass":
+                raise SystemExit(f"error: a warm-up judgement was {verdict.status}: {verdict.reason}")
+        runner.stats.clear()
+        before = [_proc_cpu(pid) or 0.0 for pid in pids]
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        result = evaluate(suite, detectors, ctx=ctx)
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        worker_cpu = sum((_proc_cpu(pid) or 0.0) - b for pid, b in zip(pids, before))
+        stats = runner.stats_dict()
+    finally:
+        runner.close()
+    mode = result.modes[MODE]
+    counts = {r.cohort: (r.n, r.fails, r.errors) for r in mode.rows}
+    return {"wall": wall, "cpu": cpu, "worker_cpu": worker_cpu, "counts": counts, "stats": stats, "warm": len(firsts)}
+
+
+FIXED_COSTS = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+from pytest_failmodes.llm import Runner, load_litellm
+load_litellm()
+t1 = time.perf_counter()
+with Runner(max_concurrency=1) as runner:
+    async def ask(i):
+        return await runner.complete(sys.argv[1], [{"role": "user", "content": f"q{i}"}], api_base=sys.argv[2])
+    a = time.perf_counter(); runner.submit(ask(0)).result(); b = time.perf_counter()
+    runner.submit(ask(1)).result(); c = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "first": b - a, "second": c - b, "end": time.time()}), flush=True)
+"""
+
+
+def fixed_costs(model: str, api_base: str) -> dict[str, float]:
+    """litellm's import, the first call against the second, and the interpreter's exit
+    after a call (the time from the script's last line to the process being gone)."""
+    proc = subprocess.run([sys.executable, "-c", FIXED_COSTS, model, api_base], capture_output=True, text=True, env=bench_env())
+    gone = time.time()
+    if proc.returncode != 0:
+        raise SystemExit(f"error: the fixed-cost probe failed: {proc.stderr[-800:]}")
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    data["exit"] = gone - data.pop("end")
+    return data  # type: ignore[no-any-return]
+
+
 def engine_profile(suite_path: Path, concurrency: int, top: int = 12) -> None:
     """The engine run again under cProfile (event-loop thread, where every call runs):
     own time per package and the functions with the most own time. Not timed."""
@@ -443,6 +528,42 @@ def per_call_ms(seconds: float | None, calls: int) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def workers_section(args: argparse.Namespace, root: Path, data: Path, fields: dict[str, str], problems: list[str]) -> None:
+    """(c): judge calls/s with 1 and 2 model workers at 0.05 s / concurrency 64 and
+    0.25 s / concurrency 32, as a ratio and as a share of the ideal bound."""
+    n = args.calls
+    print(f"(c) model worker processes: {n:,} judge calls through evaluate(), no cache, workers warm")
+    results: dict[tuple[float, int], dict[str, Any]] = {}
+    for lat_ms, conc in ((50.0, 64), (250.0, 32)):
+        port = free_port()
+        suite = make_suite(root / f"workers-{int(lat_ms)}", JUDGE_YAML.format(
+            data=json.dumps(str(data)), **{**fields, "api_base": f"http://127.0.0.1:{port}/v1"}))
+        ideal = n * (lat_ms / 1000.0) / conc
+        print(f"  latency {lat_ms:g} ms, concurrency {conc}: ideal wall {ideal:.2f} s ({n / ideal:.0f} calls/s)")
+        for workers in (1, 2):
+            with server(port, lat_ms) as srv:
+                run = workers_run(suite, conc, workers)
+            if srv.calls != n + run["warm"] or (run["counts"].get("all") or (0, 0, 1))[0] != n or run["counts"]["all"][2]:
+                problems.append(f"workers={workers} at {lat_ms:g} ms: server {srv.calls} calls, counts {run['counts'].get('all')}")
+                print(f"MISMATCH: {problems[-1]}")
+            results[(lat_ms, workers)] = run
+            rate = n / run["wall"]
+            line(f"    {workers} worker{'s' if workers > 1 else ''}: wall", secs(run["wall"]))
+            line("      calls/s; share of the ideal bound", f"{rate:.1f}; {ideal / run['wall']:.3f}")
+            line("      CPU per call: this process / workers / server",
+                 f"{per_call_ms(run['cpu'], n)} / {per_call_ms(run['worker_cpu'], n) if workers > 1 else '-'} / "
+                 f"{per_call_ms(srv.cpu, srv.calls or 0)}")
+        ratio = results[(lat_ms, 1)]["wall"] / results[(lat_ms, 2)]["wall"]
+        share = ideal / results[(lat_ms, 2)]["wall"]
+        if lat_ms == 50.0:
+            line("    2 workers / 1 worker, calls/s", f"{ratio:.2f}x", ">= 1.6", at_least(ratio, 1.6))
+        else:
+            line("    2 workers / 1 worker, calls/s", f"{ratio:.2f}x")
+            line("    2 workers, share of the ideal bound", f"{share:.3f}", ">= 0.85", at_least(share, 0.85))
+    print(f"    load average now {_load()}: on a shared machine the workers compete with everything else")
+    print()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=2000, help="traces, one judge call each (default 2000)")
@@ -455,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--profile", action="store_true",
                     help="also profile an engine run (cProfile, loop thread) and print where the CPU time goes")
+    ap.add_argument("--sections", default="a,b,c,d",
+                    help="which parts to run: a (engine, pytest), b (warm vs rule-only), c (model workers), d (fixed costs)")
     ap.add_argument("--data-dir", type=Path, help="keep data, suites and the cache here (default: a temporary directory)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -524,6 +647,22 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         if srv.calls != expected:
             problems.append(f"{what}: the server received {srv.calls} calls, expected {expected}")
             print(f"MISMATCH: {problems[-1]}")
+
+    sections = set(args.sections.split(","))
+    if "c" in sections:
+        workers_section(args, root, data, fields, problems)
+    if "d" in sections:
+        with server(port, lat_ms) as srv_fixed:
+            costs = [fixed_costs(args.model, api_base) for _ in range(args.reps)]
+        print("(d) fixed costs of a judge run (subprocess, median of --reps)")
+        for key, label in (("import", "litellm import"), ("first", "first call"), ("second", "second call (reference)"),
+                           ("exit", "interpreter exit after the calls")):
+            line(label, secs(statistics.median(c[key] for c in costs)))
+        print(f"    model workers skip the exit's teardown (os._exit); the server received {srv_fixed.calls} calls")
+        print()
+    if not sections & {"a", "b"}:
+        line("cross-checks (calls, counts)", "MISMATCH" if problems else "OK")
+        return 2 if problems else 0
 
     # ---- (a) engine alone ----
     with server(port, lat_ms) as srv:

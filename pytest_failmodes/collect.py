@@ -92,6 +92,8 @@ class DefinitionFile(pytest.File):
         except FailmodesError as exc:
             raise self.CollectError(str(exc)) from None
         _note_outside_rootdir(self.config, suite)
+        if any(_needs_model(m) and m.detector.spec.resolved_model for m in suite.modes):  # type: ignore[union-attr]
+            state.warm_models()
         yield from _items(self, suite, func=None)
         # a calibration run measures detectors against labels: a probe has none
         if suite.probes and not self.config.getoption(opt.dest(opt.CALIBRATE)):

@@ -202,6 +202,8 @@ class JudgeDef(_Strict):
     examples: list[ExampleDef] = Field(default_factory=list)
     prompt: str | None = None
     structured_output: Literal["auto", "true", "false"] | None = None
+    #: through the provider's batch API (half price, no client concurrency; see docs/judges.md)
+    batch: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -904,6 +906,7 @@ def _judge(mode: ModeDef, defaults: JudgeDef) -> Any:
         examples=tuple(Example(e.input, e.output, e.verdict, e.why) for e in own.examples),
         template=pick("prompt", None),
         structured_output=pick("structured_output", "auto"),
+        batch=bool(pick("batch", False)),
     )
     return JudgeDetector(mode.name, mode.description, spec)
 
@@ -924,7 +927,9 @@ def _fingerprint(mode: ModeDef, judge_defaults: JudgeDef) -> str:
 
     data = mode.model_dump(mode="json", exclude={"max_fail_rate", "gate", "labels", "allow_empty"})
     if mode.judge is not None:
-        data["judge_defaults"] = judge_defaults.model_dump(mode="json")
+        # how the calls are sent (batch or live) is not what the judge decides
+        data["judge"].pop("batch", None)
+        data["judge_defaults"] = judge_defaults.model_dump(mode="json", exclude={"batch"})
         if os.environ.get(ENV_MODEL):
             data["judge_model_from_env"] = os.environ[ENV_MODEL]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -782,7 +782,7 @@ def evaluate(
     ids: list[str] = []
     cohorts = suite.cohorts
     pending: deque[tuple[_Live, int, list[str], Future[Verdict], Trace | None, str | None]] = deque()
-    window = max(64, (ctx.runner.max_concurrency if ctx else 1) * 16)
+    window = ctx.window([lv.detector for lv in live]) if ctx else 64
     done = submitted = 0
     source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))
     seen = Seen([*suite.needs, *(n for lv in live for n in lv.mode.needs)])

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .verdict import Verdict
 
 if TYPE_CHECKING:
+    from .batch import BatchQueue
     from .cache import ResultCache
     from .llm import Runner
     from .trace import Trace
@@ -104,6 +105,7 @@ class JudgeSpec:
     examples: tuple[Example, ...] = ()
     template: str | None = None  # a custom user-message template
     structured_output: str = "auto"  # auto | true | false
+    batch: bool = False  # through the provider's batch API (pytest_failmodes.batch); never part of the cache key
 
     @property
     def resolved_model(self) -> str | None:
@@ -193,13 +195,43 @@ CLAIM_REFRESH_SECONDS = 20.0
 class ModelContext:
     """What model-backed detectors share in one process: the runner, the cache, calls in flight."""
 
-    def __init__(self, runner: Runner, cache: ResultCache | None) -> None:
+    def __init__(self, runner: Runner, cache: ResultCache | None, *, batch_all: bool = False) -> None:
         self.runner = runner
         self.cache = cache
+        #: every judge call goes through the batch API (--failmodes-batch), not only judges with batch: true
+        self.batch_all = batch_all
+        #: gets the batch API's progress lines (submitted, status); set by the session
+        self.batch_progress: Any = None
+        self._batch: BatchQueue | None = None
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # cache lookups waiting for the next batch read, and the batch reads running
         self._lookups: list[tuple[str, asyncio.Future[dict[str, Any] | None]]] = []
         self._reads: set[asyncio.Future[Any]] = set()
+
+    def batch_queue(self) -> BatchQueue:
+        """The batch API queue of this context, made on first use."""
+        if self._batch is None:
+            from .batch import BatchQueue
+
+            self._batch = BatchQueue(self.runner, self.cache, progress=self.batch_progress)
+        return self._batch
+
+    @property
+    def batch_problems(self) -> list[str]:
+        return [] if self._batch is None else list(self._batch.problems)
+
+    def batched(self, detector: object) -> bool:
+        """Does ``detector`` send its calls through the batch API?"""
+        return isinstance(detector, JudgeDetector) and (self.batch_all or detector.spec.batch)
+
+    def window(self, detectors: Sequence[object]) -> int:
+        """How many calls a pass may have waiting before it waits for the oldest: a batch
+        needs all of its calls submitted before any is answered."""
+        from .batch import MAX_BATCH_REQUESTS
+
+        if any(self.batched(d) for d in detectors):
+            return MAX_BATCH_REQUESTS
+        return max(64, self.runner.max_concurrency * 16)
 
     async def cached(self, key: str, model: str, produce: Any) -> dict[str, Any]:
         """The value for ``key``: from the cache, from a call already in flight here or in
@@ -406,9 +438,20 @@ class JudgeDetector:
         from .llm import ModelError
 
         messages = build_messages(self.name, self.definition, self.spec, trace)
+        # a batch closes once no batched call is on its way to it: this one is, until it is
+        # queued there or answered from the cache
+        queue = ctx.batch_queue() if ctx.batched(self) else None
+        arriving = [queue is not None]
+        if queue is not None:
+            queue.arriving += 1
+
+        def arrived() -> None:
+            if arriving[0]:
+                arriving[0] = False
+                queue.arriving -= 1  # type: ignore[union-attr]
 
         async def produce() -> dict[str, Any]:
-            return await self._ask(ctx, model, messages)
+            return await self._ask(ctx, model, messages, arrived if queue is not None else None)
 
         try:
             value = await ctx.cached(self.cache_key(trace), model, produce)
@@ -416,20 +459,27 @@ class JudgeDetector:
             return Verdict.error(str(exc))
         except ValueError as exc:  # secret-looking parameter names refused by the cache key
             return Verdict.error(str(exc))
+        finally:
+            arrived()
         if value["verdict"] == "fail":
             return Verdict.fail(value["critique"] or "judge: fail")
         return Verdict.pass_(value["critique"])
 
-    async def _ask(self, ctx: ModelContext, model: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+    async def _ask(
+        self, ctx: ModelContext, model: str, messages: list[dict[str, str]], arrived: Any = None
+    ) -> dict[str, Any]:
         from .llm import ModelError
 
         params = self.spec.call_params()
-        if await self._structured(model):
+        if await self._structured(ctx, model):
             params["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA, "strict": True},
             }
-        reply = await ctx.runner.complete(model, messages, **params)
+        if arrived is not None:
+            reply = await ctx.batch_queue().complete(model, messages, arrived=arrived, **params)
+        else:
+            reply = await ctx.runner.complete(model, messages, **params)
         parsed = parse_reply(reply.content)
         if isinstance(parsed, str):
             repair = [
@@ -444,14 +494,8 @@ class JudgeDetector:
         verdict, critique = parsed
         return {"verdict": verdict, "critique": critique}
 
-    async def _structured(self, model: str) -> bool:
+    async def _structured(self, ctx: ModelContext, model: str) -> bool:
         mode = self.spec.structured_output
         if mode in ("true", "false"):
             return mode == "true"
-        from .llm import load_litellm
-
-        try:
-            litellm = await asyncio.to_thread(load_litellm)  # first import takes seconds: off the loop
-            return bool(litellm.supports_response_schema(model=model))
-        except Exception:  # noqa: BLE001 - unknown provider: fall back to strict parsing
-            return False
+        return await ctx.runner.supports_response_schema(model)

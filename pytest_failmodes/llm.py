@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["Runner", "Completion", "ModelError", "ModelStats", "load_litellm", "quiet_third_party"]
+__all__ = ["Runner", "Completion", "ModelError", "ModelStats", "attempt_once", "load_litellm", "quiet_third_party", "resolve_workers"]
 
 T = TypeVar("T")
 
@@ -123,6 +123,9 @@ class ModelStats:
     cost: float = 0.0
     cost_known: bool = True
     latencies: list[float] = field(default_factory=list)
+    #: of ``calls``: made by a model worker process / answered through a provider's batch API
+    worker_calls: int = 0
+    batch_calls: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -130,6 +133,8 @@ class ModelStats:
     def merge(self, other: Mapping[str, Any]) -> None:
         for key in ("calls", "cache_hits", "errors", "retries", "prompt_tokens", "completion_tokens", "cost"):
             setattr(self, key, getattr(self, key) + other[key])
+        for key in ("worker_calls", "batch_calls"):
+            setattr(self, key, getattr(self, key) + other.get(key, 0))
         self.cost_known = self.cost_known and other["cost_known"]
         self.latencies.extend(other["latencies"])
 
@@ -200,9 +205,20 @@ class Runner:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         seed: int | None = None,
+        workers: int = 1,
+        workers_after: int = 0,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        #: model worker processes (1: every call in this process); see pytest_failmodes.workers
+        self.workers = workers
+        #: start the workers only once this many attempts were made (auto: a small run never pays for them)
+        self.workers_after = workers_after
+        self._pool: Any = None
+        self._attempts = 0
+        self._schema_support: dict[str, bool] = {}
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.max_retries = max_retries
@@ -238,10 +254,15 @@ class Runner:
         self._closed = True
 
         async def _shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            # the calls first (a cancelled attempt tells its worker), then the pool, whose own
+            # tasks keep reading the workers' pipes until they exit
+            keep = self._pool.own_tasks() if self._pool is not None else set()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and t not in keep]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._pool is not None:
+                await self._pool.close()
             # litellm caches one HTTP client per event loop and never closes it; a target
             # that calls litellm itself runs on this loop too, even when we made no call
             litellm = self._litellm or sys.modules.get("litellm")
@@ -283,46 +304,114 @@ class Runner:
 
     # -- one model call ----------------------------------------------------------------------
     async def complete(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Completion:
-        """One chat completion with the shared limit, retries and per-call timeout."""
-        if self._litellm is None:
-            self._litellm = await asyncio.to_thread(load_litellm)
-        litellm = self._litellm
+        """One chat completion with the shared limit, retries and per-call timeout.
+
+        The limit, the retries and the back-off stay in this process whether the
+        attempt runs here or in a model worker process (``workers``): every worker
+        shares the one limit, and a 429 seen by any of them halves it for all.
+        """
         stats = self.model_stats(model)
         timeout = float(params.pop("timeout", self.timeout))
         last = "no attempt made"
         for attempt in range(self.max_retries + 1):
             await self._limit.acquire()
             quiet_third_party()
-            throttled = False
-            wait = 0.0
-            started = time.perf_counter()
-            try:
-                response = await asyncio.wait_for(
-                    litellm.acompletion(
-                        model=model, messages=messages, timeout=timeout, max_retries=0, **params
-                    ),
-                    timeout=timeout + 5.0,
-                )
-            except Exception as exc:  # noqa: BLE001 - classified below; nothing escapes unreported
-                kind, retryable, retry_after = _classify(exc, litellm)
-                throttled = kind == "rate limited (429)"
-                last = f"{kind}: {_first_line(exc, call_secrets(model, params, litellm))}"
-                if not retryable or attempt == self.max_retries:
-                    await self._limit.release(throttled=throttled)
-                    with self._stats_lock:
-                        stats.errors += 1
-                    suffix = f" after {attempt + 1} attempts" if retryable else ""
-                    raise ModelError(f"{model}: {last}{suffix}") from None
-                wait = retry_after if retry_after is not None else self._backoff(attempt)
-                with self._stats_lock:
-                    stats.retries += 1
-            else:
-                latency = time.perf_counter() - started
+            result = await self._attempt(model, messages, timeout, params)
+            if result["ok"]:
                 await self._limit.release()
-                return self._completed(model, stats, response, latency, litellm)
+                return self._completed(model, stats, result)
+            kind, retryable = result["kind"], result["retryable"]
+            throttled = kind == "rate limited (429)"
+            last = f"{kind}: {result['message']}"
             await self._limit.release(throttled=throttled)
+            if not retryable or attempt == self.max_retries:
+                with self._stats_lock:
+                    stats.errors += 1
+                suffix = f" after {attempt + 1} attempts" if retryable else ""
+                raise ModelError(f"{model}: {last}{suffix}")
+            retry_after = result["retry_after"]
+            wait = retry_after if retry_after is not None else self._backoff(attempt)
+            with self._stats_lock:
+                stats.retries += 1
             await asyncio.sleep(min(wait, self.max_backoff))
         raise ModelError(f"{model}: {last}")  # pragma: no cover - loop always returns or raises
+
+    async def _attempt(self, model: str, messages: list[dict[str, Any]], timeout: float, params: Mapping[str, Any]) -> dict[str, Any]:
+        """One attempt, in a model worker process when the pool serves it, else here."""
+        self._attempts += 1
+        pool = self._pool_for_call()
+        if pool is not None:
+            from .workers import WorkerGone
+
+            try:
+                result = await pool.call(model, messages, timeout, params)
+            except WorkerGone as exc:
+                # the attempt is lost with its worker, not answered: retried like a dropped connection
+                return {"ok": False, "kind": "model worker exited", "retryable": True, "retry_after": 0.0, "message": str(exc)}
+            result["worker"] = True
+            return result
+        return await attempt_once(await self._load(), model, messages, timeout, params)
+
+    async def _load(self) -> Any:
+        if self._litellm is None:
+            self._litellm = await asyncio.to_thread(load_litellm)
+        return self._litellm
+
+    def _pool_for_call(self) -> Any:
+        """The worker pool this attempt goes to, or ``None`` to make it in this process."""
+        if self.workers <= 1:
+            return None
+        if self._pool is None:
+            if self._attempts < self.workers_after:
+                return None
+            self.start_workers()
+        pool = self._pool
+        assert pool is not None
+        if pool.broken:
+            return None  # every worker failed to start or died: the run goes on here (pool.problem says why)
+        if pool.ready or self.workers_after == 0:
+            return pool  # an explicit worker count waits for its workers; auto keeps going here meanwhile
+        return None
+
+    def start_workers(self) -> None:
+        """Start the model worker processes now (a run that knows it will need them, at
+        collection, so their imports overlap it). No-op with one worker or when started."""
+        if self.workers <= 1 or self._pool is not None or self._closed:
+            return
+        from .workers import WorkerPool
+
+        self._pool = WorkerPool(self.workers)
+        if threading.current_thread() is self._thread:
+            self._pool.begin()
+        else:
+            self._loop.call_soon_threadsafe(self._pool.begin)
+
+    @property
+    def worker_problem(self) -> str | None:
+        """Why model worker processes could not (all) be used, for one warning line; ``None`` while they work."""
+        return None if self._pool is None else self._pool.problem
+
+    async def supports_response_schema(self, model: str) -> bool:
+        """Whether litellm knows ``model`` to take a JSON schema (``response_format``).
+
+        Asked of a worker when explicit workers make the calls, so this process never
+        imports litellm for it; memoised per model."""
+        if model not in self._schema_support:
+            pool = self._pool_for_call() if self.workers_after == 0 else None
+            if pool is not None:
+                from .workers import WorkerGone
+
+                try:
+                    value = bool(await pool.ask("schema", model))
+                except WorkerGone:
+                    value = False
+            else:
+                try:
+                    value = bool((await self._load()).supports_response_schema(model=model))
+                except Exception:  # noqa: BLE001 - unknown provider: fall back to strict parsing
+                    value = False
+            self._schema_support[model] = value
+        return self._schema_support[model]
 
     async def guarded(self, label: str, make_call: Callable[[], Awaitable[T]]) -> T:
         """Run a call of the application (a target) under the shared limit, with retries.
@@ -378,17 +467,13 @@ class Runner:
         # full jitter: spreads retries of many calls that failed together
         return self._rng.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
 
-    def _completed(self, model: str, stats: ModelStats, response: Any, latency: float, litellm: Any) -> Completion:
-        try:
-            content = response.choices[0].message.content
-        except (AttributeError, IndexError, KeyError, TypeError):
-            content = None
-        usage = getattr(response, "usage", None)
-        p_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
-        c_tok = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = _cost(response, litellm)
+    def _completed(self, model: str, stats: ModelStats, result: Mapping[str, Any]) -> Completion:
+        content = result["content"]
+        p_tok, c_tok, cost, latency = result["prompt_tokens"], result["completion_tokens"], result["cost"], result["latency"]
         with self._stats_lock:
             stats.calls += 1
+            if result.get("worker"):
+                stats.worker_calls += 1
             stats.prompt_tokens += p_tok
             stats.completion_tokens += c_tok
             stats.latencies.append(latency)
@@ -401,6 +486,38 @@ class Runner:
                 stats.errors += 1
             raise ModelError(f"{model}: reply has no text content")
         return Completion(content, p_tok, c_tok, cost, latency)
+
+
+async def attempt_once(
+    litellm: Any, model: str, messages: list[dict[str, Any]], timeout: float, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One ``acompletion`` attempt as plain data (what a worker process sends back):
+    ``{"ok": True, content, prompt_tokens, completion_tokens, cost, latency}`` or
+    ``{"ok": False, kind, retryable, retry_after, message}`` (the message redacted)."""
+    started = time.perf_counter()
+    try:
+        response = await asyncio.wait_for(
+            litellm.acompletion(model=model, messages=messages, timeout=timeout, max_retries=0, **params),
+            timeout=timeout + 5.0,
+        )
+    except Exception as exc:  # noqa: BLE001 - classified below; nothing escapes unreported
+        kind, retryable, retry_after = _classify(exc, litellm)
+        message = _first_line(exc, call_secrets(model, params, litellm))
+        return {"ok": False, "kind": kind, "retryable": retryable, "retry_after": retry_after, "message": message}
+    latency = time.perf_counter() - started
+    try:
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        content = None
+    usage = getattr(response, "usage", None)
+    return {
+        "ok": True,
+        "content": content if isinstance(content, str) else None,
+        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        "cost": _cost(response, litellm),
+        "latency": latency,
+    }
 
 
 def _cost(response: Any, litellm: Any) -> float | None:
@@ -529,3 +646,26 @@ def redact(text: str, secrets: Sequence[str] = ()) -> str:
 def gather_map(runner: Runner, items: list[Any], func: Callable[[Any], Awaitable[T]]) -> list[Future[T]]:
     """Submit ``func(item)`` for every item; the runner's limit bounds the calls in flight."""
     return [runner.submit(func(item)) for item in items]  # type: ignore[arg-type]
+
+
+#: ``auto``: attempts made in this process before the worker processes start. Each worker
+#: imports litellm (seconds of CPU); a run with fewer calls than this is done sooner without them
+AUTO_WORKERS_AFTER = 500
+#: ``auto`` never starts more workers than this, whatever the cores
+MAX_AUTO_WORKERS = 8
+
+
+def resolve_workers(value: str | int, *, xdist_worker: bool = False) -> tuple[int, int]:
+    """``(workers, workers_after)`` for a ``--failmodes-model-workers`` value.
+
+    ``auto``: one worker per core (at most :data:`MAX_AUTO_WORKERS`), started after
+    :data:`AUTO_WORKERS_AFTER` attempts; 1 (every call in this process) on one core
+    and in an xdist worker, where xdist's processes already use the cores. A number
+    is used as given, from the first call (per xdist worker under ``-n``).
+    """
+    if value == "auto":
+        cores = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+        if xdist_worker or cores <= 1:
+            return 1, 0
+        return cores, AUTO_WORKERS_AFTER
+    return int(value), 0

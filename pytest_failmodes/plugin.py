@@ -58,6 +58,11 @@ def choice(what: str, value: str, choices: tuple[str, ...]) -> str:
     from .errors import did_you_mean
 
     raise pytest.UsageError(f"{what} takes one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}")
+def _workers(value: str) -> str:
+    """``--failmodes-model-workers``: ``auto`` or a whole number >= 1 (kept as text: options travel to xdist workers)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    return str(_number(opt.MODEL_WORKERS, 1)(value))
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -150,6 +155,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Retries of a model call after 429, 5xx or a timeout before it counts as an error (default: 4).",
     )
     group.addoption(
+        opt.MODEL_WORKERS,
+        metavar="N|auto",
+        type=_workers,
+        dest=opt.dest(opt.MODEL_WORKERS),
+        default=None,
+        help="Processes that make the model calls (default: auto, one per core once a run has many calls; "
+        "1 per xdist worker; ini failmodes_model_workers).",
+    )
+    group.addoption(
+        opt.BATCH,
+        action="store_true",
+        dest=opt.dest(opt.BATCH),
+        default=False,
+        help="Send every judge call through the provider's batch API (as judge: {batch: true}).",
+    )
+    group.addoption(
         opt.SAVE_TRACES,
         metavar="PATH",
         dest=opt.dest(opt.SAVE_TRACES),
@@ -236,6 +257,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(ini failmodes_history; read it with `failmodes history DIR`).",
     )
     parser.addini("failmodes_history", "failmodes: run history directory, relative to the ini file (the option wins).", default=None)
+    group.addoption(
         opt.TABLE,
         metavar="|".join(opt.TABLE_CHOICES),
         type=_choice(opt.TABLE, opt.TABLE_CHOICES),
@@ -254,6 +276,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "largest rise against the baseline, or name (ini failmodes_sort).",
     )
     parser.addini("failmodes_cache_dir", "failmodes: directory of cached model-call results (the option wins).", default=None)
+    parser.addini("failmodes_model_workers", "failmodes: processes that make the model calls, N or auto (the option wins).", default="auto")
     parser.addini("failmodes_max_concurrency", "failmodes: model calls in flight at once (the option wins).", default="8")
     parser.addini("failmodes_table", f"failmodes: {'|'.join(opt.TABLE_CHOICES)} (the option wins).", default=opt.DEFAULT_TABLE)
     parser.addini("failmodes_sort", f"failmodes: {'|'.join(opt.SORT_CHOICES)} (the option wins).", default=opt.DEFAULT_SORT)
@@ -268,6 +291,11 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from .session import FailmodesSession
 
+    if config.getoption(opt.dest(opt.MODEL_WORKERS)) is None:
+        try:
+            _workers(str(config.getini("failmodes_model_workers") or "auto"))
+        except pytest.UsageError as exc:
+            raise pytest.UsageError(f"ini failmodes_model_workers: {exc}") from None
     config.pluginmanager.register(FailmodesSession(config), "failmodes-session")
 
 

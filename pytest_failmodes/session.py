@@ -55,6 +55,8 @@ class FailmodesSession:
         self._ctx: ModelContext | None = None
         self.model_stats: dict[str, ModelStats] = {}
         self._prefetched: dict[tuple[str, int], Future[Verdict]] = {}
+        self._warmed = False
+        self._warm_thread: Any = None
         # baselines (controller side)
         self.baseline: Baseline | None = None
         self.comparison: BaselineComparison | None = None
@@ -63,6 +65,10 @@ class FailmodesSession:
         self.write_errors: list[str] = []
         # why the cache was not (fully) used, from every process; one warning line each
         self.cache_problems: list[str] = []
+        # why model worker processes (or a batch) could not be used; the calls were made anyway
+        self.model_problems: list[str] = []
+        # the batches this process submitted or resumed, for the terminal summary
+        self.batch_notes: list[str] = []
         # xdist workers share the controller's start time, so --failmodes-refresh
         # re-pays each call once per run, not once per worker
         self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
@@ -105,8 +111,20 @@ class FailmodesSession:
                 refresh_since=self.started,
                 run_started=self.started,
             )
-            self._ctx = ModelContext(runner, cache)
+            self._ctx = ModelContext(runner, cache, batch_all=bool(config.getoption(opt.dest(opt.BATCH))))
+            self._ctx.batch_progress = self._batch_line
         return self._ctx
+
+    def _batch_line(self, line: str) -> None:
+        """A batch API progress line (submitted, status changes), on the terminal as it happens.
+
+        Which batches were submitted or resumed is repeated in the terminal summary: a line
+        written while an item runs is pytest's captured output, which a passing item drops."""
+        if line.endswith(("calls)", "calls")) and (": submitted " in line or ": resuming " in line):
+            self.batch_notes.append(line)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and not self.is_worker and self.config.get_verbosity() >= 0:
+            reporter.write_line(line)
 
     def make_runner(self) -> Runner:
         """A runner with the run's concurrency, timeout and retry settings."""
@@ -118,7 +136,40 @@ class FailmodesSession:
             max_concurrency=limit,
             timeout=config.getoption(opt.dest(opt.TIMEOUT)),
             max_retries=config.getoption(opt.dest(opt.MAX_RETRIES)),
+            **self.model_workers(),
         )
+
+    def warm_models(self) -> None:
+        """A judge mode was collected: overlap what its first call would wait for with the rest
+        of collection and the dataset's reading. Explicit model workers start now (each
+        imports litellm); otherwise this process imports litellm in a thread."""
+        if self._warmed:
+            return
+        self._warmed = True
+        workers = self.model_workers()
+        if workers["workers"] > 1 and workers["workers_after"] == 0:
+            self.model_context().runner.start_workers()
+            return
+        import threading
+
+        from .llm import load_litellm
+
+        def load() -> None:
+            try:
+                load_litellm()
+            except BaseException:  # noqa: BLE001 - the first call imports it again and reports what fails
+                pass
+
+        self._warm_thread = threading.Thread(target=load, name="failmodes-import-litellm", daemon=True)
+        self._warm_thread.start()
+
+    def model_workers(self) -> dict[str, int]:
+        """The runner's ``workers``/``workers_after`` from --failmodes-model-workers (or its ini)."""
+        from .llm import resolve_workers
+
+        value = self.config.getoption(opt.dest(opt.MODEL_WORKERS)) or str(self.config.getini("failmodes_model_workers") or "auto")
+        workers, after = resolve_workers(value.strip().lower(), xdist_worker=self.is_worker)
+        return {"workers": workers, "workers_after": after}
 
     def _note_cache_problem(self, problem: str | None) -> None:
         # every worker meets the same unusable cache: the user reads about it once
@@ -207,6 +258,9 @@ class FailmodesSession:
             if ctx.cache is not None:
                 ctx.cache.close()
                 self._note_cache_problem(ctx.cache.problem)
+        for problem in [ctx.runner.worker_problem, *ctx.batch_problems]:
+            if problem and problem not in self.model_problems:
+                self.model_problems.append(problem)
         self.merge_model_stats(ctx.runner.stats_dict())
 
     # -- collection-time services ------------------------------------------------------
@@ -307,15 +361,23 @@ class FailmodesSession:
             self.model_stats.setdefault(model, ModelStats()).merge(stats)
         for problem in output.get("failmodes_cache_problems", ()):
             self._note_cache_problem(problem)
+        for problem in output.get("failmodes_model_problems", ()):
+            if problem not in self.model_problems:
+                self.model_problems.append(problem)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._warm_thread is not None:
+            # an import still running when the session ends would straddle into whatever runs
+            # next in this process (pytester's in-process runs restore sys.modules in between)
+            self._warm_thread.join(120)
         self._close_models()
         if self.is_worker:
             self.config.workeroutput["failmodes_models"] = {  # type: ignore[attr-defined]
                 m: s.to_dict() for m, s in self.model_stats.items()
             }
             self.config.workeroutput["failmodes_cache_problems"] = self.cache_problems  # type: ignore[attr-defined]
+            self.config.workeroutput["failmodes_model_problems"] = self.model_problems  # type: ignore[attr-defined]
             return
         self._finish_per_trace()
         self._compare_with_baseline(session)
@@ -444,6 +506,17 @@ class FailmodesSession:
             terminalreporter.write_line("")
             for line in model_lines(self.model_stats):
                 terminalreporter.write_line(line)
+            calls = sum(s.calls for s in self.model_stats.values())
+            by_workers = sum(s.worker_calls for s in self.model_stats.values())
+            batched = sum(s.batch_calls for s in self.model_stats.values())
+            if by_workers:
+                terminalreporter.write_line(f"{by_workers:,} of {calls:,} calls made by model worker processes ({opt.MODEL_WORKERS})")
+            if batched:
+                terminalreporter.write_line(f"{batched:,} of {calls:,} calls answered through the provider's batch API")
+            for line in self.batch_notes:
+                terminalreporter.write_line(line)
+        for line in self.model_problems:
+            terminalreporter.write_line(f"WARNING pytest-failmodes: {line}", yellow=True)
 
     def _count_breaches(self, terminalreporter: Any) -> None:
         """Put "N gates breached" on pytest's last line. Per-trace items end as passed or

@@ -1,8 +1,10 @@
 """A loopback OpenAI-compatible chat server for tests and benchmarks.
 
-``FakeLLM`` serves ``POST /v1/chat/completions`` (JSON and SSE-streamed) and
-``GET /v1/models`` on 127.0.0.1, from a background thread, so that client code
-goes through its real HTTP stack (litellm -> openai SDK -> httpx/aiohttp)::
+``FakeLLM`` serves ``POST /v1/chat/completions`` (JSON and SSE-streamed),
+``GET /v1/models``, and the files and batches endpoints (``/v1/files``,
+``/v1/batches``: see ``FakeBatches``) on 127.0.0.1, from a background thread,
+so that client code goes through its real HTTP stack (litellm -> openai SDK ->
+httpx/aiohttp)::
 
     with FakeLLM(latency=0.05) as server:
         server.script("first reply", rate_limited(retry_after=2), "third reply")
@@ -54,6 +56,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, Union
 
 __all__ = [
+    "FakeBatches",
     "FakeLLM",
     "FaultRate",
     "RecordedRequest",
@@ -75,6 +78,8 @@ HOST: Final = "127.0.0.1"
 MAX_HANG_SECONDS: Final = 60.0
 #: request bodies above this are refused (413); a test never needs more
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+#: uploads to /v1/files are refused above this (a 2,000-request batch file is a few MB)
+MAX_FILE_BYTES: Final = 256 * 1024 * 1024
 #: idle keep-alive connections are closed after this many seconds
 IDLE_TIMEOUT_SECONDS: Final = 30.0
 #: how long stop() waits for connection threads before giving up on them
@@ -373,7 +378,7 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     # 32+ clients connecting at once must not overflow the accept backlog
     # (the default of 5 costs a 1 s SYN retransmit per dropped connection)
-    request_queue_size = 256
+    request_queue_size = 1024
 
     def __init__(self, owner: FakeLLM, address: tuple[str, int]) -> None:
         self.owner = owner
@@ -439,6 +444,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             owner._record(self, None, "ok", stream=False)
             data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "fakellm"} for m in owner.models]
             self._send_json(200, {"object": "list", "data": data})
+        elif path.startswith(("/v1/files", "/v1/batches")):
+            owner._record(self, None, "ok", stream=False)
+            status, payload = owner.batches.get(path)
+            if isinstance(payload, bytes):
+                self._send_bytes(status, payload)
+            else:
+                self._send_json(status, payload)
         else:
             owner._record(self, None, "not_found", stream=False)
             self._send_json(404, json.loads(_error_body(f"no route GET {path}", None, "invalid_request_error")))
@@ -446,8 +458,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         owner = self.server.owner
         path = self.path.split("?", 1)[0].rstrip("/")
-        raw = self._read_body()
+        raw = self._read_body(MAX_FILE_BYTES if path == "/v1/files" else MAX_BODY_BYTES)
         if raw is None:
+            return
+        if path.startswith(("/v1/files", "/v1/batches")):
+            owner._record(self, None, "ok", stream=False)
+            status, payload = owner.batches.post(path, self.headers.get("Content-Type", ""), raw)
+            self._send_json(status, payload)
             return
         if path not in ("/v1/chat/completions", "/chat/completions"):
             owner._record(self, None, "not_found", stream=False)
@@ -466,14 +483,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # -- plumbing
 
-    def _read_body(self) -> bytes | None:
+    def _read_body(self, limit: int = MAX_BODY_BYTES) -> bytes | None:
         length_header = self.headers.get("Content-Length", "")
         if not length_header.isdigit():
             self._send_json(411, json.loads(_error_body("Content-Length required", None, "invalid_request_error")))
             self.close_connection = True
             return None
         length = int(length_header)
-        if length > MAX_BODY_BYTES:
+        if length > limit:
             self._send_json(413, json.loads(_error_body("request body too large", None, "invalid_request_error")))
             self.close_connection = True
             return None
@@ -564,6 +581,8 @@ class FakeLLM:
         self._stop = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: the files and batches endpoints (``/v1/files``, ``/v1/batches``)
+        self.batches = FakeBatches(self)
 
     # -- lifecycle
 
@@ -584,6 +603,7 @@ class FakeLLM:
         if httpd is None or thread is None:
             return
         self._stop.set()  # wakes latency sleeps and hangs
+        self.batches.release()
         httpd.shutdown()
         thread.join(JOIN_TIMEOUT_SECONDS)
         deadline = time.monotonic() + JOIN_TIMEOUT_SECONDS
@@ -840,6 +860,194 @@ class FakeLLM:
             handler._send_event(json.dumps({**base, "choices": [], "usage": self._usage(body, reply)}))
         handler._send_event("[DONE]")
         handler._end_stream()
+
+
+# ------------------------------------------------------------- files and batches
+
+BatchFault = Literal["error", "expire"]
+
+
+class FakeBatches:
+    """``/v1/files`` and ``/v1/batches`` of a :class:`FakeLLM`, in OpenAI's shapes.
+
+    An uploaded batch file is answered line by line with the server's own
+    reply logic (script, faults, responder, default), without its latency;
+    each answered line counts as one paid call (``paid``). A batch starts
+    processing ``latency`` seconds after it is created, or, while ``hold`` is
+    set, only once :meth:`release` is called (a test kills its client in
+    between). ``item_fault(body)`` may return ``"error"`` (that line gets a
+    500 in the error file) or ``"expire"`` (not processed: the batch ends
+    ``expired``, that line in the error file). Standard library only.
+    """
+
+    def __init__(self, owner: FakeLLM) -> None:
+        self.owner = owner
+        self.latency = 0.0
+        self.hold = False
+        self.item_fault: Callable[[dict[str, Any]], BatchFault | None] | None = None
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self._batches: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._threads: list[threading.Thread] = []
+        self.created = 0
+        self.paid = 0
+
+    def release(self) -> None:
+        """Let held batches run (and end every wait at stop())."""
+        self._released.set()
+
+    # -- observations
+
+    @property
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._batches)
+
+    def status(self, batch_id: str) -> str:
+        with self._lock:
+            return str(self._batches[batch_id]["status"])
+
+    def wait_for(self, predicate: Callable[[FakeBatches], bool], timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.05)
+        return predicate(self)
+
+    # -- HTTP
+
+    def _new_file(self, data: bytes, purpose: str, filename: str) -> dict[str, Any]:
+        with self._lock:
+            file_id = f"file-fake-{next(self._ids)}"
+            obj = {
+                "id": file_id, "object": "file", "bytes": len(data), "created_at": CREATED, "filename": filename,
+                "purpose": purpose, "status": "processed", "status_details": None,
+            }
+            self._files[file_id] = (obj, data)
+        return obj
+
+    def post(self, path: str, content_type: str, raw: bytes) -> tuple[int, Any]:
+        if path == "/v1/files":
+            import email.parser
+            import email.policy
+
+            head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+            fields: dict[str, tuple[str, bytes]] = {}
+            if message.is_multipart():
+                for part in message.iter_parts():
+                    name = part.get_param("name", header="content-disposition")
+                    fields[str(name)] = (str(part.get_filename() or ""), part.get_payload(decode=True) or b"")
+            if "file" not in fields or "purpose" not in fields:
+                return 400, json.loads(_error_body("fakellm: a file upload needs 'file' and 'purpose' parts", None, "invalid_request_error"))
+            filename, data = fields["file"]
+            return 200, self._new_file(data, fields["purpose"][1].decode(), filename or "upload.jsonl")
+        if path == "/v1/batches":
+            try:
+                body = json.loads(raw)
+                file_id = body["input_file_id"]
+            except (ValueError, KeyError, TypeError):
+                return 400, json.loads(_error_body("fakellm: a batch needs an input_file_id", None, "invalid_request_error"))
+            with self._lock:
+                if file_id not in self._files:
+                    return 404, json.loads(_error_body(f"no such file {file_id}", None, "invalid_request_error"))
+                batch_id = f"batch_fake_{next(self._ids)}"
+                batch = {
+                    "id": batch_id, "object": "batch", "endpoint": body.get("endpoint", "/v1/chat/completions"),
+                    "errors": None, "input_file_id": file_id, "completion_window": body.get("completion_window", "24h"),
+                    "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": CREATED,
+                    "in_progress_at": None, "expires_at": CREATED + 86400, "finalizing_at": None, "completed_at": None,
+                    "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+                    "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": body.get("metadata") or {},
+                }
+                self._batches[batch_id] = batch
+                self.created += 1
+                snapshot = json.loads(json.dumps(batch))
+            thread = threading.Thread(target=self._process, args=(batch_id,), name=f"fakellm-{batch_id}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+            return 200, snapshot
+        if path.startswith("/v1/batches/") and path.endswith("/cancel"):
+            batch_id = path.split("/")[3]
+            with self._lock:
+                batch = self._batches.get(batch_id)
+                if batch is None:
+                    return 404, json.loads(_error_body(f"no such batch {batch_id}", None, "invalid_request_error"))
+                if batch["status"] not in ("completed", "failed", "expired", "cancelled"):
+                    batch["status"] = "cancelled"
+                return 200, json.loads(json.dumps(batch))
+        return 404, json.loads(_error_body(f"no route POST {path}", None, "invalid_request_error"))
+
+    def get(self, path: str) -> tuple[int, Any]:
+        parts = path.split("/")
+        with self._lock:
+            if path == "/v1/batches":
+                data = [json.loads(json.dumps(b)) for b in reversed(self._batches.values())]
+                first = data[0]["id"] if data else None
+                last = data[-1]["id"] if data else None
+                return 200, {"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": False}
+            if len(parts) == 4 and parts[2] == "batches" and parts[3] in self._batches:
+                return 200, json.loads(json.dumps(self._batches[parts[3]]))
+            if len(parts) >= 4 and parts[2] == "files" and parts[3] in self._files:
+                obj, data = self._files[parts[3]]
+                return (200, data) if len(parts) == 5 and parts[4] == "content" else (200, dict(obj))
+        return 404, json.loads(_error_body(f"no route GET {path}", None, "invalid_request_error"))
+
+    # -- processing
+
+    def _process(self, batch_id: str) -> None:
+        owner = self.owner
+        if self.hold:
+            self._released.wait()
+        elif self.latency:
+            owner._stop.wait(self.latency)
+        with self._lock:
+            batch = self._batches[batch_id]
+            if batch["status"] == "cancelled":
+                return
+            lines = self._files[batch["input_file_id"]][1].decode("utf-8").splitlines()
+            batch["status"] = "in_progress"
+            batch["in_progress_at"] = CREATED
+            batch["request_counts"]["total"] = len(lines)
+        out: list[str] = []
+        errors: list[str] = []
+        expired = False
+        for n, line in enumerate(lines):
+            request = json.loads(line)
+            body = request["body"]
+            fault = self.item_fault(body) if self.item_fault is not None else None
+            entry: dict[str, Any] = {"id": f"batch_req_{n}", "custom_id": request["custom_id"], "error": None}
+            if fault == "expire":
+                expired = True
+                entry["response"] = None
+                entry["error"] = {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
+                errors.append(json.dumps(entry))
+                continue
+            reply = owner._choose(body, json.dumps(body, sort_keys=True).encode()) if fault is None else server_error()
+            if reply.kind in ("ok", "wrong_schema"):
+                entry["response"] = {"status_code": 200, "request_id": f"req_{n}", "body": owner._completion(body, reply)}
+                out.append(json.dumps(entry))
+                key = "completed"
+                with self._lock:
+                    self.paid += 1  # a provider bills the items it answered
+            else:
+                status = reply.status if reply.status >= 400 else 500
+                entry["response"] = {"status_code": status, "request_id": f"req_{n}", "body": json.loads(_error_body("fakellm batch item failed", None, "server_error"))}
+                errors.append(json.dumps(entry))
+                key = "failed"
+            with self._lock:
+                batch["request_counts"][key] += 1
+        output = self._new_file(("\n".join(out) + "\n").encode() if out else b"", "batch_output", f"{batch_id}_output.jsonl")
+        error = self._new_file(("\n".join(errors) + "\n").encode(), "batch_output", f"{batch_id}_error.jsonl") if errors else None
+        with self._lock:
+            batch["output_file_id"] = output["id"]
+            batch["error_file_id"] = error["id"] if error else None
+            batch["status"] = "expired" if expired else "completed"
+            batch["completed_at" if not expired else "expired_at"] = CREATED
+
 
 
 def _is_loopback(host: object) -> bool:

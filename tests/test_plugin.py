@@ -738,6 +738,12 @@ failure-mode regression testing (pytest-failmodes):
   --failmodes-max-retries=N
                         Retries of a model call after 429, 5xx or a timeout
                         before it counts as an error (default: 4).
+  --failmodes-model-workers=N|auto
+                        Processes that make the model calls (default: auto, one
+                        per core once a run has many calls; 1 per xdist worker;
+                        ini failmodes_model_workers).
+  --failmodes-batch     Send every judge call through the provider's batch API
+                        (as judge: {batch: true}).
   --failmodes-save-traces=PATH
                         Write the traces that targets produced to PATH (JSONL).
   --failmodes-baseline=PATH
