@@ -499,7 +499,9 @@ class FailmodesSession:
                     results,
                     interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
                     comparison=self.comparison,
-                    verdicts=("fail", "error"),  # the page lists failures only: the passes need not be held
+                    # the page lists failures only and no cohort's members: the rest need not be held
+                    verdicts=("fail", "error"),
+                    members=False,
                 )
                 # trace ids are unique within a dataset; across files the first excerpt wins
                 excerpts: dict[str, dict[str, str]] = {}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_failmodes.compact import INTERN_LIMIT, Details, StrColumn
+from pytest_failmodes.compact import INTERN_LIMIT, Details, FirstSeen, StrColumn
 from pytest_failmodes.dataset import DatasetSpec
 from pytest_failmodes.engine import ModeResult, ModeSpec, Suite, evaluate
 from pytest_failmodes.report.json_report import build_report, trace_records, write_report
@@ -142,3 +142,15 @@ def test_a_streamed_report_that_fails_leaves_the_old_file(tmp_path: Path) -> Non
 
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_first_seen_finds_every_duplicate_and_where_it_was_first() -> None:
+    seen = FirstSeen()
+    ids = [f"t{i}" for i in range(5000)]  # enough to grow the table several times
+
+    assert all(seen.add(tid, Path("a.jsonl"), i + 1) is None for i, tid in enumerate(ids))
+    assert seen.add("t4321", Path("b.jsonl"), 9) == (Path("a.jsonl"), 4322)
+    assert seen.add("t0", Path("b.jsonl"), 10) == (Path("a.jsonl"), 1)
+    assert seen.add("new", Path("b.jsonl"), 11) is None
+    assert seen.add("new", Path("c.jsonl"), 1) == (Path("b.jsonl"), 11)
+    assert len(seen) == 5001

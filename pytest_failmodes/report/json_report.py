@@ -31,16 +31,23 @@ def build_report(
     interrupted: bool = False,
     comparison: BaselineComparison | None = None,
     verdicts: Container[str] | None = None,
+    members: bool = True,
 ) -> dict[str, Any]:
     """``interrupted``: the run stopped early (a collection error, Ctrl-C), so
     ``modes`` may be incomplete and the report must not claim ``passed``.
     ``comparison``: the run compared with a baseline (figures per cohort row).
     ``verdicts``: list only the traces with these verdicts (say ``("fail", "error")``
-    for a page that shows failures), not every trace.
+    for a page that shows failures), not every trace. ``members=False`` leaves out the
+    cohorts' ``members`` lists (a page that does not compare runs has no use for them).
 
     The whole report as one document; :func:`write_report` streams the same
     bytes to a file without ever holding it (use that for large runs)."""
-    return _materialise(report_document(results, interrupted=interrupted, comparison=comparison), verdicts)
+    document = report_document(results, interrupted=interrupted, comparison=comparison)
+    if not members:
+        for mode in document["modes"]:
+            for cohort in mode["cohorts"]:
+                cohort.pop("members", None)
+    return _materialise(document, verdicts)
 
 
 def report_document(
