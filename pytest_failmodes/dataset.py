@@ -44,11 +44,13 @@ class DatasetSpec:
 
 def iter_traces(spec: DatasetSpec) -> Iterator[tuple[int, Trace]]:
     """Yield ``(line, trace)`` for every row; raise :class:`DatasetError` on bad input."""
-    seen: dict[str, tuple[Path, int]] = {}
+    from .compact import FirstSeen
+
+    seen = FirstSeen()  # compact: a dict of every id was most of a large run's memory
     count = kept = 0
     for rec, trace in read_traces(spec):
         # by id, not by line: a one-line JSON array puts every row on line 1
-        first = seen.get(trace.id)
+        first = seen.add(trace.id, rec.file, rec.line)
         if first is not None:
             where = f"line {first[1]}" if first[0] == rec.file else f"{first[0]}:{first[1]}"
             raise DatasetError(
@@ -57,7 +59,6 @@ def iter_traces(spec: DatasetSpec) -> Iterator[tuple[int, Trace]]:
                 line=rec.line,
                 key=_id_source(spec),
             )
-        seen[trace.id] = (rec.file, rec.line)
         count += 1
         if spec.where is not None and not spec.where(trace):
             continue

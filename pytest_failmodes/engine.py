@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .compact import Details, StrColumn, index_array
 from .stats import wilson_interval
 from .seen import Need, Seen
 from .trace import MISSING, Trace
@@ -260,9 +261,14 @@ def detect_one(detector: Callable[[Trace], Any], trace: Trace) -> Verdict:
     try:
         return to_verdict(detector(trace))
     except Exception as exc:  # noqa: BLE001 - any detector failure is reported as an error
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-        return Verdict.error(f"{type(exc).__name__}: {exc}{where}")
+        return _raised(exc)
+
+
+def _raised(exc: BaseException) -> Verdict:
+    """The error verdict of a detector that raised: the exception and where it was raised."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return Verdict.error(f"{type(exc).__name__}: {exc}{where}")
 
 
 def _clustered(counts: Mapping[str, list[int]]) -> dict[str, Any] | None:
@@ -352,6 +358,25 @@ class Aggregator:
                 per[0] += 1
                 per[1] += slot
 
+    def add_counts(self, keys: Iterable[str], counts: list[int]) -> None:
+        """Add ``[passes, fails, errors]`` counted for traces that all have these cohort keys."""
+        rows = self.counts
+        for key in keys:
+            row = rows.get(key)
+            if row is None:
+                rows[key] = list(counts)
+            else:
+                row[0] += counts[0]
+                row[1] += counts[1]
+                row[2] += counts[2]
+
+    def add_clusters(self, keys: Iterable[str], slot: int, cluster: str) -> None:
+        """Count one decided trace (slot 0 pass, 1 fail) in its cluster of every cohort."""
+        for key in keys:
+            per = self.clusters.setdefault(key, {}).setdefault(cluster, [0, 0])
+            per[0] += 1
+            per[1] += slot
+
     def rows(self, gate: Gate, *, apply: bool = True) -> list[CohortRow]:
         """Cohort rows with gate decisions: ``all`` first, then cohorts by field and value."""
         out = []
@@ -410,17 +435,17 @@ class ModeResult:
     gate: Gate
     rows: list[CohortRow]
     skipped: int
-    #: per-trace verdicts in dataset order: ids and one status code each
-    ids: list[str]
+    #: per-trace verdicts in dataset order: ids (a list, or a compact StrColumn) and one status code each
+    ids: Sequence[str]
     codes: str
-    #: index -> [reason, evidence] for non-passing verdicts
-    details: dict[int, list[Any]]
+    #: index -> [reason, evidence] for non-passing verdicts (a dict, or compact Details)
+    details: MutableMapping[int, list[Any]]
     broken: str | None = None  # a reason the mode could not be evaluated at all
     #: things the user should know that are not failures (say, a cohort limit that matched nothing)
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""
     #: cohort -> indices (into ids) of its evaluated traces; kept only to compare with a baseline
-    members: dict[str, list[int]] | None = None
+    members: Mapping[str, Sequence[int]] | None = None
     #: trace id -> {"input", "output"} excerpts of the first failing or erroring traces,
     #: kept only for reports that show them (the HTML report)
     samples: dict[str, dict[str, Any]] | None = None
@@ -495,13 +520,13 @@ class ModeResult:
             "gate": self.gate.to_dict(),
             "rows": [r.to_dict() for r in self.rows],
             "skipped": self.skipped,
-            "ids": self.ids,
+            "ids": list(self.ids),
             "codes": self.codes,
             "details": {str(k): v for k, v in self.details.items()},
             "broken": self.broken,
             "notes": self.notes,
             "fingerprint": self.fingerprint,
-            "members": self.members,
+            "members": {k: list(v) for k, v in self.members.items()} if self.members is not None else None,
             "samples": self.samples,
             "calibration": self.calibration,
             "clusters": self.clusters,
@@ -572,12 +597,12 @@ class _ModeFields(Protocol):
 def finish_mode(
     mode: _ModeFields,
     agg: Aggregator,
-    ids: list[str],
+    ids: Sequence[str],
     codes: str,
-    details: dict[int, list[Any]],
+    details: MutableMapping[int, list[Any]],
     broken: str | None = None,
     partial: tuple[int, int] | None = None,
-    members: dict[str, list[int]] | None = None,
+    members: Mapping[str, Sequence[int]] | None = None,
     samples: dict[str, dict[str, Any]] | None = None,
     labelled: list[Labelled] | None = None,
     calibrate_only: bool = False,
@@ -779,9 +804,10 @@ def evaluate(
             broken[m.name] = f"{det!r} needs a model runner; evaluate() was given none"
             continue
         live.append(_Live(m, det, ctx if getattr(det, "is_async", False) else None, track_members, samples))
-    ids: list[str] = []
+    ids = StrColumn()
     cohorts = suite.cohorts
-    pending: deque[tuple[_Live, int, list[str], Future[Verdict], Trace | None, str | None]] = deque()
+    combo_of = _Combos(cohorts, track_members)
+    pending: deque[tuple[_Live, int, int, Future[Verdict], Trace | None, str | None, list[tuple[str, ...]]]] = deque()
     window = ctx.window([lv.detector for lv in live]) if ctx else 64
     done = submitted = 0
     source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))
@@ -789,6 +815,8 @@ def evaluate(
     cluster_by, pair_by = getattr(suite, "cluster_by", None), getattr(suite, "pair_by", ())
     clusters: list[str] | None = [] if cluster_by else None
     pairs: list[str] | None = [] if pair_by else None
+    # a cluster's key is held once however many traces share it
+    shared: dict[str, str] = {}
     empty: list[str] = []  # the first ids of traces whose output is empty
     n_empty = 0
     for trace in source:
@@ -799,9 +827,11 @@ def evaluate(
             n_empty += 1
             if len(empty) < 3:
                 empty.append(trace.id)
-        keys = cohort_keys(trace, cohorts)
-        cluster = cluster_of(trace, cluster_by)
+        combo = combo_of(trace)
+        cluster = None
         if clusters is not None:
+            cluster = cluster_of(trace, cluster_by)
+            cluster = shared.setdefault(cluster, cluster)  # type: ignore[arg-type]
             clusters.append(cluster)  # type: ignore[arg-type]
         if pairs is not None:
             pairs.append(pair_of(trace, pair_by))  # type: ignore[arg-type]
@@ -811,20 +841,37 @@ def evaluate(
                 lv.agg.skipped += 1
                 lv.codes.append(_SKIP)
                 continue
-            if lv.labels is not None and not lv.label(idx, trace, keys) and calibrate_only:
+            if lv.labels is not None and not lv.label(idx, trace, combo_of.keys[combo]) and calibrate_only:
                 lv.agg.skipped += 1
                 lv.codes.append(_SKIP)
                 continue
             if unproduced is not None:
-                lv.record(idx, keys, Verdict.error(f"target failed: {unproduced}"), trace=trace, cluster=cluster)
+                lv.record(idx, combo, Verdict.error(f"target failed: {unproduced}"), trace=trace, cluster=cluster, keys=combo_of.keys)
                 continue
             if lv.ctx is None:
-                lv.record(idx, keys, detect_one(lv.detector, trace), trace=trace, cluster=cluster)
+                # detect_one inlined: this runs for every trace and mode
+                try:
+                    verdict = lv.detector(trace)
+                    if verdict is not _PASS_VERDICT:
+                        verdict = to_verdict(verdict)
+                except Exception as exc:  # noqa: BLE001 - any detector failure is reported as an error
+                    verdict = _raised(exc)
+                if verdict is _PASS_VERDICT and idx not in lv.keep:
+                    # the common case: a pass needs a count and a code, nothing else
+                    lv.codes.append(_PASS_CODE)
+                    row = lv.counts.get(combo)
+                    if row is None:
+                        row = lv.counts[combo] = [0, 0, 0]
+                    row[0] += 1
+                    if cluster is not None:
+                        lv.agg.add_clusters(combo_of.keys[combo], 0, cluster)
+                    continue
+                lv.record(idx, combo, verdict, trace=trace, cluster=cluster, keys=combo_of.keys)
                 continue
             lv.codes.append(_WAIT)
             call = lv.ctx.runner.submit(lv.detector.ajudge(trace, lv.ctx))  # type: ignore[attr-defined]
             # the trace is held until its verdict only when an excerpt may be wanted
-            pending.append((lv, idx, keys, call, trace if lv.want else None, cluster))
+            pending.append((lv, idx, combo, call, trace if lv.want else None, cluster, combo_of.keys))
             submitted += 1
             while len(pending) > window:  # bound the memory held by calls not yet made
                 _settle(*pending.popleft())
@@ -838,13 +885,15 @@ def evaluate(
             progress(done, submitted)
     results = {}
     for lv in live:
+        lv.fold(combo_of.keys)
         # decided over every trace of the pass: a name some trace has is not a typo
         why, notes = name_problems(seen, suite, lv.mode)
         if why is not None:
             results[lv.mode.name] = finish_mode(lv.mode, Aggregator(), [], "", {}, broken=why)
             continue
         results[lv.mode.name] = finish_mode(
-            lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details, members=lv.members,
+            lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details,
+            members=_members(lv.codes, combo_of.keys, combo_of.combos or ()) if lv.track else None,
             samples=lv.samples if lv.want else None,
             labelled=lv.labelled, calibrate_only=calibrate_only, clusters=clusters, pairs=pairs,
         )
@@ -869,14 +918,72 @@ def empty_output_note(first: list[str], count: int, total: int) -> str:
 
 
 _SKIP, _PASS_CODE, _WAIT = ord("S"), ord("P"), ord("?")
+_PASS_VERDICT = Verdict.pass_()
+
+
+class _Combos:
+    """Each trace's cohort keys, interned: traces with the same cohort values share one
+    tuple of keys and its number (a "combo"), so a pass counts per combo, not per key."""
+
+    __slots__ = ("cohorts", "fields", "keys", "index", "by_values", "combos")
+
+    def __init__(self, cohorts: tuple[tuple[Any, ...], ...], track: bool = False) -> None:
+        self.cohorts = cohorts
+        names = [name for group in cohorts for name in group]
+        # plain fields: a trace's raw values find its combo without building the labels
+        self.fields = tuple(dict.fromkeys(names)) if all(type(n) is str for n in names) else None
+        self.keys: list[tuple[str, ...]] = []
+        self.index: dict[tuple[str, ...], int] = {}
+        self.by_values: dict[tuple[Any, ...], int] = {}
+        #: with ``track``: each trace's combo, in dataset order (for the cohorts' members)
+        self.combos = index_array() if track else None
+
+    def __call__(self, trace: Trace) -> int:
+        key: tuple[Any, ...] | None = None
+        combo = -1
+        if self.fields is not None:
+            get = trace.get
+            values = tuple([get(name) for name in self.fields])
+            # the types too: 1 and True are equal keys but different labels
+            key = (values, tuple(map(type, values)))
+            try:
+                combo = self.by_values.get(key, -1)
+            except TypeError:  # a list value is not hashable: build the labels
+                key = None
+        if combo < 0:
+            keys = tuple(cohort_keys(trace, self.cohorts))
+            found = self.index.get(keys)
+            if found is None:
+                found = self.index[keys] = len(self.keys)
+                self.keys.append(keys)
+            combo = found
+            if key is not None:
+                self.by_values[key] = combo
+        if self.combos is not None:
+            self.combos.append(combo)
+        return combo
+
+
+def _members(codes: bytearray, keys: list[tuple[str, ...]], combos: Sequence[int]) -> dict[str, Sequence[int]]:
+    """cohort -> indices of its decided (pass or fail) traces, from each trace's combo."""
+    out: dict[str, Any] = {}
+    pass_code, fail_code = _PASS_CODE, ord("F")
+    for i, code in enumerate(codes):
+        if code == pass_code or code == fail_code:
+            for key in keys[combos[i]]:
+                column = out.get(key)
+                if column is None:
+                    column = out[key] = index_array()
+                column.append(i)
+    return out
 
 
 class _Live:
     """One mode during a pass: its detector and what it has found so far."""
 
     __slots__ = (
-        "mode", "where", "detector", "ctx", "agg", "codes", "details", "members", "want", "samples",
-        "labels", "labelled", "keep",
+        "mode", "where", "detector", "ctx", "agg", "codes", "details", "track", "want", "samples",
+        "labels", "labelled", "keep", "counts",
     )
 
     def __init__(
@@ -893,33 +1000,42 @@ class _Live:
         self.ctx = ctx
         self.agg = Aggregator()
         self.codes = bytearray()
-        self.details: dict[int, list[Any]] = {}
-        self.members: dict[str, list[int]] | None = {} if track else None
+        self.details = Details()
+        self.track = track
         self.want = samples
         self.samples: dict[str, dict[str, Any]] = {}
         self.labels = getattr(mode, "labels", None)
         self.labelled: list[Labelled] = []
         self.keep: set[int] = set()  # labelled traces: their reasons are kept even when they pass
+        #: combo -> [passes, fails, errors], folded into ``agg`` per cohort key after the pass
+        self.counts: dict[int, list[int]] = {}
 
-    def label(self, idx: int, trace: Trace, keys: list[str]) -> bool:
+    def label(self, idx: int, trace: Trace, keys: tuple[str, ...]) -> bool:
         """Record the trace's human label, if it has one."""
         assert self.labels is not None
         human, note = self.labels.human(trace)
         if human is None:
             return False
-        self.labelled.append((idx, human, note, self.labels.role(trace), keys))
+        self.labelled.append((idx, human, note, self.labels.role(trace), list(keys)))
         self.keep.add(idx)
         return True
 
     def record(
-        self, idx: int, keys: list[str], verdict: Verdict, *, placed: bool = False, trace: Trace | None = None,
-        cluster: str | None = None,
+        self, idx: int, combo: int, verdict: Verdict, *, placed: bool = False, trace: Trace | None = None,
+        cluster: str | None = None, keys: list[tuple[str, ...]] | None = None,
     ) -> None:
         status = verdict.status
-        self.agg.add(keys, status, cluster)
-        if self.members is not None and status in (PASS, FAIL):
-            for key in keys:
-                self.members.setdefault(key, []).append(idx)
+        if status == SKIP:
+            self.agg.skipped += 1
+        else:
+            slot = 0 if status == PASS else 1 if status == FAIL else 2
+            row = self.counts.get(combo)
+            if row is None:
+                row = self.counts[combo] = [0, 0, 0]
+            row[slot] += 1
+            if cluster is not None and slot < 2:
+                assert keys is not None
+                self.agg.add_clusters(keys[combo], slot, cluster)
         code = _PASS_CODE if status == PASS else ord(CODE_OF_STATUS[status])
         if placed:
             self.codes[idx] = code  # one code per trace, in dataset order
@@ -929,6 +1045,12 @@ class _Live:
             self.details[idx] = [verdict.reason, verdict.evidence]
             if trace is not None and status in (FAIL, ERROR) and len(self.samples) < self.want:
                 self.samples[trace.id] = trace_excerpt(trace)
+
+    def fold(self, keys: list[tuple[str, ...]]) -> None:
+        """Turn the counts per combo into counts per cohort key (the Aggregator's)."""
+        for combo, counts in self.counts.items():
+            self.agg.add_counts(keys[combo], counts)
+        self.counts = {}
 
 
 #: how much of each text in a trace a report keeps with a failing verdict
@@ -964,7 +1086,8 @@ def trace_excerpt(trace: Trace) -> dict[str, Any]:
 
 
 def _settle(
-    lv: _Live, idx: int, keys: list[str], future: Future[Verdict], trace: Trace | None = None, cluster: str | None = None
+    lv: _Live, idx: int, combo: int, future: Future[Verdict], trace: Trace | None = None, cluster: str | None = None,
+    keys: list[tuple[str, ...]] | None = None,
 ) -> None:
     try:
         verdict = future.result()
@@ -972,4 +1095,4 @@ def _settle(
         if isinstance(exc, KeyboardInterrupt):
             raise
         verdict = Verdict.error(f"{type(exc).__name__}: {exc}")
-    lv.record(idx, keys, verdict, placed=True, trace=trace, cluster=cluster)
+    lv.record(idx, combo, verdict, placed=True, trace=trace, cluster=cluster, keys=keys)

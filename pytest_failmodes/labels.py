@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +177,7 @@ def load_labels_file(path: Path, shown: str, modes: Mapping[str, Any]) -> dict[s
 def measure_mode(
     labels: HumanLabels,
     labelled: list[tuple[int, str, str, str, list[str]]],
-    ids: list[str],
+    ids: Sequence[str],
     codes: str,
     details: Mapping[int, list[Any]],
     rows: list[Any],

@@ -391,26 +391,23 @@ class FailmodesSession:
         interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
         path = self.config.getoption(opt.dest(opt.REPORT))
         if path:
-            from .report.json_report import build_report
-            from .report.safe import json_text
+            from .report.json_report import write_report
 
+            # streamed into its file: the per-trace lists are never held whole
             self._write_report(
                 "JSON report",
                 Path(self.config.invocation_params.dir, path),
-                lambda: json_text(
-                    build_report(self.ordered_results(), interrupted=interrupted, comparison=self.comparison)
-                ) + "\n",
+                writer=lambda to: write_report(
+                    to, self.ordered_results(), interrupted=interrupted, comparison=self.comparison
+                ),
             )
         self._write_ci_reports(session)
         save = self.config.getoption(opt.dest(opt.SAVE_BASELINE))
         if save and not interrupted:
-            from .report.json_report import build_report
-            from .report.safe import json_text
+            from .report.json_report import write_report
 
             base = self.config.rootpath if save == opt.DEFAULT_BASELINE else self.config.invocation_params.dir
-            self._write_report(
-                "baseline", Path(base, save), lambda: json_text(build_report(self.ordered_results())) + "\n"
-            )
+            self._write_report("baseline", Path(base, save), writer=lambda to: write_report(to, self.ordered_results()))
         if not interrupted:
             self._write_history()
         if self.write_errors and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
@@ -439,17 +436,30 @@ class FailmodesSession:
             detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             self.write_errors.append(f"could not add this run to the history in {where} ({detail}); no file was written")
 
-    def _write_report(self, what: str, path: Path, produce: Callable[[], str], *, append: bool = False) -> None:
+    def _write_report(
+        self,
+        what: str,
+        path: Path,
+        produce: Callable[[], str] | None = None,
+        *,
+        append: bool = False,
+        writer: Callable[[Path], None] | None = None,
+    ) -> None:
         """Write one report whole or not at all; on failure remove the stale one it would
         have replaced (never leave an older run's report looking like this run's) and
-        record one line for the terminal summary."""
+        record one line for the terminal summary. ``writer(path)`` writes a report that
+        streams itself (atomically too); otherwise ``produce()`` gives its text."""
         import os
 
         from .report.safe import append_whole, write_atomically
 
         try:
-            content = produce()
-            (append_whole if append else write_atomically)(path, content)
+            if writer is not None:
+                writer(path)
+            else:
+                assert produce is not None
+                content = produce()
+                (append_whole if append else write_atomically)(path, content)
         except Exception as exc:  # noqa: BLE001 - any failure is reported, none loses the other reports
             detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             if append:
@@ -603,6 +613,7 @@ class FailmodesSession:
                     results,
                     interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
                     comparison=self.comparison,
+                    # every decided trace: the cohort filter reads failing traces' positions in the cohorts' members
                 )
                 return render_html(report, traces=_failing_trace_content(results))
 

@@ -19,8 +19,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "json_text",
@@ -28,6 +30,9 @@ __all__ = [
     "text",
     "xml_text",
     "write_atomically",
+    "write_json_atomically",
+    "iter_json",
+    "JsonArray",
     "append_whole",
     "BIDI_CONTROLS",
 ]
@@ -140,11 +145,101 @@ def write_atomically(path: Path, content: str) -> None:
     directory, renamed over ``path``. A failure leaves no temp file behind and the
     old ``path`` untouched (the caller decides what to do with a now-stale file)."""
     data = _encode(content)
+    with _replacing(path) as fh:
+        fh.write(data)
+
+
+class JsonArray:
+    """A JSON array that :func:`iter_json` writes item by item as ``items`` yields them,
+    so a report's per-trace lists are never held whole. ``encode(item, depth)`` gives an
+    item's JSON text at that depth of indentation (default: :func:`json_text`)."""
+
+    __slots__ = ("items", "encode")
+
+    def __init__(self, items: Iterable[Any], encode: Callable[[Any, int], str] | None = None) -> None:
+        self.items = items
+        self.encode = encode or _indented
+
+    def __repr__(self) -> str:
+        return f"JsonArray({self.items!r})"
+
+
+def _indented(value: Any, depth: int, indent: int = 1) -> str:
+    out = json_text(value, indent=indent)
+    return out.replace("\n", "\n" + " " * (indent * depth)) if depth and "\n" in out else out
+
+
+def _lazy(value: Any) -> bool:
+    if isinstance(value, JsonArray):
+        return True
+    if isinstance(value, dict):
+        return any(_lazy(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_lazy(v) for v in value)
+    return False
+
+
+def iter_json(value: Any, depth: int = 0, *, indent: int = 1) -> Iterator[str]:
+    """The text of ``json_text(value, indent=indent)`` in pieces, with each :class:`JsonArray`
+    inside written as its items come (strings may hold lone surrogates: the writer escapes them)."""
+    pad = " " * indent
+    if isinstance(value, JsonArray):
+        first = True
+        for item in value.items:
+            yield ("[\n" if first else ",\n") + pad * (depth + 1) + value.encode(item, depth + 1)
+            first = False
+        yield "[]" if first else "\n" + pad * depth + "]"
+    elif isinstance(value, dict) and value and _lazy(value):
+        sep = "{"
+        for key, item in value.items():
+            yield f"{sep}\n{pad * (depth + 1)}{json.dumps(str(key), ensure_ascii=False)}: "
+            yield from iter_json(item, depth + 1, indent=indent)
+            sep = ","
+        yield "\n" + pad * depth + "}"
+    elif isinstance(value, (list, tuple)) and value and _lazy(value):
+        sep = "["
+        for item in value:
+            yield f"{sep}\n{pad * (depth + 1)}"
+            yield from iter_json(item, depth + 1, indent=indent)
+            sep = ","
+        yield "\n" + pad * depth + "]"
+    else:
+        yield _indented(value, depth, indent)
+
+
+#: pieces are joined and written in blocks of about this many characters
+_BLOCK = 1 << 16
+
+
+def write_json_atomically(path: Path, data: Any, *, indent: int = 1) -> None:
+    """``json_text(data) + "\\n"`` written to ``path`` as :func:`write_atomically` does, but piece
+    by piece (see :class:`JsonArray`): memory stays flat however many traces the report lists."""
+    with _replacing(path) as fh:
+        block: list[str] = []
+        size = 0
+        for piece in iter_json(data, indent=indent):
+            block.append(piece)
+            size += len(piece)
+            if size >= _BLOCK:
+                fh.write(_json_bytes("".join(block)))
+                block, size = [], 0
+        block.append("\n")
+        fh.write(_json_bytes("".join(block)))
+
+
+def _json_bytes(text: str) -> bytes:
+    # outside strings JSON has only ASCII, so every surrogate here is inside one: escaped, as json_text does
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that replaces ``path`` when the block ends without an exception."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
         umask = os.umask(0)  # mkstemp makes 0600 files; a report is as readable as any other file
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)

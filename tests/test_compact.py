@@ -1,0 +1,156 @@
+"""Compact run state (ids, reasons, members) and the JSON report streamed into its file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_failmodes.compact import INTERN_LIMIT, Details, FirstSeen, StrColumn
+from pytest_failmodes.dataset import DatasetSpec
+from pytest_failmodes.engine import ModeResult, ModeSpec, Suite, evaluate
+from pytest_failmodes.report.json_report import build_report, trace_records, write_report
+from pytest_failmodes.report.safe import JsonArray, iter_json, json_text, write_json_atomically
+from pytest_failmodes.verdict import Verdict
+
+
+def test_str_column_is_a_list_of_its_strings() -> None:
+    values = ["t1", "", "naïve ✓", "lone \ud83d surrogate", "t1"]
+    col = StrColumn(values)
+
+    assert len(col) == 5
+    assert list(col) == values
+    assert col == values
+    assert [col[i] for i in range(-5, 5)] == values + values
+    assert col[1:4] == values[1:4]
+    with pytest.raises(IndexError):
+        col[5]
+
+
+def test_details_is_a_mapping_of_reason_and_evidence() -> None:
+    d = Details()
+    d[3] = ["too long", 612]
+    d[7] = ["too long", 612]
+    d[9] = ["contains 'refund'", "refund"]
+    d[5] = ["placed out of order", None]  # a model call that finished late
+
+    assert d == {3: ["too long", 612], 5: ["placed out of order", None], 7: ["too long", 612], 9: ["contains 'refund'", "refund"]}
+    assert list(d) == [3, 5, 7, 9]
+    assert 5 in d and 4 not in d
+    assert d.get(4, ("", None)) == ("", None)
+    assert d[3] is d[7]  # one stored pair for equal ones
+    d[7] = ["replaced", True]
+    assert d[7] == ["replaced", True] and d[3] == ["too long", 612]
+    with pytest.raises(KeyError):
+        d[4]
+
+
+def test_details_keeps_equal_values_of_different_types_apart() -> None:
+    # 1, 1.0 and True are equal keys in Python but print differently in a report
+    d = Details([(0, ["r", 1]), (1, ["r", 1.0]), (2, ["r", True]), (3, ["r", [1]]), (4, ["r", {"a": 1}])])
+
+    assert [json.dumps(v) for _k, v in d.items()] == ['["r", 1]', '["r", 1.0]', '["r", true]', '["r", [1]]', '["r", {"a": 1}]']
+
+
+def test_details_stops_interning_reasons_that_never_repeat() -> None:
+    d = Details((i, [f"unique reason {i}", None]) for i in range(INTERN_LIMIT + 10))
+
+    assert len(d) == INTERN_LIMIT + 10
+    assert d[INTERN_LIMIT + 5] == [f"unique reason {INTERN_LIMIT + 5}", None]
+    assert len(d._intern) == INTERN_LIMIT
+
+
+def test_iter_json_writes_what_json_text_writes() -> None:
+    value = {
+        "a": [1, {"b": JsonArray(iter([{"x": "\ud83d"}, [], 2.5]))}],
+        "empty": JsonArray(iter(())),
+        "deep": {"k": [[{}]]},
+        "s": "\x1b[31m",
+    }
+    plain = {**value, "a": [1, {"b": [{"x": "\ud83d"}, [], 2.5]}], "empty": []}
+
+    assert "".join(iter_json(value)).replace("\ud83d", "\\ud83d") == json_text(plain)
+
+
+def _weird(trace: Any) -> Any:
+    n = int(trace.id[1:])
+    if n % 5 == 0:
+        raise ValueError("boom\nsecond line")
+    if n % 4 == 0:
+        return Verdict.fail("bad \ud83d \x1b[31m \u202e", {"nested": [1, 2.5, {"x": "\ud800"}]})
+    if n % 3 == 0:
+        return Verdict.fail("number", 1.5)
+    if n % 7 == 0:
+        return Verdict.fail("flag", True)
+    return n % 2 == 0
+
+
+def _results(tmp_path: Path, **kwargs: Any) -> list[ModeResult]:
+    rows = [
+        {"id": f"t{i}", "input": "q", "output": f"answer {i}", "metadata": {"route": ["a", "b", 'c "d"'][i % 3], "task": i % 4}}
+        for i in range(1, 60)
+    ]
+    data = tmp_path / "traces.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    modes = (ModeSpec(name="weird", source="s.yaml", detector=_weird),)
+    suite = Suite(
+        source="s.yaml", dataset=DatasetSpec(path=data), cohorts=(("route",), ("route", "task")), modes=modes, **kwargs
+    )
+    return list(evaluate(suite, {"weird": _weird}, track_members=True).modes.values())
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"cluster_by": "task", "pair_by": ("task", "id")}])
+def test_streamed_report_is_the_report_byte_for_byte(tmp_path: Path, kwargs: dict[str, Any]) -> None:
+    results = _results(tmp_path, **kwargs)
+    path = tmp_path / "out" / "report.json"
+
+    write_report(path, results, interrupted=True)
+
+    text = path.read_text(encoding="utf-8")
+    assert text == json_text(build_report(results, interrupted=True)) + "\n"
+    report = json.loads(text)
+    traces = report["modes"][0]["traces"]
+    assert len(traces) == 59
+    assert {t["verdict"] for t in traces} == {"pass", "fail", "error"}
+    assert ("cluster" in traces[0]) is bool(kwargs)
+    assert report["modes"][0]["cohorts"][1]["members"]
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temp file left
+
+
+def test_trace_records_yield_the_failures_with_reasons(tmp_path: Path) -> None:
+    (result,) = _results(tmp_path)
+
+    failing = list(trace_records(result))
+
+    assert failing == [t for t in build_report([result])["modes"][0]["traces"] if t["verdict"] in ("fail", "error")]
+    assert failing[0] == {"id": "t2", "verdict": "fail", "reason": "detector returned True", "evidence": None}
+    assert any(t["verdict"] == "error" and t["reason"].startswith("ValueError: boom") for t in failing)
+
+
+def test_a_streamed_report_that_fails_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    path.write_text("old\n")
+
+    def items() -> Any:
+        yield 1
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_json_atomically(path, {"traces": JsonArray(items())})
+
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_first_seen_finds_every_duplicate_and_where_it_was_first() -> None:
+    seen = FirstSeen()
+    ids = [f"t{i}" for i in range(5000)]  # enough to grow the table several times
+
+    assert all(seen.add(tid, Path("a.jsonl"), i + 1) is None for i, tid in enumerate(ids))
+    assert seen.add("t4321", Path("b.jsonl"), 9) == (Path("a.jsonl"), 4322)
+    assert seen.add("t0", Path("b.jsonl"), 10) == (Path("a.jsonl"), 1)
+    assert seen.add("new", Path("b.jsonl"), 11) is None
+    assert seen.add("new", Path("c.jsonl"), 1) == (Path("b.jsonl"), 11)
+    assert len(seen) == 5001
