@@ -550,8 +550,8 @@ def _bench(args: argparse.Namespace, root: Path, pkg: Any) -> int:
           f"pytest-failmodes {pkg.__version__} from {Path(pkg.__file__).parent}")
     print(f"  {os.cpu_count()} CPUs, {platform.platform()}, load average at start {_load()}")
     print(f"  dataset: {args.n:,} traces, {big.stat().st_size / 1e6:.1f} MB JSONL, seed {args.seed} ({gen})")
-    print(f"  modes: regex, contains, tool_called present:false with where:, max_chars, not_contains; "
-          f"cohorts: route, prompt_version, route & persona")
+    print("  modes: regex, contains, tool_called present:false with where:, max_chars, not_contains; "
+          "cohorts: route, prompt_version, route & persona")
     print(f"  repetitions: {args.reps} per large run (median), {args.trivial_reps} per side in (d)")
     if args.quick:
         print("  --quick: a smoke run; at these sizes start-up noise swamps the ratios (n/a when it exceeds the work)")

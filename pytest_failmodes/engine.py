@@ -229,7 +229,6 @@ def cohort_keys(trace: Trace, cohorts: Iterable[tuple[Any, ...]]) -> list[str]:
     a list prints as its values joined (``tools=lookup,refund``), never a Python repr.
     """
     keys = [ALL]
-    get = trace.get
     for group in cohorts:
         if len(group) == 1:
             name = group[0]

@@ -140,7 +140,6 @@ _CONTEXTS: dict[str, Any] = {}
 def _context(cache_dir: str | None) -> Any:
     """One runner and cache per cache directory for the process (closed at exit)."""
     import atexit
-    import os
     from pathlib import Path
 
     directory = str(Path(cache_dir or ".failmodes").resolve())

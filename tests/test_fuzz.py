@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakellm import FakeLLM, fakellm_server, server_error
+from fakellm import fakellm_server, server_error
 
 from pytest_failmodes.cache import ResultCache
 from pytest_failmodes.engine import Gate

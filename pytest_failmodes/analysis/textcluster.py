@@ -90,7 +90,6 @@ def _relabel(texts: Sequence[str], raw: list[int], sub: Clustering, medoids: lis
 
 
 def _cluster(texts: Sequence[str], *, k_min: int, k_max: int, seed: int, k: int | None) -> Clustering:
-    import numpy as np
 
     n = len(texts)
     if n == 0:
