@@ -42,3 +42,14 @@ DEFAULT_BASELINE = ".failmodes/baseline.json"
 def dest(option: str) -> str:
     """``--failmodes-per-trace`` -> ``failmodes_per_trace``."""
     return option.lstrip("-").replace("-", "_")
+
+
+def choice(what: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a usage error naming ``what`` (an option or an ini key)."""
+    if value in choices:
+        return value
+    import pytest
+
+    from .errors import did_you_mean
+
+    raise pytest.UsageError(f"{what} takes one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}")

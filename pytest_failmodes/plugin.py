@@ -46,18 +46,11 @@ def _choice(option: str, choices: tuple[str, ...]) -> Any:
     """An argparse ``type=`` for a word out of ``choices``: one usage error with the nearest choice."""
 
     def parse(value: str) -> str:
-        return choice(option, value, choices)
+        return opt.choice(option, value, choices)
 
     return parse
 
 
-def choice(what: str, value: str, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices``, else a usage error naming ``what`` (an option or an ini key)."""
-    if value in choices:
-        return value
-    from .errors import did_you_mean
-
-    raise pytest.UsageError(f"{what} takes one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}")
 def _workers(value: str) -> str:
     """``--failmodes-model-workers``: ``auto`` or a whole number >= 1 (kept as text: options travel to xdist workers)."""
     if value.strip().lower() == "auto":

@@ -78,7 +78,7 @@ class FailmodesSession:
 
     def _setting(self, option: str, ini: str, choices: tuple[str, ...]) -> str:
         """The option's value, else the ini value (checked like the option's)."""
-        from .plugin import choice
+        from .options import choice
 
         value = self.config.getoption(opt.dest(option))
         if value is not None:

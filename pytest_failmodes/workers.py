@@ -240,7 +240,7 @@ class WorkerPool:
 
 
 async def _serve(out_fd: int) -> None:
-    from .llm import attempt_once, load_litellm
+    from .llm_call import attempt_once, load_litellm
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**26)

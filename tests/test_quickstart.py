@@ -348,7 +348,7 @@ def test_judge_modes_ask_the_configured_model(example: pytest.Pytester, monkeypa
         monkeypatch.setenv(ENV_MODEL, "openai/fake-judge")
         monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        result, report = run(example, "-rs", "-k", " or ".join(JUDGE_MODES))
+        result, report = run(example, "-rs", "--failmodes-table=all", "-k", " or ".join(JUDGE_MODES))
         prompts = [r.json["messages"][-1]["content"] for r in server.requests]
 
     modes = {m["name"]: m for m in report["modes"]}

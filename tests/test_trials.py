@@ -201,7 +201,7 @@ def test_failmodes_compare_reads_pairs_and_clusters_back(project) -> None:
     project.traces(trials("r2", failing_tasks=6))
     assert project.run("--failmodes-report=new.json").ret == 0
 
-    result = project.pytester.run(sys.executable, "-m", "pytest_failmodes.cli", "compare", "old.json", "new.json")
+    result = project.pytester.run(sys.executable, "-m", "pytest_failmodes.cli", "compare", "old.json", "new.json", "--table=all")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["fails*all*80*"])
     assert "ids in common" not in result.stdout.str()
