@@ -3,20 +3,35 @@ probe's own). Below both :mod:`definitions` and :mod:`probes.build`, which use i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from .engine import Gate
 from .values import canonical_cohort
 
-if TYPE_CHECKING:
-    from .definitions import GateDef, ModeDef, ProbeDef
+
+class _GateLayer(Protocol):
+    """What a ``gate:`` (definitions.GateDef) gives: the Gate's fields, None where unset."""
+
+    cohort_limits: Mapping[str, float]
+
+
+class _Gated(Protocol):
+    """A mode or probe as written (definitions.ModeDef, definitions.ProbeDef)."""
+
+    @property
+    def gate(self) -> Any: ...
+
+    @property
+    def max_fail_rate(self) -> float | None: ...
 
 __all__ = ["merge_gate"]
 
 
-def merge_gate(file_gate: GateDef, mode: ModeDef | ProbeDef) -> Gate:
+def merge_gate(file_gate: _GateLayer, mode: _Gated) -> Gate:
     """A mode's or probe's :class:`Gate`: the file's ``gate:``, then its own ``gate:``, then its ``max_fail_rate``."""
-    layers = [file_gate] + ([mode.gate] if mode.gate else [])
+    # typed here by what is read, so this module needs nothing of definitions (which imports it)
+    layers: list[_GateLayer] = [file_gate] + ([mode.gate] if mode.gate else [])
     values: dict[str, Any] = {}
     limits: dict[str, float] = {}
     for layer in layers:
