@@ -300,6 +300,38 @@ def _exact_2x2(base_fails: int, base_n: int, new_fails: int, new_n: int, method:
     return _clip(p)
 
 
+def fisher_greater_many(tables: Sequence[tuple[int, int, int, int]]) -> list[float]:
+    """Fisher's one-sided exact p-values for many ``(base_fails, base_n, new_fails, new_n)``
+    tables at once, each the value ``two_proportion_one_sided(..., method="fisher")`` gives.
+
+    One vectorised hypergeometric tail for the lot: a history page or a simulation
+    tests thousands of series, and one ``fisher_exact`` call costs half a millisecond."""
+    out = [1.0] * len(tables)
+    todo: list[int] = []
+    for i, (base_fails, base_n, new_fails, new_n) in enumerate(tables):
+        for name, value in (("base_fails", base_fails), ("base_n", base_n), ("new_fails", new_fails), ("new_n", new_n)):
+            _check_count(name, value)
+        if base_fails > base_n or new_fails > new_n:
+            raise ValueError(f"more fails than traces in {tables[i]!r}")
+        fails = base_fails + new_fails
+        if not (base_n == 0 or new_n == 0 or fails == 0 or fails == base_n + new_n):
+            todo.append(i)
+    if not todo:
+        return out
+    import numpy as np
+    from scipy.stats import hypergeom
+
+    t = np.array([tables[i] for i in todo], dtype=np.int64)
+    base_fails, base_n, new_fails, new_n = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
+    # P(X >= new_fails), X the new run's fails given both margins: Fisher's "greater"
+    p = hypergeom.sf(new_fails - 1, base_n + new_n, base_fails + new_fails, new_n)
+    for i, value in zip(todo, p.tolist()):
+        if math.isnan(value):
+            raise ArithmeticError(f"the hypergeometric tail is NaN for {tables[i]!r}")
+        out[i] = _clip(value)
+    return out
+
+
 def min_attainable_p(test: str, *, discordant: int = 0, fails: int = 0, n: int = 0, other_n: int = 0) -> float:
     """The smallest one-sided p-value a test can give, whatever the outcome, given
     the margins it conditions on; what Tarone's refinement of Holm needs.

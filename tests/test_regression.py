@@ -715,3 +715,25 @@ def test_importing_the_module_and_the_plugin_loads_no_scipy_or_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fisher_many_gives_what_fisher_gives_one_by_one() -> None:
+    from pytest_failmodes.regression import fisher_greater_many
+
+    tables = [
+        (bf, bn, nf, nn)
+        for bn in (0, 1, 7, 40)
+        for nn in (0, 1, 9, 35)
+        for bf in sorted({0, bn // 3, bn})
+        for nf in sorted({0, nn // 2, nn})
+    ] + [(3, 400, 30, 120), (200, 400, 0, 400), (5, 1000, 9, 1000)]
+    expected = [two_proportion_one_sided(*t, method="fisher") for t in tables]
+    got = fisher_greater_many(tables)
+    assert len(got) == len(tables)
+    for t, want, have in zip(tables, expected, got):
+        assert have == pytest.approx(want, rel=1e-9, abs=1e-300), t
+    # the trivial tables (nothing to compare) are 1.0, as one by one
+    assert fisher_greater_many([(0, 0, 3, 5), (0, 10, 0, 10), (4, 4, 6, 6)]) == [1.0, 1.0, 1.0]
+    assert fisher_greater_many([]) == []
+    with pytest.raises(ValueError, match="more fails than traces"):
+        fisher_greater_many([(5, 4, 0, 3)])
