@@ -14,6 +14,12 @@ Measured in one run, every ratio against a baseline measured in the same run
     counts) at ``--n`` traces (default 100,000), each timed inside its own
     process; target ratio <= 1.5. ``pytest --failmodes`` minus its start-up is
     shown beside it for reference.
+(d) a mode's per-trace reasons when each is different (an LLM judge's critique,
+    ~300 characters, for each of ``--reasons-n`` failing traces, default
+    1,000,000): peak RSS of a process holding them in the engine's ``Details``
+    (past 32 MB of distinct reasons they go to a temporary file) against the
+    same with spilling off and against the process without them; every value
+    read back and compared. Target: the spilled store adds <= 100 MB.
 
 The datasets are synthetic support-bot traces generated here (see
 bench/engine.py, whose generator, definitions and loop this script reuses), so
@@ -49,6 +55,30 @@ import engine as shared  # noqa: E402 - bench/engine.py: dataset, definitions, l
 REPORT_TARGET = 1.3
 BIG_TARGET_MB = 200.0
 ENGINE_TARGET = 1.5
+REASONS_TARGET_MB = 100.0
+
+# Builds a mode's Details with one distinct judge-like reason per failing trace, then reads
+# every one back; argv: count, mode (none | spill | memory)
+REASONS_CHILD = r"""
+import sys, time
+from pytest_failmodes.compact import Details
+n, mode = int(sys.argv[1]), sys.argv[2]
+words = "the reply promises a refund that the policy does not allow and cites order".split()
+def reason(i):
+    return f"Trace {i}: " + " ".join(words[(i + k) % len(words)] for k in range(40))
+start = time.perf_counter()
+if mode == "none":
+    total = sum(len(reason(i)) for i in range(n))
+else:
+    d = Details(spill_bytes=2**62) if mode == "memory" else Details()
+    for i in range(n):
+        d[i] = [reason(i), None]
+    total = 0
+    for i, (k, v) in enumerate(d.items()):
+        assert k == i and v[0] == reason(i), (k, i)
+        total += len(v[0])
+print(mode, total, round(time.perf_counter() - start, 1))
+"""
 
 # Times evaluate() inside the child (after imports and loading the definitions), as the loop times itself.
 ENGINE_CHILD = r"""
@@ -81,10 +111,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=shared.SEED)
     p.add_argument("--keep", type=Path, help="keep datasets and reports in this directory (reused on the next run)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3,000 / 5,000 / 10,000 traces, 1 repetition")
-    p.add_argument("--only", choices=("a", "b", "c"), action="append", help="run only these figures")
+    p.add_argument("--reasons-n", type=int, default=1_000_000, help="distinct reasons for figure (d)")
+    p.add_argument("--only", choices=("a", "b", "c", "d"), action="append", help="run only these figures")
     args = p.parse_args(argv)
     if args.quick:
-        args.n, args.report_n, args.big_n, args.reps = 3_000, 5_000, 10_000, 1
+        args.n, args.report_n, args.big_n, args.reps, args.reasons_n = 3_000, 5_000, 10_000, 1, 200_000
     return args
 
 
@@ -238,6 +269,25 @@ def figure_c(args: argparse.Namespace, root: Path, scratch: Path) -> bool:
     return cpu_ratio <= ENGINE_TARGET and not problems
 
 
+def figure_d(args: argparse.Namespace, root: Path, scratch: Path) -> bool:
+    n = args.reasons_n
+    runs = {}
+    for mode in ("none", "spill", "memory"):
+        run = shared.measure([sys.executable, "-c", REASONS_CHILD, str(n), mode], root, scratch)
+        shared.expect_rc(run, (0,), f"reasons child ({mode})")
+        runs[mode] = run
+    added = runs["spill"].rss_mb - runs["none"].rss_mb
+    ok = added <= REASONS_TARGET_MB
+    print(f"(d) {n:,} distinct judge-like reasons (~300 characters each) held for one mode, every one read back")
+    for mode, label in (("none", "no store (baseline)"), ("spill", "Details, spilling"), ("memory", "Details, all in memory")):
+        run = runs[mode]
+        print(f"    {label:<24}{mb(run.rss_mb):>12}   wall {run.wall:6.1f} s  cpu {run.cpu:6.1f} s")
+    print(f"    the spilled store adds {mb(added)} (target <= {REASONS_TARGET_MB:.0f} MB)  {'PASS' if ok else 'MISS'}; "
+          f"all in memory adds {mb(runs['memory'].rss_mb - runs['none'].rss_mb)}")
+    print()
+    return ok
+
+
 def cross_check(loop: dict[str, Any], eng: dict[str, Any]) -> list[str]:
     """The engine's per-cohort n and fails, and its skips, against the loop's."""
     out = []
@@ -267,13 +317,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  --quick: a smoke run; at these sizes start-up swamps every figure")
         print()
         results = []
-        only = set(args.only or "abc")
+        only = set(args.only or "abcd")
         if "a" in only:
             results.append(figure_a(args, root, scratch))
         if "b" in only:
             results.append(figure_b(args, root, scratch))
         if "c" in only:
             results.append(figure_c(args, root, scratch))
+        if "d" in only:
+            results.append(figure_d(args, root, scratch))
         print(f"load average at end {shared._load()}")
         return 0 if all(results) else 1
     finally:

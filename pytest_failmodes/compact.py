@@ -16,7 +16,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
-from typing import Any, overload
+from typing import IO, Any, overload
 
 __all__ = ["StrColumn", "Details", "FirstSeen", "index_array"]
 
@@ -25,6 +25,12 @@ _SCALARS = (str, int, float, bool, type(None))
 #: past this many distinct (reason, evidence) pairs new ones are stored without interning:
 #: reasons that never repeat (an LLM judge's) would only grow the lookup table
 INTERN_LIMIT = 50_000
+#: past about this many bytes of distinct reasons held in memory, new ones go to a temporary
+#: file: a judge gives every failing trace its own reason, 0.3-1 KB each, a gigabyte at a
+#: million failures
+SPILL_BYTES = 32 * 1024 * 1024
+#: a reference with this bit set points into the temporary file, not the in-memory table
+_SPILLED = 1 << 31
 
 
 def index_array(values: Iterable[int] = ()) -> array[int]:
@@ -92,16 +98,27 @@ class Details(MutableMapping[int, list[Any]]):
     Indices and references into a table of distinct ``[reason, evidence]`` pairs sit in
     two ``array`` columns (8 bytes an entry); equal pairs share one table slot. The
     values handed out are shared: treat them as read-only.
+
+    Once the distinct pairs held in memory pass ``spill_bytes`` (about: the reasons'
+    lengths), further ones are pickled to an anonymous temporary file and read back
+    when asked for, so a run whose judge writes a new reason for each of a million
+    traces keeps flat memory. A pair that cannot be pickled (a Python detector's own
+    evidence object) stays in memory.
     """
 
-    __slots__ = ("_keys", "_refs", "_table", "_intern", "_sorted")
+    __slots__ = ("_keys", "_refs", "_max", "_table", "_intern", "_sorted", "_held", "_spill_bytes", "_spill", "_spill_ends")
 
-    def __init__(self, items: Iterable[tuple[int, list[Any]]] = ()) -> None:
+    def __init__(self, items: Iterable[tuple[int, list[Any]]] = (), *, spill_bytes: int = SPILL_BYTES) -> None:
         self._keys = array("I")
         self._refs = array("I")
+        self._max = -1
         self._table: list[list[Any]] = []
         self._intern: dict[tuple[Any, ...], int] = {}
         self._sorted = True
+        self._held = 0
+        self._spill_bytes = spill_bytes
+        self._spill: IO[bytes] | None = None
+        self._spill_ends = array("Q")
         for key, value in items:
             self[key] = value
 
@@ -112,11 +129,61 @@ class Details(MutableMapping[int, list[Any]]):
             found = self._intern.get(key)
             if found is not None:
                 return found
+        if self._held >= self._spill_bytes:
+            spilled = self._spill_one(reason, evidence)
+            if spilled is not None:
+                return spilled
         self._table.append([reason, evidence])
+        self._held += (len(reason) if isinstance(reason, str) else 64) + 64
         ref = len(self._table) - 1
         if key is not None and len(self._intern) < INTERN_LIMIT:
             self._intern[key] = ref
         return ref
+
+    def _spill_one(self, reason: Any, evidence: Any) -> int | None:
+        """Append the pair to the temporary file; its reference, or None if it cannot be pickled."""
+        import pickle
+
+        try:
+            data = pickle.dumps((reason, evidence), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - any object a detector returned; it then stays in memory
+            return None
+        if len(self._spill_ends) >= _SPILLED - 1:
+            return None
+        if self._spill is None:
+            import tempfile
+
+            self._spill = tempfile.TemporaryFile(prefix="failmodes-reasons-")
+        spill = self._spill
+        spill.seek(0, 2)
+        spill.write(data)
+        self._spill_ends.append(spill.tell())
+        return _SPILLED | (len(self._spill_ends) - 1)
+
+    def _value(self, ref: int) -> list[Any]:
+        if not ref & _SPILLED:
+            return self._table[ref]
+        import pickle
+
+        i = ref & ~_SPILLED
+        start = self._spill_ends[i - 1] if i else 0
+        spill = self._spill
+        assert spill is not None
+        spill.seek(start)
+        reason, evidence = pickle.loads(spill.read(self._spill_ends[i] - start))
+        return [reason, evidence]
+
+    def __del__(self) -> None:
+        spill = getattr(self, "_spill", None)
+        if spill is not None:
+            spill.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy for another process (xdist) carries its pairs, not a file handle
+        return {"items": list(self.items()), "spill_bytes": self._spill_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["items"], spill_bytes=state["spill_bytes"])  # type: ignore[misc]
 
     def _find(self, key: int) -> int:
         """The position of ``key`` in the columns, or -1."""
@@ -127,20 +194,34 @@ class Details(MutableMapping[int, list[Any]]):
         return pos if pos < len(keys) and keys[pos] == key else -1
 
     def _sort(self) -> None:
-        # verdicts of model calls arrive out of order; lookups come after the pass
-        order = sorted(range(len(self._keys)), key=self._keys.__getitem__)
-        self._keys = array("I", (self._keys[i] for i in order))
-        self._refs = array("I", (self._refs[i] for i in order))
+        # verdicts of model calls arrive out of order; lookups come after the pass. A key set
+        # again while unsorted was appended once more: the last one set wins (a stable sort
+        # keeps the order they were set in)
+        keys, refs = self._keys, self._refs
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        new_keys, new_refs = array("I"), array("I")
+        for i in order:
+            if new_keys and new_keys[-1] == keys[i]:
+                new_refs[-1] = refs[i]
+            else:
+                new_keys.append(keys[i])
+                new_refs.append(refs[i])
+        self._keys, self._refs = new_keys, new_refs
         self._sorted = True
 
     def __setitem__(self, key: int, value: list[Any]) -> None:
         keys = self._keys
-        if keys and key <= keys[-1]:
-            pos = self._find(key)
-            if pos >= 0:
-                self._refs[pos] = self._ref(value)
-                return
+        if keys and key <= self._max:
+            if self._sorted:
+                pos = self._find(key)
+                if pos >= 0:
+                    self._refs[pos] = self._ref(value)
+                    return
+            # out of order: appended now, sorted (and a repeated key resolved) at the first
+            # lookup, not once per late arrival
             self._sorted = False
+        else:
+            self._max = key
         keys.append(key)
         self._refs.append(self._ref(value))
 
@@ -148,12 +229,12 @@ class Details(MutableMapping[int, list[Any]]):
         pos = self._find(key) if isinstance(key, int) else -1
         if pos < 0:
             raise KeyError(key)
-        return self._table[self._refs[pos]]
+        return self._value(self._refs[pos])
 
     def get(self, key: int, default: Any = None) -> Any:
         # no KeyError round trip: reports look up every trace, most of which have no entry
         pos = self._find(key) if isinstance(key, int) else -1
-        return self._table[self._refs[pos]] if pos >= 0 else default
+        return self._value(self._refs[pos]) if pos >= 0 else default
 
     def __delitem__(self, key: int) -> None:
         pos = self._find(key) if isinstance(key, int) else -1
@@ -166,6 +247,8 @@ class Details(MutableMapping[int, list[Any]]):
         return isinstance(key, int) and self._find(key) >= 0
 
     def __len__(self) -> int:
+        if not self._sorted:
+            self._sort()
         return len(self._keys)
 
     def __iter__(self) -> Iterator[int]:
@@ -176,8 +259,8 @@ class Details(MutableMapping[int, list[Any]]):
     def items(self) -> Iterator[tuple[int, list[Any]]]:  # type: ignore[override]
         if not self._sorted:
             self._sort()
-        table = self._table
-        return ((k, table[r]) for k, r in zip(self._keys, self._refs))
+        table, value = self._table, self._value
+        return ((k, table[r] if r < _SPILLED else value(r)) for k, r in zip(self._keys, self._refs))
 
     def __repr__(self) -> str:
         return f"Details({dict(self.items())!r})" if len(self) <= 10 else f"Details(<{len(self)} entries>)"

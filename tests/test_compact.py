@@ -62,6 +62,42 @@ def test_details_stops_interning_reasons_that_never_repeat() -> None:
     assert len(d._intern) == INTERN_LIMIT
 
 
+def test_details_spills_distinct_reasons_past_its_budget_and_reads_them_back() -> None:
+    # a judge writes a new reason for every failing trace; past the budget they go to a file
+    d = Details(spill_bytes=2_000)
+    expected: dict[int, list[Any]] = {}
+    for i in range(0, 600, 2):
+        value = [f"the reply promises a refund for order {i} \u2713 \ud83d", {"span": i, "quote": [i, "x"]}]
+        d[i] = value
+        expected[i] = value
+    d[5] = ["late model call", None]  # out of order, after spilling began
+    expected[5] = ["late model call", None]
+    d[10] = ["replaced after spilling", 1.0]
+    expected[10] = ["replaced after spilling", 1.0]
+
+    assert d._spill is not None and len(d._spill_ends) > 200  # most of them live in the file
+    assert len(d._table) < 50
+    assert d == expected
+    assert list(d) == sorted(expected)
+    assert d[598] == expected[598] and d.get(596) == expected[596] and d.get(599) is None
+    assert dict(d.items()) == expected
+    del d[598]
+    assert 598 not in d and len(d) == len(expected) - 1
+
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(d))  # a copy carries its pairs, not the file
+    assert copy == d and list(copy) == list(d)
+
+    class Unpicklable:
+        def __reduce__(self) -> Any:
+            raise TypeError("not this one")
+
+    thing = Unpicklable()
+    d[1000] = ["a Python detector's own evidence", thing]
+    assert d[1000][1] is thing  # kept in memory, not lost
+
+
 def test_iter_json_writes_what_json_text_writes() -> None:
     value = {
         "a": [1, {"b": JsonArray(iter([{"x": "\ud83d"}, [], 2.5]))}],
