@@ -232,14 +232,15 @@ class ModeItem(_FailmodesItem):
 
     def runtest(self) -> None:
         _skip_without_model(self.mode)
+        state = session_of(self.config)
         try:
-            result = session_of(self.config).mode_result(self)
+            result = state.mode_result(self)
         except FailmodesError as exc:
             # the report must show the mode as broken, not leave it out (and say "passed")
             broken = finish_mode(self.mode, Aggregator(), [], "", {}, broken=str(exc))
-            self.failmodes_payload = {"kind": "mode", "result": broken.to_dict()}
+            self.failmodes_payload = state.mode_payload(broken)
             raise
-        self.failmodes_payload = {"kind": "mode", "result": result.to_dict()}
+        self.failmodes_payload = state.mode_payload(result)
         if not result.passed:
             from .report.terminal import breach_text
 

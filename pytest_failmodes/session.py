@@ -1,6 +1,7 @@
 """The run's state and its session-level hooks, registered only under ``--failmodes``.
 
-Per-mode results travel on test reports (``report.failmodes``), so the
+Per-mode results travel on test reports (``report.failmodes``: as plain data
+from an xdist worker, by name when the item ran in this process), so the
 controller builds the same summary whether items ran here or on xdist
 workers.
 """
@@ -40,6 +41,8 @@ class FailmodesSession:
         self.config = config
         config.stash[SESSION_KEY] = self
         self.is_worker = hasattr(config, "workerinput")
+        #: mode results of this process's items, until their reports are logged (see mode_payload)
+        self._local_results: dict[str, ModeResult] = {}
         self._rule_kinds: dict[str, RuleKind] | None = None
         self._rule_kinds_plugins = -1
         # suite source -> results of its selected modes (evaluated once per process),
@@ -322,6 +325,18 @@ class FailmodesSession:
         }
 
     # -- hooks --------------------------------------------------------------------------
+    def mode_payload(self, result: ModeResult) -> dict[str, Any]:
+        """What a mode item's test report carries to :meth:`pytest_runtest_logreport`.
+
+        An xdist worker sends the result to the controller as plain data. In one process
+        the report names the result, kept here until it is logged: as plain data it
+        would hold every trace's id as a string of its own (hundreds of bytes a trace,
+        for as long as pytest keeps its reports) and undo the engine's compact columns."""
+        if self.is_worker:
+            return {"kind": "mode", "result": result.to_dict()}
+        self._local_results[result.key] = result
+        return {"kind": "mode", "local": result.key}
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
         outcome = yield
@@ -334,7 +349,10 @@ class FailmodesSession:
         if payload is None or self.is_worker:
             return
         if payload["kind"] == "mode":
-            result = ModeResult.from_dict(payload["result"])
+            if "local" in payload:
+                result = self._local_results.pop(payload["local"])
+            else:  # from an xdist worker
+                result = ModeResult.from_dict(payload.pop("result"))
             self.results[result.key] = result
             self.config.hook.pytest_failmodes_mode_result(result=result)
             return

@@ -39,10 +39,10 @@ class ProbeItem(_FailmodesItem):
             result = self._run(session, app, inputs, comparator)
         except FailmodesError as exc:
             broken = finish_mode(self.mode, Aggregator(), [], "", {}, broken=str(exc))
-            self.failmodes_payload = {"kind": "mode", "result": broken.to_dict()}
+            self.failmodes_payload = session.mode_payload(broken)
             raise
         result.notes.extend(notes)
-        self.failmodes_payload = {"kind": "mode", "result": result.to_dict()}
+        self.failmodes_payload = session.mode_payload(result)
         if not result.passed:
             from ..report.terminal import breach_text
 
