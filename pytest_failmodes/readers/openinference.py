@@ -193,6 +193,9 @@ def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> lis
     # them not messages, so one C-level startswith (all prefixes at once) skips those
     heads = tuple(f"{p}." for p in prefixes)
     found: list[dict[int, dict[str, Any]]] = [{} for _ in prefixes]
+    role, content, call_id_of, calls_head = ROLE, CONTENT, TOOL_CALL_ID_OF_MESSAGE, _CALLS_HEAD
+    last_key: tuple[int, str] | None = None
+    msg: dict[str, Any] = {}
     for key, value in attrs.items():
         if type(key) is not str or not key.startswith(heads):  # noqa: E721 - exact str
             continue
@@ -201,21 +204,24 @@ def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> lis
             which += 1
         # "<prefix>.<N>.<field>": N is ASCII digits ("²" is a digit to isdigit, not to int)
         idx_text, dot, rest = key[len(heads[which]):].partition(".")
-        if not dot or not idx_text.isdigit() or not idx_text.isascii():
+        if (which, idx_text) != last_key:  # a message's keys come together: look it up once
+            if not dot or not idx_text.isdigit() or not idx_text.isascii():
+                continue
+            messages = found[which]
+            idx = int(idx_text)
+            got = messages.get(idx)
+            msg = messages[idx] = {"role": "user"} if got is None else got
+            last_key = (which, idx_text)
+        elif not dot:
             continue
-        messages = found[which]
-        idx = int(idx_text)
-        msg = messages.get(idx)
-        if msg is None:
-            msg = messages[idx] = {"role": "user"}
-        if rest == ROLE:
+        if rest == role:
             msg["role"] = str(value)
-        elif rest == CONTENT:
-            msg["content"] = message_text(value)
-        elif rest == TOOL_CALL_ID_OF_MESSAGE:
+        elif rest == content:
+            msg["content"] = value if type(value) is str else message_text(value)  # noqa: E721 - exact str
+        elif rest == call_id_of:
             msg["tool_call_id"] = str(value)
-        elif rest.startswith(_CALLS_HEAD):
-            n_text, _, field = rest[len(_CALLS_HEAD):].partition(".")
+        elif rest.startswith(calls_head):
+            n_text, _, field = rest[len(calls_head):].partition(".")
             if not n_text.isdigit() or not n_text.isascii():
                 continue
             calls = msg.setdefault("_calls", {})
