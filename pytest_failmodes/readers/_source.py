@@ -274,7 +274,7 @@ def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
 
 
 #: json's own C scanner (what json.loads runs under its Python wrappers)
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())
 _EOL = ("\n", "\r\n")
 
 
