@@ -460,3 +460,36 @@ def test_csv_file_is_closed_when_a_row_is_rejected(tmp_path: Path) -> None:
         load_error(path)
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_jsonl_rows_read_as_json_loads_reads_each_line(tmp_path: Path) -> None:
+    """Rows go straight to json's C scanner; every other shape of line still reads as json.loads reads it."""
+    lines = [
+        b'\xef\xbb\xbf{"id": "bom", "n": 1}\n',  # a BOM on the first line
+        b'{"id": "crlf", "n": [1, {"a": null}]}\r\n',
+        b'  {"id": "padded", "n": 2}  \t\n',
+        b'{"id": "nan", "n": NaN}\n',
+        b'{"id": "accents", "s": "caf\xc3\xa9 \\u00e9 \\ud83d\\ude00"}\n',
+        b"\n",
+        b'{"id": "last", "n": 3}',  # no line break at the end
+    ]
+    path = write(tmp_path, "rows.jsonl", b"".join(lines))
+    got = list(iter_rows(path, "jsonl"))
+    want = [(i, json.loads(raw)) for i, raw in enumerate(lines, 1) if raw.strip()]
+    assert repr(got) == repr(want)  # repr: NaN is not equal to itself
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"id": "s", "s": "\xed\xa0\x80"}\n', "not valid UTF-8 (byte 0xed); save the file as UTF-8"),
+        (b'{"id": "a"} {"id": "b"}\n', "malformed JSON: Extra data at column 13"),
+        (b'{"id": "a"\n', "malformed JSON: Expecting ',' delimiter at column 11"),
+    ],
+    ids=["encoded-surrogate", "two-values", "truncated"],
+)
+def test_jsonl_row_the_fast_path_refuses_is_explained(tmp_path: Path, raw: bytes, message: str) -> None:
+    path = write(tmp_path, "rows.jsonl", b'{"id": "ok"}\n' + raw)
+    with pytest.raises(DatasetError) as info:
+        list(iter_rows(path, "jsonl"))
+    assert (info.value.line, info.value.message) == (2, message)

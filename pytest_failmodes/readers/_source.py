@@ -14,6 +14,7 @@ import glob
 import gzip
 import io
 import json
+import json.scanner
 import os
 import re
 import stat
@@ -218,11 +219,28 @@ def _check_depth(path: Path, line: int, value: Any, brackets: int) -> None:
 
 def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
     loads = json.loads
+    scan = _SCAN
     for line, raw in enumerate(handle, 1):
-        # bytes straight to the parser (it decodes UTF-8 itself); the strict path
-        # below explains a line that fails. json decodes bytes with
-        # "surrogatepass", so a line that may hold an encoded surrogate (0xED
-        # lead byte) takes the strict path too.
+        # the common row, straight to json's C scanner: json.loads would detect
+        # the encoding, decode and match whitespace in Python around the same
+        # scan. Strict UTF-8 refuses what json's "surrogatepass" would let through;
+        # anything unusual (a BOM, padding, a parse error) takes the paths below.
+        try:
+            text = raw.decode()
+            value, end = scan(text, 0)
+        except RecursionError:
+            raise deep_error(path, line) from None
+        except (ValueError, StopIteration):  # UnicodeDecodeError is a ValueError
+            pass
+        else:
+            if end == len(text) or text[end:] in _EOL:
+                _check_depth(path, line, value, text.count("{") + text.count("["))
+                yield line, value
+                continue
+        # bytes to json.loads, as json reads them (a BOM, whitespace around the
+        # value); the strict path below explains a line that fails. json decodes
+        # bytes with "surrogatepass", so a line that may hold an encoded
+        # surrogate (0xED lead byte) takes the strict path too.
         if b"\xed" not in raw:
             try:
                 value = loads(raw)
@@ -253,6 +271,11 @@ def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
             ) from None
         _check_depth(path, line, value, raw.count(b"{") + raw.count(b"["))
         yield line, value
+
+
+#: json's own C scanner (what json.loads runs under its Python wrappers)
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+_EOL = ("\n", "\r\n")
 
 
 def _json_rows(text: str, path: Path) -> Iterator[tuple[int, Any]]:

@@ -11,9 +11,7 @@ flattened first). Names come from ``openinference-semantic-conventions``.
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,13 +171,16 @@ _KIND_OF = {k.upper(): k for k in STEP_KINDS} | {k: k for k in STEP_KINDS}
 
 def _last_assistant_text(attrs: dict[str, Any]) -> str | None:
     # output messages are few; their content keys are found without unflattening
-    for i in range(8):
-        content = attrs.get(f"{OUT_MESSAGES}.{i}.{CONTENT}")
-        if content is None and f"{OUT_MESSAGES}.{i}.{ROLE}" not in attrs:
+    for content_key, role_key in _OUT_KEYS:
+        content = attrs.get(content_key)
+        if content is None and role_key not in attrs:
             break
         if content:
             return str(content)
     return None
+
+
+_OUT_KEYS = tuple((f"{OUT_MESSAGES}.{i}.{CONTENT}", f"{OUT_MESSAGES}.{i}.{ROLE}") for i in range(8))
 
 
 def messages_from_attributes(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
@@ -188,29 +189,46 @@ def messages_from_attributes(attrs: dict[str, Any], prefix: str) -> list[dict[st
 
 
 def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> list[list[dict[str, Any]]]:
-    # one pass over the attributes for every prefix: LLM spans have many keys, and
-    # one regex match per key (in C) tells which prefix, which message and which field
-    match, which_of = _prefix_pattern(prefixes)
+    # one pass over the attributes for every prefix: LLM spans have many keys, most of
+    # them not messages, so one C-level startswith (all prefixes at once) skips those
+    heads = tuple(f"{p}." for p in prefixes)
     found: list[dict[int, dict[str, Any]]] = [{} for _ in prefixes]
+    role, content, call_id_of, calls_head = ROLE, CONTENT, TOOL_CALL_ID_OF_MESSAGE, _CALLS_HEAD
+    last_key: tuple[int, str] | None = None
+    msg: dict[str, Any] = {}
     for key, value in attrs.items():
-        m = match(key)
-        if m is None:
+        if type(key) is not str or not key.startswith(heads):  # noqa: E721 - exact str
             continue
-        lead, idx_text, rest = m.groups()
-        which = which_of[lead]
-        msg = found[which].setdefault(int(idx_text), {"role": "user"})
-        if rest == ROLE:
+        which = 0
+        while not key.startswith(heads[which]):
+            which += 1
+        # "<prefix>.<N>.<field>": N is ASCII digits ("²" is a digit to isdigit, not to int)
+        idx_text, dot, rest = key[len(heads[which]):].partition(".")
+        if (which, idx_text) != last_key:  # a message's keys come together: look it up once
+            if not dot or not idx_text.isdigit() or not idx_text.isascii():
+                continue
+            messages = found[which]
+            idx = int(idx_text)
+            got = messages.get(idx)
+            msg = messages[idx] = {"role": "user"} if got is None else got
+            last_key = (which, idx_text)
+        elif not dot:
+            continue
+        if rest == role:
             msg["role"] = str(value)
-        elif rest == CONTENT:
-            msg["content"] = message_text(value)
-        elif rest == TOOL_CALL_ID_OF_MESSAGE:
+        elif rest == content:
+            msg["content"] = value if type(value) is str else message_text(value)  # noqa: E721 - exact str
+        elif rest == call_id_of:
             msg["tool_call_id"] = str(value)
-        elif rest.startswith(TOOL_CALLS + "."):
-            n_text, _, field = rest[len(TOOL_CALLS) + 1:].partition(".")
-            if not n_text.isdigit():
+        elif rest.startswith(calls_head):
+            n_text, _, field = rest[len(calls_head):].partition(".")
+            if not n_text.isdigit() or not n_text.isascii():
                 continue
             calls = msg.setdefault("_calls", {})
-            call = calls.setdefault(int(n_text), {"type": "function", "function": {"name": ""}})
+            n = int(n_text)
+            call = calls.get(n)
+            if call is None:
+                call = calls[n] = {"type": "function", "function": {"name": ""}}
             if field == CALL_NAME:
                 call["function"]["name"] = str(value)
             elif field == CALL_ARGS:
@@ -229,10 +247,7 @@ def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> lis
     return result
 
 
-@functools.lru_cache(maxsize=16)
-def _prefix_pattern(prefixes: tuple[str, ...]) -> tuple[Any, dict[str, int]]:
-    rx = re.compile("(" + "|".join(re.escape(p) for p in prefixes) + r")\.([0-9]+)\.(.*)", re.S)
-    return rx.match, {p: i for i, p in enumerate(prefixes)}
+_CALLS_HEAD = TOOL_CALLS + "."
 
 
 def _text_value(step: Step, mime_key: str, value: Any) -> str | None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import sys
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,9 @@ class SpanGrouper:
         #: traces whose root has arrived, in the order it did
         self.rooted: deque[Group] = deque()
 
-    def add(self, rec: Record, trace_id: str, step: Step) -> Iterator[Group]:
-        """Add one span's step; yield the traces this completes."""
+    def add(self, rec: Record, trace_id: str, step: Step) -> Sequence[Group]:
+        """Add one span's step; the traces this completes (most spans complete none)."""
+        # a list, not a generator: one generator per span cost more than the rest of add
         self.read += 1
         group = self.open.get(trace_id)
         if group is None:
@@ -99,8 +101,12 @@ class SpanGrouper:
                 )
         # roots arrive in reading order, so the traces to close are at the front
         rooted = self.rooted
+        if not rooted or self.read - rooted[0].root_at < self.window:  # type: ignore[operator]
+            return ()
+        done = []
         while rooted and self.read - rooted[0].root_at >= self.window:  # type: ignore[operator]
-            yield self._close(rooted.popleft())
+            done.append(self._close(rooted.popleft()))
+        return done
 
     def finish(self) -> Iterator[Group]:
         """Every trace still open, at the end of the input, in the order they began."""
@@ -128,11 +134,21 @@ def preorder(steps: list[Step]) -> list[Step]:
         return steps
     ids = {s.id for s in steps}
     children: dict[str | None, list[Step]] = {}
+    timed = True
     for s in steps:
         parent = s.parent_id if s.parent_id in ids else None
-        children.setdefault(parent, []).append(s)
+        kids = children.get(parent)
+        if kids is None:
+            children[parent] = [s]
+        else:
+            kids.append(s)
+        if s.start_ms is None:
+            timed = False
+    # every step timed (spans always are): their start times alone order them, read in C
+    key = _START_MS if timed else _start
     for kids in children.values():
-        kids.sort(key=_start)
+        if len(kids) > 1:
+            kids.sort(key=key)
     out: list[Step] = []
     stack = list(reversed(children.get(None, [])))
     seen: set[str] = set()
@@ -146,6 +162,9 @@ def preorder(steps: list[Step]) -> list[Step]:
     if len(out) < len(steps):  # spans on a parent cycle with no root: kept, in file order
         out.extend(s for s in steps if s.id not in seen)
     return out
+
+
+_START_MS = attrgetter("start_ms")
 
 
 def _start(step: Step) -> tuple[int, float]:
