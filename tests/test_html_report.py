@@ -180,6 +180,20 @@ def listed(html: str, name: str, kind: str) -> list[str]:
     return [item[0] for item in items(html, name, kind)]
 
 
+def summary_rows(html: str) -> dict[tuple[str, str | None], list[str]]:
+    """The summary table's rows as the page's data holds them (its script draws them a page at a
+    time): (mode, cohort) -> the cells after the mode column; a broken mode's cohort is None."""
+    out: dict[tuple[str, str | None], list[str]] = {}
+    for m in page_data(html)["summary"]["modes"]:
+        if "broken" in m:
+            out[(m["label"], None)] = [m["broken"], "BROKEN"]
+            continue
+        for cells, gate_css, _delta_css, _rate in m["rows"]:
+            assert gate_css in ("fail", "ok", "muted")
+            out[(m["label"], cells[0])] = cells
+    return out
+
+
 # -- escaping -----------------------------------------------------------------------------
 
 
@@ -225,10 +239,7 @@ def test_hostile_values_read_back_as_the_same_text(report: dict[str, Any]) -> No
     assert cell.find(cls="r").text == "0.0%"
     assert HOSTILE_ROUTE in [th.text for th in tree.find("table", cls="heat").find_all("th", cls="value")]
     assert leaks.find("p", cls="desc").text == f"FAIL when the reply quotes its instructions {SCRIPT}"
-    assert (
-        tree.find("table", cls="summary").find("td", cls="broken").text
-        == f"could not be evaluated: fixture {SCRIPT!r} not found"
-    )
+    assert summary_rows(html)[("unbuilt", None)][0] == f"could not be evaluated: fixture {SCRIPT!r} not found"
 
 
 def test_title_and_timestamp_are_escaped(report: dict[str, Any]) -> None:
@@ -288,9 +299,9 @@ def test_heat_map_has_a_cell_for_every_mode_and_cohort(report: dict[str, Any]) -
     assert heat.find("td", cls="broken").text.startswith("broken: fixture")
 
 
-def test_summary_table_puts_breached_gates_first(report: dict[str, Any]) -> None:
-    tree = parse_html(render(report))
-    table = tree.find("table", cls="summary")
+def test_summary_table_is_data_in_the_reports_row_order(report: dict[str, Any]) -> None:
+    html = render(report)
+    table = parse_html(html).find("table", cls="summary")
     assert [th.text for th in table.find("thead").find_all("th")] == [
         "mode",
         "cohort",
@@ -302,36 +313,21 @@ def test_summary_table_puts_breached_gates_first(report: dict[str, Any]) -> None
         "errors",
         "gate",
     ]
-    gates = [
-        tr.find_all("span", cls="badge")[-1].text for tr in table.find_all("tr") if tr.find_all("span", cls="badge")
-    ]
-    first_ok = next(i for i, g in enumerate(gates) if not g.startswith(("FAIL", "BROKEN")))
-    assert all(not g.startswith(("FAIL", "BROKEN")) for g in gates[first_ok:])
-    breached = table.find("tbody", cls="breached")
-    rows = {
-        (tr.find("th").text, tr.find(cls="cohort").text if tr.find_all(cls="cohort") else None): tr.find_all(
-            "span", cls="badge"
-        )[-1].text
-        for tr in breached.find_all("tr")
-        if tr.find_all("th")
-    }
-    assert rows == {
+    assert table.find_all("tbody") == []  # the rows are drawn by the page's script
+    rows = summary_rows(html)
+    # every cohort row of every evaluated mode, in the report's order (the pipeline's)
+    assert [c for (name, c) in rows if name == "leaks"] == [r["cohort"] for r in mode(report, "leaks")["cohorts"]]
+    assert len(rows) == sum(len(m["cohorts"]) for m in report["modes"]) + 1  # and the broken mode's one row
+    breached = {k: cells[-1] for k, cells in rows.items() if cells[-1].startswith(("FAIL", "BROKEN"))}
+    assert breached == {
         ("leaks", "route=billing"): "FAIL (limit)",  # 2 of 3 > 25%
         ("leaks", "route=billing & persona=new"): "FAIL (limit)",  # 1 of 2
         ("leaks", "route=billing & persona=returning"): "FAIL (limit)",  # 1 of 1
         ("crashes", "all"): "FAIL (errors 1 > 0)",
         ("unbuilt", None): "BROKEN",
     }
-    # every cohort row of every evaluated mode is in the table once
-    cohort_cells = [td.text for td in table.find_all("td", cls="cohort")]
-    assert len(cohort_cells) == sum(len(m["cohorts"]) for m in report["modes"])
-    billing = next(
-        tr
-        for tr in breached.find_all("tr")
-        if tr.find_all(cls="cohort") and tr.find(cls="cohort").text == "route=billing"
-    )
     row = next(r for r in mode(report, "leaks")["cohorts"] if r["cohort"] == "route=billing")
-    assert [td.text for td in billing.find_all("td", cls="num")] == [
+    assert rows[("leaks", "route=billing")][1:-1] == [
         "3",
         "2",
         pct(row["rate"]),
@@ -451,24 +447,16 @@ def test_comparisons_add_baseline_columns_and_arrows(report: dict[str, Any]) -> 
             "improvement": False,
         },
     ]
-    tree = parse_html(render(report, comparisons=comparisons))
+    html = render(report, comparisons=comparisons)
+    tree = parse_html(html)
     table = tree.find("table", cls="summary")
     head = [th.text for th in table.find("thead").find_all("th")]
     assert head[-4:] == ["baseline", "Δ", "p (adj.)", "gate"]
+    rows = summary_rows(html)
 
     def cells(name: str, cohort: str) -> list[str]:
-        key = f"bot.failmodes.yaml::{name}"
-        anchor = tree.find("table", cls="heat").find("td", data_mode=key, data_cohort=cohort)
-        assert anchor is not None
-        for tbody in table.find_all("tbody"):
-            current = None
-            for tr in tbody.find_all("tr"):
-                if tr.find_all("th"):
-                    current = tr.find("th").text
-                tds = tr.find_all("td", cls="cohort")
-                if current == name and tds and tds[0].text == cohort:
-                    return [td.text for td in tr.find_all("td")][-4:]
-        raise AssertionError(f"no summary row for {name} {cohort}")
+        assert tree.find("table", cls="heat").find("td", data_mode=f"bot.failmodes.yaml::{name}", data_cohort=cohort)
+        return rows[(name, cohort)][-4:]
 
     assert cells("leaks", "route=billing") == ["10.0%", "▲ +56.7 pp", "<0.001", "FAIL (limit, regression)"]
     assert cells("leaks", "all") == ["50.0%", "▼ -25.0 pp", "0.020", "ok"]
