@@ -606,16 +606,21 @@ class FailmodesSession:
         html_path = config.getoption(opt.dest(opt.HTML))
         if html_path:
             from .report.html import render_html
-            from .report.json_report import build_report
+            from .report.json_report import build_report, listed_members
 
             def html() -> str:
+                # the failing traces only (the page lists nothing else), and each cohort's failing
+                # members as positions in them: not every trace's entry and every cohort's member list
+                listing = ("fail", "error")
                 report = build_report(
                     results,
                     interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
                     comparison=self.comparison,
-                    # every decided trace: the cohort filter reads failing traces' positions in the cohorts' members
+                    verdicts=listing,
+                    members=False,
                 )
-                return render_html(report, traces=_failing_trace_content(results))
+                members = {r.key: listed_members(r, listing) for r in results}
+                return render_html(report, traces=_failing_trace_content(results), members=members)
 
             self._write_report("HTML report", Path(config.invocation_params.dir, html_path), html)
         xml = config.getoption("xmlpath", None)

@@ -18,9 +18,9 @@ import pytest
 from browser import Node, dump_dom, find_chromium, parse_html, screenshot
 
 from pytest_failmodes.dataset import DatasetSpec, iter_traces
-from pytest_failmodes.engine import Gate, ModeSpec, Suite, evaluate
+from pytest_failmodes.engine import Gate, ModeResult, ModeSpec, Suite, evaluate
 from pytest_failmodes.report.html import _heat_colour, render_html
-from pytest_failmodes.report.json_report import build_report
+from pytest_failmodes.report.json_report import build_report, listed_members
 from pytest_failmodes.report.terminal import pct
 from pytest_failmodes.trace import Trace
 from pytest_failmodes.values import cohort_part
@@ -90,6 +90,12 @@ def make_traces() -> list[Trace]:
 
 def make_report(tmp_path: Path) -> dict[str, Any]:
     """A real report: the engine's results over ROWS, through build_report()."""
+    report: dict[str, Any] = json.loads(json.dumps(build_report(make_results(tmp_path))))
+    return report  # exactly what the JSON file would hold
+
+
+def make_results(tmp_path: Path) -> list[ModeResult]:
+    """The engine's results over ROWS, in the modes' order."""
     modes = (
         ModeSpec(
             name="leaks",
@@ -131,9 +137,7 @@ def make_report(tmp_path: Path) -> dict[str, Any]:
         broken={"unbuilt": f"fixture {SCRIPT!r} not found"},
         track_members=True,  # as the plugin does for an HTML report: the cohort filter reads them
     )
-    ordered = sorted(result.modes.values(), key=lambda r: r.order)
-    report: dict[str, Any] = json.loads(json.dumps(build_report(ordered)))
-    return report  # exactly what the JSON file would hold
+    return sorted(result.modes.values(), key=lambda r: r.order)
 
 
 def trace_content() -> dict[str, dict[str, Any]]:
@@ -389,6 +393,26 @@ def test_trace_content_is_optional(report: dict[str, Any]) -> None:
     # content is data for the trace view, as given; only listed traces' content is kept
     structured = {"t1": {"input": {"query": "hi", "n": 2}, "output": None}, "t4": {"input": "passing"}}
     assert page_data(render(report, traces=structured))["traces"] == {"t1": {"input": {"query": "hi", "n": 2}, "output": None}}
+
+
+def test_a_failures_only_report_with_listed_members_gives_the_same_page(tmp_path: Path) -> None:
+    """What the plugin renders (the failing traces and each cohort's failing members as positions
+    in them) is the page of the whole report (every trace, every member) to the byte."""
+    results = make_results(tmp_path)
+    whole = render(json.loads(json.dumps(build_report(results))))
+    failures = json.loads(json.dumps(build_report(results, verdicts=("fail", "error"), members=False)))
+    assert all(t["verdict"] != "pass" for m in failures["modes"] for t in m["traces"])
+    assert not any("members" in row for m in failures["modes"] for row in m["cohorts"])
+    members = {r.key: listed_members(r) for r in results}
+    # leaks fails t1 (billing, new) and the hostile id (billing, returning): positions 0 and 1
+    assert {c: list(p) for c, p in members["bot.failmodes.yaml::leaks"].items()} == {
+        "route=billing": [0, 1],
+        "route=billing & persona=new": [0],
+        "route=billing & persona=returning": [1],
+    }
+    assert render(failures, members=members) == whole
+    # without them, a failures-only report's traces have no cohorts to filter by
+    assert items(render(failures), "leaks", "fail")[0][3] == []
 
 
 def test_max_traces_caps_each_list_and_says_so(report: dict[str, Any]) -> None:

@@ -58,6 +58,7 @@ def render_html(
     title: str | None = None,
     generated_at: str | None = None,
     max_traces: int | None = DEFAULT_MAX_TRACES,
+    members: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
 ) -> str:
     """Render a JSON report (``build_report()``'s dict) as one HTML page.
 
@@ -71,8 +72,13 @@ def render_html(
     ``generated_at`` is printed as given: the page holds no clock reading of
     its own, so the same arguments give the same bytes. ``max_traces`` caps
     each mode's list of failing traces (and of errors); ``None`` lists all.
+    ``members``: per mode key, each cohort's members as positions in that mode's
+    ``traces`` list as given, in place of the cohort rows' own ``members`` (which
+    count every decided trace): with it, a report that lists only the failing
+    traces (``build_report(verdicts=("fail", "error"), members=False)``, and
+    ``json_report.listed_members`` per mode) filters them by cohort as well.
     """
-    page = _Page(report, comparisons or (), traces or {}, max_traces)
+    page = _Page(report, comparisons or (), traces or {}, max_traces, members)
     view_js, view_css = trace_view_asset("trace_view.js"), trace_view_asset("trace_view.css")
     for inlined in (view_js, _SCRIPT):
         # inside <script>, these would end the element early or change how it ends
@@ -252,8 +258,10 @@ class _Page:
         comparisons: Sequence[Mapping[str, Any]],
         traces: Mapping[str, Mapping[str, Any]],
         max_traces: int | None,
+        members: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
     ) -> None:
         self.report = report
+        self.members = members
         self.modes: list[Mapping[str, Any]] = list(report.get("modes") or [])
         self.traces = traces
         self.max_traces = max_traces
@@ -790,10 +798,15 @@ class _Page:
         for mode in self.modes:
             verdicts = mode.get("traces") or []
             of: dict[int, list[int]] = {}
-            for row in mode.get("cohorts", []):
-                for pos in row.get("members") or []:
-                    if row["cohort"] in index and isinstance(pos, int):
-                        of.setdefault(pos, []).append(index[row["cohort"]])
+            if self.members is not None:
+                given = self.members.get(mode["key"]) or {}
+            else:
+                given = {row["cohort"]: row.get("members") or () for row in mode.get("cohorts", [])}
+            for cohort, positions in given.items():
+                if cohort in index:
+                    for pos in positions:
+                        if isinstance(pos, int):
+                            of.setdefault(pos, []).append(index[cohort])
             groups: dict[str, list[list[Any]]] = {"fail": [], "error": []}
             for pos, t in enumerate(verdicts):
                 group = groups.get(str(t.get("verdict")))

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from ..regression import Comparison
 
 __all__ = [
-    "SCHEMA", "SCHEMA_VERSION", "build_report", "report_document", "trace_records", "write_report", "write_atomically",
+    "SCHEMA", "SCHEMA_VERSION", "build_report", "listed_members", "report_document", "trace_records", "write_report",
+    "write_atomically",
 ]
 
 SCHEMA = "pytest-failmodes/report"
@@ -126,6 +127,28 @@ def trace_records(result: ModeResult, statuses: Container[str] = ("fail", "error
     for row in _trace_rows(result):
         if row[1] in statuses:
             yield _trace_dict(row)
+
+
+def listed_members(result: ModeResult, verdicts: Container[str] = ("fail", "error")) -> dict[str, array[int]]:
+    """Each cohort's members (``build_report``'s ``members``) as positions in the mode's list
+    of traces with these verdicts (``build_report(verdicts=...)``, :func:`trace_records`),
+    the members of other verdicts left out: what a page of failing traces needs to filter
+    them by cohort, in 4 bytes a failing member rather than the whole report's lists."""
+    if not result.members:
+        return {}
+    listed = {code for code, status in STATUS_OF_CODE.items() if status in verdicts}
+    at: dict[int, int] = {}
+    for i, code in enumerate(result.codes):
+        if code in listed:
+            at[i] = len(at)
+    out: dict[str, array[int]] = {}
+    for cohort, indices in result.members.items():
+        if cohort == "all":  # every listed trace: the report writes no members for it either
+            continue
+        column = array("i", [at[i] for i in indices if i in at])
+        if column:
+            out[cohort] = column
+    return out
 
 
 class _Positions:
