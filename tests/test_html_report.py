@@ -415,6 +415,25 @@ def test_a_failures_only_report_with_listed_members_gives_the_same_page(tmp_path
     assert items(render(failures), "leaks", "fail")[0][3] == []
 
 
+def test_each_traces_content_is_found_by_its_offsets_in_the_block(report: dict[str, Any]) -> None:
+    """Opening a trace parses its slice of the contents block: ``at`` gives it in UTF-16 units,
+    as the page's script counts (an emoji is two), whatever the content holds."""
+    content = {
+        "t1": {"input": "🙂 e\u0301 \u202e", "output": CLOSE},
+        HOSTILE_ID: {"input": {"q": "𝄞" * 3, "n": [1, None]}, "output": float("nan")},
+    }
+    html = render(report, traces=content)
+    tree = parse_html(html)
+    data = json.loads(tree.find("script", id="fm-data").text)
+    block = tree.find("script", id="fm-traces").text
+    units = block.encode("utf-16-le")
+    whole = json.loads(block)
+    assert set(data["at"]) == {"t1", HOSTILE_ID} == set(whole)
+    for tid, (start, end) in data["at"].items():
+        assert json.loads(units[2 * start : 2 * end].decode("utf-16-le")) == whole[tid]
+    assert whole["t1"]["input"].startswith("🙂")
+
+
 def test_max_traces_caps_each_list_and_says_so(report: dict[str, Any]) -> None:
     html = render(report, max_traces=1)
     leaks = section(parse_html(html), "leaks")

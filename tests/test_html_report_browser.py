@@ -384,6 +384,10 @@ def test_a_trace_opens_in_the_trace_view(driver: Any, wide: tuple[dict[str, Any]
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     assert not viewer.is_displayed()
     assert driver.switch_to.active_element == button  # back where the reader was
+    # after a search (which parses every trace's content) a trace opens from that
+    driver.find_element(By.ID, "filter").send_keys("trace-001")
+    block.find_element(By.CSS_SELECTOR, "li.trace button.open").click()
+    assert viewer.get_attribute("data-trace") == "trace-001" and len(viewer.find_elements(By.CSS_SELECTOR, ".fm-msg")) == 4
     assert console_errors(driver) == []
 
 

@@ -110,10 +110,7 @@ def render_html(
         "</main>",
         # data, not script: the browser never runs it; the escapes keep it from closing the block.
         # The traces' contents are a block of their own, parsed only when a trace is opened or searched
-        *(
-            f'<script type="application/json" id="{block}">{_data_json(data)}</script>'
-            for block, data in page.trace_data()
-        ),
+        *(f'<script type="application/json" id="{block}">{body}</script>' for block, body in page.data_blocks()),
         f"<script>{view_js}</script>",
         f"<script>{_SCRIPT}</script>",
         "</body>",
@@ -787,6 +784,24 @@ class _Page:
             yield "</div>"
         yield "</section>"
 
+    def data_blocks(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """The two JSON blocks' ids and text. ``fm-traces`` is one object, written a trace at a
+        time so that ``fm-data`` can say where each trace's content is in its text (``at``:
+        id -> [start, end) in UTF-16 code units, as a script's string counts them): opening a
+        trace parses that slice, not the tens of megabytes of every trace."""
+        (data_id, data), (traces_id, used) = self.trace_data()
+        parts, at, offset = ["{"], {}, 1
+        for i, (tid, content) in enumerate(used.items()):
+            head = ("," if i else "") + _data_json(tid) + ":"
+            body = _data_json(content)
+            start = offset + _utf16_len(head)
+            offset = start + _utf16_len(body)
+            at[tid] = [start, offset]
+            parts += (head, body)
+        parts.append("}")
+        data["at"] = at
+        return (data_id, _data_json(data)), (traces_id, "".join(parts))
+
     def trace_data(self) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
         """The failing traces as data for the page's script (JSON blocks, not DOM):
         ``fm-data``: per mode and verdict ``[id, reason, evidence, [cohort index, ...]]``
@@ -829,6 +844,11 @@ class _Page:
                 }
             )
         return ("fm-data", {"cohorts": cohorts, "modes": modes, "summary": self.summary_data()}), ("fm-traces", used)
+
+
+def _utf16_len(s: str) -> int:
+    """The length of ``s`` as JavaScript counts it (a character past U+FFFF is two units)."""
+    return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
 
 
 def _data_json(data: Any) -> str:
@@ -1019,10 +1039,22 @@ _SCRIPT = r"""
   "use strict";
   var PAGE = 20;
   var data = JSON.parse(document.getElementById("fm-data").textContent);
-  var contents = null;  // tens of megabytes in a big report: parsed on first use, not at load
+  var contents = null;  // tens of megabytes in a big report: parsed on the first search, not at load
+  var contentsText = null;
   function traces() {
-    if (contents === null) { contents = JSON.parse(document.getElementById("fm-traces").textContent); }
+    if (contents === null) { contents = JSON.parse(contentsBlock()); contentsText = null; }
     return contents;
+  }
+  function contentsBlock() {
+    return contentsText !== null ? contentsText : document.getElementById("fm-traces").textContent;
+  }
+  // one trace's content: its slice of the block (data.at says where), until a search parsed them all
+  function contentOf(id) {
+    if (contents !== null) { return Object.prototype.hasOwnProperty.call(contents, id) ? contents[id] : undefined; }
+    if (!Object.prototype.hasOwnProperty.call(data.at, id)) { return undefined; }
+    if (contentsText === null) { contentsText = contentsBlock(); }
+    var at = data.at[id];
+    return JSON.parse(contentsText.slice(at[0], at[1]));
   }
   var box = document.getElementById("filter");
   var cohortBox = document.getElementById("cohort-filter");
@@ -1123,7 +1155,7 @@ _SCRIPT = r"""
   }
   function openTrace(g, item, from) {
     opener = from;
-    var content = traces()[item[0]];
+    var content = contentOf(item[0]);
     var head = el("div", "viewer-head");
     head.append(el("span", "badge " + (g.verdict === "fail" ? "fail" : "muted"), g.verdict.toUpperCase()),
       el("span", "viewer-mode", g.mode.label), el("code", "fm-muted", g.mode.detector));
