@@ -4,11 +4,13 @@ The page needs no network: CSS and the scripts are inline, and a
 Content-Security-Policy forbids every fetch and every script but ours (by
 hash). Every value from the report is escaped once, here: with
 ``html.escape`` in the markup, and as JSON with ``<``, ``>`` and ``&`` escaped
-in the one data block. The summary, heat map and legend are complete without
-JavaScript. The failing traces (up to tens of thousands) are data, not DOM: the
-script draws one page of each list at a time, searches and filters the data,
-and opens a trace in the shared trace view (``trace_view.js``, the one
-``failmodes review`` uses), all with ``textContent``.
+in the data blocks. The heat map and legend are complete without JavaScript.
+The summary table's rows (2,000 at 50 modes x 40 cohorts) and the failing
+traces (up to tens of thousands) are data, not DOM: the script draws one page
+of each at a time, searches and filters the data, and opens a trace in the
+shared trace view (``trace_view.js``, the one ``failmodes review`` uses),
+parsing only that trace's slice of the contents block, all with
+``textContent``.
 """
 
 from __future__ import annotations
