@@ -411,6 +411,15 @@ def test_a_failures_only_report_with_listed_members_gives_the_same_page(tmp_path
         "route=billing & persona=returning": [1],
     }
     assert render(failures, members=members) == whole
+    # and so is the page of the first traces of each verdict only, which says how many there are
+    first = json.loads(json.dumps(build_report(results, verdicts=("fail", "error"), members=False, limit=1)))
+    assert [t["id"] for t in mode(first, "leaks")["traces"]] == ["t1"]
+    members = {r.key: listed_members(r, limit=1) for r in results}
+    assert {c: list(p) for c, p in members["bot.failmodes.yaml::leaks"].items()} == {
+        "route=billing": [0],
+        "route=billing & persona=new": [0],
+    }
+    assert render(first, members=members, max_traces=1) == render(json.loads(json.dumps(build_report(results))), max_traces=1)
     # without them, a failures-only report's traces have no cohorts to filter by
     assert items(render(failures), "leaks", "fail")[0][3] == []
 
