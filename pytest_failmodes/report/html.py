@@ -796,7 +796,8 @@ class _Page:
         id -> [start, end) in UTF-16 code units, as a script's string counts them): opening a
         trace parses that slice, not the tens of megabytes of every trace."""
         (data_id, data), (traces_id, used) = self.trace_data()
-        parts, at, offset = ["{"], {}, 1
+        parts, offset = ["{"], 1
+        at: dict[str, list[int]] = {}
         for i, (tid, content) in enumerate(used.items()):
             head = ("," if i else "") + _data_json(tid) + ":"
             body = _data_json(content)
