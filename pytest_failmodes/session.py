@@ -623,17 +623,23 @@ class FailmodesSession:
                 )
         html_path = config.getoption(opt.dest(opt.HTML))
         if html_path:
-            from .report.html import render_html
-            from .report.json_report import build_report
+            from .report.html import DEFAULT_MAX_TRACES, render_html
+            from .report.json_report import build_report, listed_members
 
             def html() -> str:
+                # the failing traces the page lists (the first of each verdict) and each cohort's
+                # members among them as positions: not every trace's entry and every cohort's members
+                listing, limit = ("fail", "error"), DEFAULT_MAX_TRACES
                 report = build_report(
                     results,
                     interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
                     comparison=self.comparison,
-                    # every decided trace: the cohort filter reads failing traces' positions in the cohorts' members
+                    verdicts=listing,
+                    members=False,
+                    limit=limit,
                 )
-                return render_html(report, traces=_failing_trace_content(results))
+                members = {r.key: listed_members(r, listing, limit) for r in results}
+                return render_html(report, traces=_failing_trace_content(results), members=members, max_traces=limit)
 
             self._write_report("HTML report", Path(config.invocation_params.dir, html_path), html)
         xml = config.getoption("xmlpath", None)

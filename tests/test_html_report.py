@@ -18,9 +18,9 @@ import pytest
 from browser import Node, dump_dom, find_chromium, parse_html, screenshot
 
 from pytest_failmodes.dataset import DatasetSpec, iter_traces
-from pytest_failmodes.engine import Gate, ModeSpec, Suite, evaluate
+from pytest_failmodes.engine import Gate, ModeResult, ModeSpec, Suite, evaluate
 from pytest_failmodes.report.html import _heat_colour, render_html
-from pytest_failmodes.report.json_report import build_report
+from pytest_failmodes.report.json_report import build_report, listed_members
 from pytest_failmodes.report.terminal import pct
 from pytest_failmodes.trace import Trace
 from pytest_failmodes.values import cohort_part
@@ -90,6 +90,12 @@ def make_traces() -> list[Trace]:
 
 def make_report(tmp_path: Path) -> dict[str, Any]:
     """A real report: the engine's results over ROWS, through build_report()."""
+    report: dict[str, Any] = json.loads(json.dumps(build_report(make_results(tmp_path))))
+    return report  # exactly what the JSON file would hold
+
+
+def make_results(tmp_path: Path) -> list[ModeResult]:
+    """The engine's results over ROWS, in the modes' order."""
     modes = (
         ModeSpec(
             name="leaks",
@@ -131,9 +137,7 @@ def make_report(tmp_path: Path) -> dict[str, Any]:
         broken={"unbuilt": f"fixture {SCRIPT!r} not found"},
         track_members=True,  # as the plugin does for an HTML report: the cohort filter reads them
     )
-    ordered = sorted(result.modes.values(), key=lambda r: r.order)
-    report: dict[str, Any] = json.loads(json.dumps(build_report(ordered)))
-    return report  # exactly what the JSON file would hold
+    return sorted(result.modes.values(), key=lambda r: r.order)
 
 
 def trace_content() -> dict[str, dict[str, Any]]:
@@ -178,6 +182,20 @@ def items(html: str, name: str, kind: str) -> list[list[Any]]:
 
 def listed(html: str, name: str, kind: str) -> list[str]:
     return [item[0] for item in items(html, name, kind)]
+
+
+def summary_rows(html: str) -> dict[tuple[str, str | None], list[str]]:
+    """The summary table's rows as the page's data holds them (its script draws them a page at a
+    time): (mode, cohort) -> the cells after the mode column; a broken mode's cohort is None."""
+    out: dict[tuple[str, str | None], list[str]] = {}
+    for m in page_data(html)["summary"]["modes"]:
+        if "broken" in m:
+            out[(m["label"], None)] = [m["broken"], "BROKEN"]
+            continue
+        for cells, gate_css, _delta_css, _rate in m["rows"]:
+            assert gate_css in ("fail", "ok", "muted")
+            out[(m["label"], cells[0])] = cells
+    return out
 
 
 # -- escaping -----------------------------------------------------------------------------
@@ -225,10 +243,7 @@ def test_hostile_values_read_back_as_the_same_text(report: dict[str, Any]) -> No
     assert cell.find(cls="r").text == "0.0%"
     assert HOSTILE_ROUTE in [th.text for th in tree.find("table", cls="heat").find_all("th", cls="value")]
     assert leaks.find("p", cls="desc").text == f"FAIL when the reply quotes its instructions {SCRIPT}"
-    assert (
-        tree.find("table", cls="summary").find("td", cls="broken").text
-        == f"could not be evaluated: fixture {SCRIPT!r} not found"
-    )
+    assert summary_rows(html)[("unbuilt", None)][0] == f"could not be evaluated: fixture {SCRIPT!r} not found"
 
 
 def test_title_and_timestamp_are_escaped(report: dict[str, Any]) -> None:
@@ -288,9 +303,9 @@ def test_heat_map_has_a_cell_for_every_mode_and_cohort(report: dict[str, Any]) -
     assert heat.find("td", cls="broken").text.startswith("broken: fixture")
 
 
-def test_summary_table_puts_breached_gates_first(report: dict[str, Any]) -> None:
-    tree = parse_html(render(report))
-    table = tree.find("table", cls="summary")
+def test_summary_table_is_data_in_the_reports_row_order(report: dict[str, Any]) -> None:
+    html = render(report)
+    table = parse_html(html).find("table", cls="summary")
     assert [th.text for th in table.find("thead").find_all("th")] == [
         "mode",
         "cohort",
@@ -302,36 +317,21 @@ def test_summary_table_puts_breached_gates_first(report: dict[str, Any]) -> None
         "errors",
         "gate",
     ]
-    gates = [
-        tr.find_all("span", cls="badge")[-1].text for tr in table.find_all("tr") if tr.find_all("span", cls="badge")
-    ]
-    first_ok = next(i for i, g in enumerate(gates) if not g.startswith(("FAIL", "BROKEN")))
-    assert all(not g.startswith(("FAIL", "BROKEN")) for g in gates[first_ok:])
-    breached = table.find("tbody", cls="breached")
-    rows = {
-        (tr.find("th").text, tr.find(cls="cohort").text if tr.find_all(cls="cohort") else None): tr.find_all(
-            "span", cls="badge"
-        )[-1].text
-        for tr in breached.find_all("tr")
-        if tr.find_all("th")
-    }
-    assert rows == {
+    assert table.find_all("tbody") == []  # the rows are drawn by the page's script
+    rows = summary_rows(html)
+    # every cohort row of every evaluated mode, in the report's order (the pipeline's)
+    assert [c for (name, c) in rows if name == "leaks"] == [r["cohort"] for r in mode(report, "leaks")["cohorts"]]
+    assert len(rows) == sum(len(m["cohorts"]) for m in report["modes"]) + 1  # and the broken mode's one row
+    breached = {k: cells[-1] for k, cells in rows.items() if cells[-1].startswith(("FAIL", "BROKEN"))}
+    assert breached == {
         ("leaks", "route=billing"): "FAIL (limit)",  # 2 of 3 > 25%
         ("leaks", "route=billing & persona=new"): "FAIL (limit)",  # 1 of 2
         ("leaks", "route=billing & persona=returning"): "FAIL (limit)",  # 1 of 1
         ("crashes", "all"): "FAIL (errors 1 > 0)",
         ("unbuilt", None): "BROKEN",
     }
-    # every cohort row of every evaluated mode is in the table once
-    cohort_cells = [td.text for td in table.find_all("td", cls="cohort")]
-    assert len(cohort_cells) == sum(len(m["cohorts"]) for m in report["modes"])
-    billing = next(
-        tr
-        for tr in breached.find_all("tr")
-        if tr.find_all(cls="cohort") and tr.find(cls="cohort").text == "route=billing"
-    )
     row = next(r for r in mode(report, "leaks")["cohorts"] if r["cohort"] == "route=billing")
-    assert [td.text for td in billing.find_all("td", cls="num")] == [
+    assert rows[("leaks", "route=billing")][1:-1] == [
         "3",
         "2",
         pct(row["rate"]),
@@ -395,6 +395,54 @@ def test_trace_content_is_optional(report: dict[str, Any]) -> None:
     assert page_data(render(report, traces=structured))["traces"] == {"t1": {"input": {"query": "hi", "n": 2}, "output": None}}
 
 
+def test_a_failures_only_report_with_listed_members_gives_the_same_page(tmp_path: Path) -> None:
+    """What the plugin renders (the failing traces and each cohort's failing members as positions
+    in them) is the page of the whole report (every trace, every member) to the byte."""
+    results = make_results(tmp_path)
+    whole = render(json.loads(json.dumps(build_report(results))))
+    failures = json.loads(json.dumps(build_report(results, verdicts=("fail", "error"), members=False)))
+    assert all(t["verdict"] != "pass" for m in failures["modes"] for t in m["traces"])
+    assert not any("members" in row for m in failures["modes"] for row in m["cohorts"])
+    members = {r.key: listed_members(r) for r in results}
+    # leaks fails t1 (billing, new) and the hostile id (billing, returning): positions 0 and 1
+    assert {c: list(p) for c, p in members["bot.failmodes.yaml::leaks"].items()} == {
+        "route=billing": [0, 1],
+        "route=billing & persona=new": [0],
+        "route=billing & persona=returning": [1],
+    }
+    assert render(failures, members=members) == whole
+    # and so is the page of the first traces of each verdict only, which says how many there are
+    first = json.loads(json.dumps(build_report(results, verdicts=("fail", "error"), members=False, limit=1)))
+    assert [t["id"] for t in mode(first, "leaks")["traces"]] == ["t1"]
+    members = {r.key: listed_members(r, limit=1) for r in results}
+    assert {c: list(p) for c, p in members["bot.failmodes.yaml::leaks"].items()} == {
+        "route=billing": [0],
+        "route=billing & persona=new": [0],
+    }
+    assert render(first, members=members, max_traces=1) == render(json.loads(json.dumps(build_report(results))), max_traces=1)
+    # without them, a failures-only report's traces have no cohorts to filter by
+    assert items(render(failures), "leaks", "fail")[0][3] == []
+
+
+def test_each_traces_content_is_found_by_its_offsets_in_the_block(report: dict[str, Any]) -> None:
+    """Opening a trace parses its slice of the contents block: ``at`` gives it in UTF-16 units,
+    as the page's script counts (an emoji is two), whatever the content holds."""
+    content = {
+        "t1": {"input": "🙂 e\u0301 \u202e", "output": CLOSE},
+        HOSTILE_ID: {"input": {"q": "𝄞" * 3, "n": [1, None]}, "output": float("nan")},
+    }
+    html = render(report, traces=content)
+    tree = parse_html(html)
+    data = json.loads(tree.find("script", id="fm-data").text)
+    block = tree.find("script", id="fm-traces").text
+    units = block.encode("utf-16-le")
+    whole = json.loads(block)
+    assert set(data["at"]) == {"t1", HOSTILE_ID} == set(whole)
+    for tid, (start, end) in data["at"].items():
+        assert json.loads(units[2 * start : 2 * end].decode("utf-16-le")) == whole[tid]
+    assert whole["t1"]["input"].startswith("🙂")
+
+
 def test_max_traces_caps_each_list_and_says_so(report: dict[str, Any]) -> None:
     html = render(report, max_traces=1)
     leaks = section(parse_html(html), "leaks")
@@ -451,24 +499,16 @@ def test_comparisons_add_baseline_columns_and_arrows(report: dict[str, Any]) -> 
             "improvement": False,
         },
     ]
-    tree = parse_html(render(report, comparisons=comparisons))
+    html = render(report, comparisons=comparisons)
+    tree = parse_html(html)
     table = tree.find("table", cls="summary")
     head = [th.text for th in table.find("thead").find_all("th")]
     assert head[-4:] == ["baseline", "Δ", "p (adj.)", "gate"]
+    rows = summary_rows(html)
 
     def cells(name: str, cohort: str) -> list[str]:
-        key = f"bot.failmodes.yaml::{name}"
-        anchor = tree.find("table", cls="heat").find("td", data_mode=key, data_cohort=cohort)
-        assert anchor is not None
-        for tbody in table.find_all("tbody"):
-            current = None
-            for tr in tbody.find_all("tr"):
-                if tr.find_all("th"):
-                    current = tr.find("th").text
-                tds = tr.find_all("td", cls="cohort")
-                if current == name and tds and tds[0].text == cohort:
-                    return [td.text for td in tr.find_all("td")][-4:]
-        raise AssertionError(f"no summary row for {name} {cohort}")
+        assert tree.find("table", cls="heat").find("td", data_mode=f"bot.failmodes.yaml::{name}", data_cohort=cohort)
+        return rows[(name, cohort)][-4:]
 
     assert cells("leaks", "route=billing") == ["10.0%", "▲ +56.7 pp", "<0.001", "FAIL (limit, regression)"]
     assert cells("leaks", "all") == ["50.0%", "▼ -25.0 pp", "0.020", "ok"]

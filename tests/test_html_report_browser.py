@@ -230,13 +230,84 @@ def test_cohorts_in_pipeline_order_or_by_rate(driver: Any, wide: tuple[dict[str,
         assert worst == sorted(worst, reverse=True)
     assert first_row_cols() == [c for c, _g, _w in by_rate]  # the cells moved with their headings
     # the summary: within a mode, `all` first, then the highest rate
-    body = next(b for b in driver.find_elements(By.CSS_SELECTOR, "#summary-table tbody.mode-rows") if b.find_elements(By.CSS_SELECTOR, "tr[data-pin]"))
-    rates = [float(tr.get_attribute("data-rate")) for tr in body.find_elements(By.CSS_SELECTOR, "tr")]
-    assert rates[1:] == sorted(rates[1:], reverse=True)
+    driver.find_element(By.ID, "summary-all").click()  # every row, not only the breached ones
+    body = driver.find_elements(By.CSS_SELECTOR, "#summary-table tbody.mode-rows")[1]
+    rates = [float(tr.get_attribute("data-rate")) for tr in body.find_elements(By.CSS_SELECTOR, "tr[data-rate]")]
+    assert len(rates) == 41 and rates[1:] == sorted(rates[1:], reverse=True)
     assert body.find_elements(By.CSS_SELECTOR, "tr")[0].get_attribute("data-pin") is not None
     assert len(body.find_elements(By.CSS_SELECTOR, "tr:first-child th[scope=rowgroup]")) == 1
     driver.find_element(By.CSS_SELECTOR, 'input[name="order"][value="pipeline"]').click()
     assert columns() == pipeline and first_row_cols() == list(range(41))
+    # in pipeline order a mode's rows are the report's rows in the report's order
+    body = driver.find_elements(By.CSS_SELECTOR, "#summary-table tbody.mode-rows")[1]
+    cohorts = [td.text for td in body.find_elements(By.CSS_SELECTOR, "td.cohort")]
+    assert cohorts == [row["cohort"] for row in _report["modes"][1]["cohorts"]]
+
+
+def summary_cohorts(drv: Any) -> list[tuple[str, str]]:
+    """(mode, cohort) of each drawn summary row, the mode read from its group's heading."""
+    out = []
+    for body in drv.find_elements(By.CSS_SELECTOR, "#summary-table tbody.mode-rows"):
+        name = body.find_element(By.CSS_SELECTOR, "th[scope=rowgroup]").text
+        out += [(name, td.text) for td in body.find_elements(By.CSS_SELECTOR, "td.cohort")]
+    return out
+
+
+def find_in_summary(drv: Any, words: str) -> None:
+    """Type into the summary's search box (as a reader would: the input event)."""
+    drv.execute_script(
+        "const box = document.getElementById('summary-filter'); box.value = arguments[0];"
+        "box.dispatchEvent(new Event('input'));", words)
+
+
+def test_summary_table_rows_are_drawn_a_page_at_a_time(driver: Any, wide: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    report, page = wide
+    open_page(driver, page)
+    table = driver.find_element(By.ID, "summary-table")
+    # by default each mode's overall row and its breached cohorts, in the report's order
+    expected = [
+        (m["name"], row["cohort"]) for m in report["modes"] for row in m["cohorts"]
+        if row["cohort"] == "all" or row.get("breach")
+    ]
+    assert 100 < len(expected) < 50 * 41
+    assert table.get_attribute("data-rows") == str(len(expected))
+    drawn = summary_cohorts(driver)
+    assert drawn == expected[: len(drawn)] and 50 <= len(drawn) <= 100
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#summary-table tr")) <= 101 + 50  # a page, not 2,050 rows
+    pager = driver.find_element(By.ID, "summary-pager")
+    pages = -(-(len(expected) + sum(1 for m in report["modes"] if len(m["cohorts"]) > sum(1 for r in m["cohorts"] if r["cohort"] == "all" or r.get("breach")))) // 100)
+    assert pager.is_displayed() and pager.find_element(By.CLASS_NAME, "page-of").text == f"page 1 of {pages}"
+    pager.find_element(By.CLASS_NAME, "page-next").click()
+    second = summary_cohorts(driver)
+    assert table.get_attribute("data-page") == "2" and second and second[0] != drawn[0]
+    assert set(second) <= set(expected)
+    # the mode of a group continued from the previous page is named again at the top
+    assert driver.find_elements(By.CSS_SELECTOR, "#summary-table tbody.mode-rows th[scope=rowgroup]")
+    driver.save_screenshot(str(shots_dir(tmp_path) / "html-report-summary.png"))
+    assert page_scroll_width(driver) <= WIDTH
+    # filtering by a cohort: its row in every mode (a search shows every matching row)
+    find_in_summary(driver, "route=route-3")
+    assert summary_cohorts(driver) == [(m["name"], "route=route-3") for m in report["modes"]]
+    assert driver.find_element(By.ID, "summary-status").text == "50 rows shown"
+    assert not pager.is_displayed()
+    find_in_summary(driver, "mode_07 model=")
+    assert summary_cohorts(driver) == [("mode_07", r["cohort"]) for r in report["modes"][7]["cohorts"] if r["cohort"].startswith("model=")]
+    # a mode's rows within limits are a click away
+    find_in_summary(driver, "")
+    buttons = driver.find_elements(By.CSS_SELECTOR, "#summary-table button.summary-more")
+    assert buttons, "no mode with rows within limits on the first page"
+    name = buttons[0].find_element(By.XPATH, "ancestor::tbody").find_element(By.CSS_SELECTOR, "th[scope=rowgroup]").text
+    hidden = int(buttons[0].text.split()[1])
+    before = sum(1 for n, _c in summary_cohorts(driver) if n == name)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", buttons[0])
+    buttons[0].click()
+    assert sum(1 for n, _c in summary_cohorts(driver) if n == name) == 41 == before + hidden
+    # every row of every mode
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", driver.find_element(By.ID, "summary-all"))
+    driver.find_element(By.ID, "summary-all").click()
+    assert table.get_attribute("data-rows") == str(50 * 41)
+    assert driver.find_element(By.CSS_SELECTOR, "#summary-pager .page-of").text == "page 1 of 21"
+    assert console_errors(driver) == []
 
 
 def test_failing_traces_are_paged(driver: Any, wide: tuple[dict[str, Any], Path]) -> None:
@@ -313,6 +384,10 @@ def test_a_trace_opens_in_the_trace_view(driver: Any, wide: tuple[dict[str, Any]
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     assert not viewer.is_displayed()
     assert driver.switch_to.active_element == button  # back where the reader was
+    # after a search (which parses every trace's content) a trace opens from that
+    driver.find_element(By.ID, "filter").send_keys("trace-001")
+    block.find_element(By.CSS_SELECTOR, "li.trace button.open").click()
+    assert viewer.get_attribute("data-trace") == "trace-001" and len(viewer.find_elements(By.CSS_SELECTOR, ".fm-msg")) == 4
     assert console_errors(driver) == []
 
 

@@ -4,11 +4,13 @@ The page needs no network: CSS and the scripts are inline, and a
 Content-Security-Policy forbids every fetch and every script but ours (by
 hash). Every value from the report is escaped once, here: with
 ``html.escape`` in the markup, and as JSON with ``<``, ``>`` and ``&`` escaped
-in the one data block. The summary, heat map and legend are complete without
-JavaScript. The failing traces (up to tens of thousands) are data, not DOM: the
-script draws one page of each list at a time, searches and filters the data,
-and opens a trace in the shared trace view (``trace_view.js``, the one
-``failmodes review`` uses), all with ``textContent``.
+in the data blocks. The heat map and legend are complete without JavaScript.
+The summary table's rows (2,000 at 50 modes x 40 cohorts) and the failing
+traces (up to tens of thousands) are data, not DOM: the script draws one page
+of each at a time, searches and filters the data, and opens a trace in the
+shared trace view (``trace_view.js``, the one ``failmodes review`` uses),
+parsing only that trace's slice of the contents block, all with
+``textContent``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ _VIRIDIS = ("#440154", "#472c7a", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#
 _ZERO_COLOUR = "#ffffff"  # a rate of exactly 0 reads apart from "rare" (the scale starts at yellow)
 #: breached cohorts named per mode in the page's header (the worst first)
 _BREACHES_PER_MODE = 3
+#: the summary table's cell classes by column heading (any other: a number)
+_SUMMARY_CSS = {
+    "cohort": "cohort", "rate": "num rate", "95% CI": "num ci", "corrected": "num rate",
+    "corr. 95% CI": "num ci", "Δ": "num delta", "gate": "gate",
+}
 _LEGEND_RATES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 
 
@@ -53,6 +60,7 @@ def render_html(
     title: str | None = None,
     generated_at: str | None = None,
     max_traces: int | None = DEFAULT_MAX_TRACES,
+    members: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
 ) -> str:
     """Render a JSON report (``build_report()``'s dict) as one HTML page.
 
@@ -66,8 +74,13 @@ def render_html(
     ``generated_at`` is printed as given: the page holds no clock reading of
     its own, so the same arguments give the same bytes. ``max_traces`` caps
     each mode's list of failing traces (and of errors); ``None`` lists all.
+    ``members``: per mode key, each cohort's members as positions in that mode's
+    ``traces`` list as given, in place of the cohort rows' own ``members`` (which
+    count every decided trace): with it, a report that lists only the failing
+    traces (``build_report(verdicts=("fail", "error"), members=False)``, and
+    ``json_report.listed_members`` per mode) filters them by cohort as well.
     """
-    page = _Page(report, comparisons or (), traces or {}, max_traces)
+    page = _Page(report, comparisons or (), traces or {}, max_traces, members)
     view_js, view_css = trace_view_asset("trace_view.js"), trace_view_asset("trace_view.css")
     for inlined in (view_js, _SCRIPT):
         # inside <script>, these would end the element early or change how it ends
@@ -99,10 +112,7 @@ def render_html(
         "</main>",
         # data, not script: the browser never runs it; the escapes keep it from closing the block.
         # The traces' contents are a block of their own, parsed only when a trace is opened or searched
-        *(
-            f'<script type="application/json" id="{block}">{_data_json(data)}</script>'
-            for block, data in page.trace_data()
-        ),
+        *(f'<script type="application/json" id="{block}">{body}</script>' for block, body in page.data_blocks()),
         f"<script>{view_js}</script>",
         f"<script>{_SCRIPT}</script>",
         "</body>",
@@ -247,8 +257,10 @@ class _Page:
         comparisons: Sequence[Mapping[str, Any]],
         traces: Mapping[str, Mapping[str, Any]],
         max_traces: int | None,
+        members: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
     ) -> None:
         self.report = report
+        self.members = members
         self.modes: list[Mapping[str, Any]] = list(report.get("modes") or [])
         self.traces = traces
         self.max_traces = max_traces
@@ -402,104 +414,95 @@ class _Page:
             return "no limit", "muted"
         return ("ok", "ok") if row.get("gated") else ("not gated", "muted")
 
-    def summary_section(self) -> Iterator[str]:
+    def summary_head(self) -> list[str]:
         head = ["mode", "cohort", "n", "fails", "rate", "95% CI"]
         head += ["corrected", "corr. 95% CI"] if self.has_corrected else []
         head += ["limit"]
         head += ["errors"] if self.has_errors else []
         head += ["baseline", "Δ", "p (adj.)"] if self.has_comps else []
-        head += ["gate"]
-        columns = {c: j for j, c in enumerate(self.cohort_columns())}
-        failing: list[str] = []
-        per_mode: list[list[tuple[str, str]]] = []  # (css, cells after the mode column)
-        for mode in self.modes:
-            link = f'<a href="#{self.anchor[mode["key"]]}">{_e(self.label[mode["key"]])}</a>'
-            if mode.get("status") == "broken" or mode.get("broken"):
-                failing.append(
-                    f'<tr class="fail"><th scope="row">{link}</th>'
-                    f'<td colspan="{len(head) - 2}" class="broken">could not be evaluated: '
-                    f'{_e(mode.get("broken"))}</td><td><span class="badge fail">BROKEN</span></td></tr>'
-                )
-                continue
-            rest: list[tuple[str, str]] = []
-            for row in mode.get("cohorts", []):
-                css, cells = self._summary_cells(mode, row)
-                # what the order control sorts by: pipeline position, rate; `all` stays first
-                order = (
-                    f'data-pos="{columns.get(row["cohort"], len(columns))}" data-rate="{_rate_key(row)!r}"'
-                    f'{" data-pin" if row["cohort"] == _ALL else ""}'
-                )
-                if css == "fail":
-                    failing.append(f'<tr class="fail" {order}><th scope="row">{link}</th>{cells}</tr>')
-                else:
-                    rest.append((css, f"{order}\0{cells}"))
-            if rest:
-                per_mode.append([(css, cells) for css, cells in rest])
-                per_mode[-1].insert(0, ("", link))
+        return [*head, "gate"]
+
+    def summary_section(self) -> Iterator[str]:
+        """The table's frame: its rows (50 modes x 40 cohorts give 2,000) are data the page's
+        script draws a page at a time, the breached rows and each mode's overall row first."""
+        head = self.summary_head()
         yield '<section id="summary">'
         yield "<h2>Summary</h2>"
         yield (
-            '<p class="hint">Every mode\'s fail rate overall and per cohort, breached gates first. '
-            "n counts passes and fails (detector errors are not in n); cohorts under the mode's "
-            "minimum size are shown but not gated.</p>"
+            '<p class="hint">Every mode\'s fail rate overall and per cohort. n counts passes and fails '
+            "(detector errors are not in n); cohorts under the mode's minimum size are shown but not gated. "
+            "By default each mode shows its overall row and its breached cohorts; the other rows "
+            "are a click away.</p>"
+        )
+        yield (
+            '<div class="filterbar summarybar"><label for="summary-filter">Find</label>'
+            '<input id="summary-filter" type="search" autocomplete="off" spellcheck="false" '
+            'placeholder="mode or cohort; several words must all match">'
+            '<label><input type="checkbox" id="summary-all"> every cohort row</label>'
+            '<span id="summary-status" class="hint" aria-live="polite"></span></div>'
         )
         yield '<div class="panel"><table class="summary" id="summary-table">'
         yield "<thead><tr>" + "".join(f'<th scope="col">{_e(h)}</th>' for h in head) + "</tr></thead>"
-        if failing:
-            yield '<tbody class="breached">'
-            yield f'<tr class="divider"><td colspan="{len(head)}">breached</td></tr>'
-            yield from failing
-            yield "</tbody>"
-        if failing and per_mode:
-            yield f'<tbody><tr class="divider"><td colspan="{len(head)}">within limits</td></tr></tbody>'
-        for block in per_mode:
-            (_, link), *rows = block
-            yield '<tbody class="mode-rows">'
-            for i, (css, packed) in enumerate(rows):
-                order, cells = packed.split("\0", 1)
-                th = f'<th scope="rowgroup" rowspan="{len(rows)}">{link}</th>' if i == 0 else ""
-                yield f'<tr class="{css}" {order}>{th}{cells}</tr>'
-            yield "</tbody>"
         yield "</table></div>"
+        yield '<div class="pager" id="summary-pager" hidden></div>'
+        yield (
+            '<noscript><p class="broken">The summary table is drawn by the page\'s script; with scripts '
+            "off, the heat map above has every rate, and the JSON report every figure.</p></noscript>"
+        )
         yield "</section>"
 
-    def _summary_cells(self, mode: Mapping[str, Any], row: Mapping[str, Any]) -> tuple[str, str]:
-        """The gate's css class and a cohort row's cells after the mode column."""
+    def summary_data(self) -> dict[str, Any]:
+        """The summary table's rows for the page's script. Per mode its label, anchor and either
+        ``broken`` (why it could not be evaluated) or ``rows`` in the report's order (the
+        pipeline order), each ``[cells, gate css, Δ css, rate or -1]``: the cells' text as the
+        table shows it, so the script only places it (with ``textContent``)."""
+        modes = []
+        for mode in self.modes:
+            key = mode["key"]
+            entry: dict[str, Any] = {"label": self.label[key], "anchor": self.anchor[key]}
+            if mode.get("status") == "broken" or mode.get("broken"):
+                entry["broken"] = f"could not be evaluated: {text(mode.get('broken'))}"
+            else:
+                entry["rows"] = [self._summary_row(mode, row) for row in mode.get("cohorts", [])]
+            modes.append(entry)
+        return {"cls": [_SUMMARY_CSS.get(h, "num") for h in self.summary_head()[1:]], "modes": modes}
+
+    def _summary_row(self, mode: Mapping[str, Any], row: Mapping[str, Any]) -> list[Any]:
+        """A cohort row for :meth:`summary_data`: its cells after the mode column, the gate's
+        css class, the Δ cell's css class and the rate the order control sorts by."""
         gate_text, gate_css = self._gate(mode, row)
         lo, hi = row.get("ci_low"), row.get("ci_high")
         cells = [
-            f'<td class="cohort">{_e(row["cohort"])}</td>',
-            f'<td class="num">{_e(row.get("n"))}</td>',
-            f'<td class="num">{_e(row.get("fails"))}</td>',
-            f'<td class="num rate">{_e(pct(row.get("rate")))}</td>',
-            f'<td class="num ci">{_e(f"{pct(lo)} – {pct(hi)}" if lo is not None else "-")}</td>',
+            row["cohort"],
+            row.get("n"),
+            row.get("fails"),
+            pct(row.get("rate")),
+            f"{pct(lo)} – {pct(hi)}" if lo is not None else "-",
         ]
         if self.has_corrected:
             c = row.get("corrected")
             if not isinstance(c, Mapping):
                 c = {}
             clo, chi = c.get("ci_low"), c.get("ci_high")
-            cells += [
-                f'<td class="num rate">{_e(pct(c.get("rate")))}</td>',
-                f'<td class="num ci">{_e(f"{pct(clo)} – {pct(chi)}" if clo is not None else "-")}</td>',
-            ]
-        cells.append(f'<td class="num">{_e(pct(row.get("limit")))}</td>')
+            cells += [pct(c.get("rate")), f"{pct(clo)} – {pct(chi)}" if clo is not None else "-"]
+        cells.append(pct(row.get("limit")))
         if self.has_errors:
-            cells.append(f'<td class="num">{_e(row.get("errors", 0))}</td>')
+            cells.append(row.get("errors", 0))
+        delta_css = ""
         if self.has_comps:
-            cells.extend(self._comp_cells(self.comps.get((mode["key"], row["cohort"]))))
-        cells.append(f'<td><span class="badge {gate_css}">{_e(gate_text)}</span></td>')
-        return gate_css, "".join(cells)
-
-    def _comp_cells(self, comp: Mapping[str, Any] | None) -> list[str]:
-        if comp is None:
-            return ['<td class="num muted">-</td>'] * 3
-        arrow, css = _arrow(comp)
-        return [
-            f'<td class="num">{_e(pct(comp.get("base_rate")))}</td>',
-            f'<td class="num delta {css}">{f"{arrow} " if arrow else ""}{_e(_pp(comp.get("delta")))}</td>',
-            f'<td class="num">{_e(_p(comp.get("p_adjusted")))}</td>',
-        ]
+            comp = self.comps.get((mode["key"], row["cohort"]))
+            if comp is None:
+                cells += ["-", "-", "-"]
+                delta_css = "muted"
+            else:
+                arrow, delta_css = _arrow(comp)
+                cells += [
+                    pct(comp.get("base_rate")),
+                    f"{arrow} {_pp(comp.get('delta'))}" if arrow else _pp(comp.get("delta")),
+                    _p(comp.get("p_adjusted")),
+                ]
+        cells.append(gate_text)
+        return [[text(c) for c in cells], gate_css, delta_css, _rate_key(row)]
 
     # -- judge calibration -------------------------------------------------------------
 
@@ -733,7 +736,7 @@ class _Page:
         for mode in ordered:
             yield from self._mode_block(mode)
         yield "</section>"
-        yield '<aside id="viewer" hidden aria-label="trace" tabindex="-1"><div class="viewer-bar">'
+        yield '<aside id="viewer" class="closed" aria-label="trace" tabindex="-1"><div class="viewer-bar">'
         yield '<button type="button" id="viewer-close" title="close (Esc)">✕ close</button></div>'
         yield '<div id="viewer-body"></div></aside>'
 
@@ -763,11 +766,15 @@ class _Page:
         for note in mode.get("notes") or []:
             yield f'<p class="note">note: {_e(note)}</p>'
         verdicts = mode.get("traces") or []
+        overall = next((row for row in mode.get("cohorts", []) if row.get("cohort") == _ALL), {})
         for verdict, title in (("fail", "failing traces"), ("error", "detector errors")):
-            n = sum(1 for t in verdicts if t.get("verdict") == verdict)
+            listed = sum(1 for t in verdicts if t.get("verdict") == verdict)
+            # a report that lists only the first traces of each verdict: the overall row counts them all
+            total = overall.get("fails" if verdict == "fail" else "errors")
+            n = max(listed, total) if isinstance(total, int) else listed
             if not n and verdict == "error":
                 continue
-            shown = n if self.max_traces is None else min(n, self.max_traces)
+            shown = listed if self.max_traces is None else min(listed, self.max_traces)
             yield f'<div class="group-block {verdict}" data-mode="{self._mode_index(key) - 1}" data-verdict="{verdict}">'
             yield f'<h4>{_e(title)} <span class="count" data-all="{n}">{n}</span></h4>'
             if not n:
@@ -783,6 +790,25 @@ class _Page:
             yield "</div>"
         yield "</section>"
 
+    def data_blocks(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """The two JSON blocks' ids and text. ``fm-traces`` is one object, written a trace at a
+        time so that ``fm-data`` can say where each trace's content is in its text (``at``:
+        id -> [start, end) in UTF-16 code units, as a script's string counts them): opening a
+        trace parses that slice, not the tens of megabytes of every trace."""
+        (data_id, data), (traces_id, used) = self.trace_data()
+        parts, offset = ["{"], 1
+        at: dict[str, list[int]] = {}
+        for i, (tid, content) in enumerate(used.items()):
+            head = ("," if i else "") + _data_json(tid) + ":"
+            body = _data_json(content)
+            start = offset + _utf16_len(head)
+            offset = start + _utf16_len(body)
+            at[tid] = [start, offset]
+            parts += (head, body)
+        parts.append("}")
+        data["at"] = at
+        return (data_id, _data_json(data)), (traces_id, "".join(parts))
+
     def trace_data(self) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
         """The failing traces as data for the page's script (JSON blocks, not DOM):
         ``fm-data``: per mode and verdict ``[id, reason, evidence, [cohort index, ...]]``
@@ -794,10 +820,15 @@ class _Page:
         for mode in self.modes:
             verdicts = mode.get("traces") or []
             of: dict[int, list[int]] = {}
-            for row in mode.get("cohorts", []):
-                for pos in row.get("members") or []:
-                    if row["cohort"] in index and isinstance(pos, int):
-                        of.setdefault(pos, []).append(index[row["cohort"]])
+            if self.members is not None:
+                given = self.members.get(mode["key"]) or {}
+            else:
+                given = {row["cohort"]: row.get("members") or () for row in mode.get("cohorts", [])}
+            for cohort, positions in given.items():
+                if cohort in index:
+                    for pos in positions:
+                        if isinstance(pos, int):
+                            of.setdefault(pos, []).append(index[cohort])
             groups: dict[str, list[list[Any]]] = {"fail": [], "error": []}
             for pos, t in enumerate(verdicts):
                 group = groups.get(str(t.get("verdict")))
@@ -819,7 +850,12 @@ class _Page:
                     "groups": groups,
                 }
             )
-        return ("fm-data", {"cohorts": cohorts, "modes": modes}), ("fm-traces", used)
+        return ("fm-data", {"cohorts": cohorts, "modes": modes, "summary": self.summary_data()}), ("fm-traces", used)
+
+
+def _utf16_len(s: str) -> int:
+    """The length of ``s`` as JavaScript counts it (a character past U+FFFF is two units)."""
+    return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
 
 
 def _data_json(data: Any) -> str:
@@ -987,9 +1023,12 @@ button.open:hover,button.open:focus-visible{background:var(--soft);outline:2px s
 .reason{flex:1 1 0;min-width:0;white-space:pre-wrap;overflow-wrap:anywhere;display:-webkit-box;-webkit-line-clamp:2;
 -webkit-box-orient:vertical;overflow:hidden}
 .tcohorts{flex:0 1 25%;min-width:0;font-size:12px;color:var(--muted);overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.filterbar.summarybar{position:static;border-bottom:0;padding:4px 0 8px}
+button.summary-more{font:inherit;font-size:12.5px;color:var(--accent);background:none;border:0;padding:1px 0;cursor:pointer}
 .pager{display:flex;gap:10px;align-items:center;margin-top:6px;font-size:13px}
-#viewer{position:fixed;top:0;right:0;bottom:0;width:min(940px,72vw);background:var(--bg);z-index:10;overflow:auto;
+#viewer{position:fixed;top:0;right:0;bottom:0;width:min(940px,72vw);background:var(--bg);z-index:10;overflow:auto;contain:strict;
 border-left:1px solid var(--line);box-shadow:-8px 0 24px rgba(0,0,0,.18);padding:0 20px 40px;outline:none}
+#viewer.closed{visibility:hidden}
 .viewer-bar{position:sticky;top:0;z-index:1;background:var(--bg);padding:8px 0;display:flex;justify-content:flex-end}
 .viewer-head{display:flex;gap:10px;align-items:center;margin:0 0 8px;overflow-wrap:anywhere}
 .viewer-mode{font-weight:600;font-size:16px}
@@ -1002,16 +1041,31 @@ border-left:1px solid var(--line);box-shadow:-8px 0 24px rgba(0,0,0,.18);padding
 # PAGE items, so a report with 100,000 failing traces builds a few hundred nodes.
 # Search and the cohort filter run over the data; the `#filter=` fragment opens
 # the page searched (a link, or a headless browser). A trace opens in the shared
-# trace view. Every value reaches the DOM through textContent.
+# trace view, an aside shown and hidden by its visibility under `contain: strict`:
+# that lays out the aside alone, where toggling its display laid out the whole page
+# with its 2,000-cell heat map again (a quarter of a second on a big page). Every
+# value reaches the DOM through textContent.
 _SCRIPT = r"""
 (function () {
   "use strict";
   var PAGE = 20;
   var data = JSON.parse(document.getElementById("fm-data").textContent);
-  var contents = null;  // tens of megabytes in a big report: parsed on first use, not at load
+  var contents = null;  // tens of megabytes in a big report: parsed on the first search, not at load
+  var contentsText = null;
   function traces() {
-    if (contents === null) { contents = JSON.parse(document.getElementById("fm-traces").textContent); }
+    if (contents === null) { contents = JSON.parse(contentsBlock()); contentsText = null; }
     return contents;
+  }
+  function contentsBlock() {
+    return contentsText !== null ? contentsText : document.getElementById("fm-traces").textContent;
+  }
+  // one trace's content: its slice of the block (data.at says where), until a search parsed them all
+  function contentOf(id) {
+    if (contents !== null) { return Object.prototype.hasOwnProperty.call(contents, id) ? contents[id] : undefined; }
+    if (!Object.prototype.hasOwnProperty.call(data.at, id)) { return undefined; }
+    if (contentsText === null) { contentsText = contentsBlock(); }
+    var at = data.at[id];
+    return JSON.parse(contentsText.slice(at[0], at[1]));
   }
   var box = document.getElementById("filter");
   var cohortBox = document.getElementById("cohort-filter");
@@ -1112,7 +1166,7 @@ _SCRIPT = r"""
   }
   function openTrace(g, item, from) {
     opener = from;
-    var content = traces()[item[0]];
+    var content = contentOf(item[0]);
     var head = el("div", "viewer-head");
     head.append(el("span", "badge " + (g.verdict === "fail" ? "fail" : "muted"), g.verdict.toUpperCase()),
       el("span", "viewer-mode", g.mode.label), el("code", "fm-muted", g.mode.detector));
@@ -1132,17 +1186,144 @@ _SCRIPT = r"""
       body = el("p", "fm-muted", "The report did not keep this trace's content (it keeps it for the first failing traces of each mode); the trace id finds it in the dataset.");
     }
     viewerBody.replaceChildren(head, why, body);
-    viewer.hidden = false;
+    viewer.classList.remove("closed");
     viewer.setAttribute("data-trace", item[0]);
     viewer.scrollTop = 0;
     viewer.focus();
   }
   function closeTrace() {
-    if (viewer.hidden) { return; }
-    viewer.hidden = true;
+    if (viewer.classList.contains("closed")) { return; }
+    viewer.classList.add("closed");
     if (opener) { opener.focus(); }
   }
   document.getElementById("viewer-close").addEventListener("click", closeTrace);
+  // The summary table: data.summary drawn SUMMARY_PAGE rows at a time. Each mode shows its
+  // overall row and its breached rows unless "every cohort row" is ticked or the mode was
+  // opened; the rows of a mode keep the report's order (the pipeline's) or go by rate.
+  var SUMMARY_PAGE = 100;
+  var summary = { table: document.getElementById("summary-table"), pager: document.getElementById("summary-pager"),
+    find: document.getElementById("summary-filter"), all: document.getElementById("summary-all"),
+    status: document.getElementById("summary-status"), byRate: false, page: 0, opened: new Set(), entries: [] };
+  function summaryEntries() {
+    var s = data.summary, words = summary.find.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var out = [];
+    s.modes.forEach(function (m, mi) {
+      var label = m.label.toLowerCase();
+      function matches(cohort) {
+        var h = label + "\n" + cohort.toLowerCase();
+        return words.every(function (w) { return h.indexOf(w) !== -1; });
+      }
+      if (m.broken !== undefined) {
+        if (matches("")) { out.push({ mode: mi, broken: m.broken }); }
+        return;
+      }
+      var rows = m.rows.map(function (r, i) { return { row: r, pos: i }; });
+      if (summary.byRate) {
+        rows.sort(function (a, b) {
+          var pin = Number(b.row[0][0] === "all") - Number(a.row[0][0] === "all");
+          return pin || b.row[3] - a.row[3] || a.pos - b.pos;
+        });
+      }
+      var every = summary.all.checked || summary.opened.has(mi) || words.length > 0;
+      var hidden = 0;
+      rows.forEach(function (r) {
+        if (!matches(r.row[0][0])) { return; }
+        if (every || r.row[0][0] === "all" || r.row[1] === "fail") { out.push({ mode: mi, row: r.row }); }
+        else { hidden += 1; }
+      });
+      if (hidden) { out.push({ mode: mi, more: hidden }); }
+    });
+    return out;
+  }
+  function summaryRow(e) {
+    var tr = el("tr"), s = data.summary;
+    if (e.broken !== undefined) {
+      tr.className = "fail";
+      var td = el("td", "broken", e.broken);
+      td.colSpan = s.cls.length - 1;
+      var gate = el("td");
+      gate.append(el("span", "badge fail", "BROKEN"));
+      tr.append(td, gate);
+      return tr;
+    }
+    if (e.more !== undefined) {
+      tr.className = "more";
+      var cell = el("td");
+      cell.colSpan = s.cls.length;
+      var b = el("button", "summary-more", "show " + e.more + " more cohort row" + (e.more === 1 ? "" : "s") + " within limits");
+      b.type = "button";
+      b.addEventListener("click", function () { summary.opened.add(e.mode); drawSummary(); });
+      cell.append(b);
+      tr.append(cell);
+      return tr;
+    }
+    var r = e.row;
+    tr.className = r[1];
+    tr.setAttribute("data-rate", String(r[3]));
+    if (r[0][0] === "all") { tr.setAttribute("data-pin", ""); }
+    r[0].forEach(function (value, i) {
+      var cls = s.cls[i];
+      if (cls === "gate") {
+        var g = el("td");
+        g.append(el("span", "badge " + r[1], value));
+        tr.append(g);
+        return;
+      }
+      if (r[2] === "muted" && cls.indexOf("num") === 0 && i >= s.cls.length - 4) { cls += " muted"; }
+      else if (cls === "num delta" && r[2]) { cls += " " + r[2]; }
+      tr.append(el("td", cls, value));
+    });
+    return tr;
+  }
+  function drawSummary() {
+    if (!summary.table) { return; }
+    var entries = summaryEntries(), pages = Math.max(1, Math.ceil(entries.length / SUMMARY_PAGE));
+    summary.page = Math.min(Math.max(summary.page, 0), pages - 1);
+    var slice = entries.slice(summary.page * SUMMARY_PAGE, (summary.page + 1) * SUMMARY_PAGE);
+    var bodies = [], body = null, head = null, last = -1, spanned = 0;
+    slice.forEach(function (e) {
+      if (e.mode !== last) {  // a mode's rows are one group under its name, repeated on each page
+        var m = data.summary.modes[e.mode];
+        body = el("tbody", "mode-rows");
+        head = el("th");
+        head.scope = "rowgroup";
+        var a = el("a", null, m.label);
+        a.href = "#" + m.anchor;
+        head.append(a);
+        bodies.push(body);
+        last = e.mode;
+        spanned = 0;
+      }
+      var tr = summaryRow(e);
+      if (spanned === 0) { tr.insertBefore(head, tr.firstChild); }
+      spanned += 1;
+      head.rowSpan = spanned;
+      body.append(tr);
+    });
+    Array.prototype.slice.call(summary.table.tBodies).forEach(function (tb) { tb.remove(); });
+    bodies.forEach(function (tb) { summary.table.append(tb); });
+    summary.pager.hidden = pages <= 1;
+    var rows = entries.filter(function (e) { return e.more === undefined; }).length;
+    summary.pager.replaceChildren(
+      summaryPagerButton("Previous", summary.page - 1, summary.page === 0),
+      el("span", "page-of", "page " + (summary.page + 1) + " of " + pages),
+      summaryPagerButton("Next", summary.page + 1, summary.page >= pages - 1));
+    summary.status.textContent = rows + " row" + (rows === 1 ? "" : "s") + " shown";
+    summary.table.setAttribute("data-page", String(summary.page + 1));
+    summary.table.setAttribute("data-rows", String(rows));
+  }
+  function summaryPagerButton(label, page, off) {
+    var b = el("button", "page-" + label.toLowerCase(), label);
+    b.type = "button";
+    b.disabled = off;
+    b.addEventListener("click", function () { summary.page = page; drawSummary(); });
+    return b;
+  }
+  if (summary.table) {
+    summary.find.addEventListener("input", function () { summary.page = 0; drawSummary(); });
+    summary.all.addEventListener("change", function () { summary.page = 0; drawSummary(); });
+    drawSummary();
+  }
   function order(byRate) {
     var heat = document.querySelector("table.heat");
     var heads = heat ? Array.prototype.slice.call(heat.querySelectorAll("thead th.value")) : [];
@@ -1160,20 +1341,8 @@ _SCRIPT = r"""
         cols.forEach(function (c) { if (cells[c.col]) { tr.appendChild(cells[c.col]); } });
       });
     }
-    var summary = document.getElementById("summary-table");
-    Array.prototype.forEach.call(summary ? summary.tBodies : [], function (tb) {
-      var rows = Array.prototype.filter.call(tb.rows, function (r) { return r.hasAttribute("data-rate"); });
-      if (rows.length < 2) { return; }
-      var th = tb.querySelector('th[scope="rowgroup"]');
-      rows.forEach(function (r, i) { if (r.fmIndex === undefined) { r.fmIndex = i; } });
-      rows.sort(function (a, b) {
-        var pin = Number(b.hasAttribute("data-pin")) - Number(a.hasAttribute("data-pin"));
-        var rate = byRate ? Number(b.getAttribute("data-rate")) - Number(a.getAttribute("data-rate")) : 0;
-        return pin || rate || a.fmIndex - b.fmIndex;
-      });
-      rows.forEach(function (r) { tb.appendChild(r); });
-      if (th) { rows[0].insertBefore(th, rows[0].firstChild); }
-    });
+    summary.byRate = byRate;
+    drawSummary();
     document.body.setAttribute("data-order", byRate ? "rate" : "pipeline");
   }
   Array.prototype.forEach.call(document.querySelectorAll('input[name="order"]'), function (radio) {

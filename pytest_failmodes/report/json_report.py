@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from ..regression import Comparison
 
 __all__ = [
-    "SCHEMA", "SCHEMA_VERSION", "build_report", "report_document", "trace_records", "write_report", "write_atomically",
+    "SCHEMA", "SCHEMA_VERSION", "build_report", "listed_members", "report_document", "trace_records", "write_report",
+    "write_atomically",
 ]
 
 SCHEMA = "pytest-failmodes/report"
@@ -33,6 +34,7 @@ def build_report(
     comparison: BaselineComparison | None = None,
     verdicts: Container[str] | None = None,
     members: bool = True,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """``interrupted``: the run stopped early (a collection error, Ctrl-C), so
     ``modes`` may be incomplete and the report must not claim ``passed``.
@@ -40,6 +42,8 @@ def build_report(
     ``verdicts``: list only the traces with these verdicts (say ``("fail", "error")``
     for a page that shows failures), not every trace. ``members=False`` leaves out the
     cohorts' ``members`` lists (a page that does not compare runs has no use for them).
+    ``limit``: list only the first ``limit`` traces of each verdict (the counts stay in
+    the cohort rows).
 
     The whole report as one document; :func:`write_report` streams the same
     bytes to a file without ever holding it (use that for large runs)."""
@@ -48,7 +52,7 @@ def build_report(
         for mode in document["modes"]:
             for cohort in mode["cohorts"]:
                 cohort.pop("members", None)
-    return _materialise(document, verdicts)
+    return _materialise(document, verdicts, limit)
 
 
 def report_document(
@@ -126,6 +130,36 @@ def trace_records(result: ModeResult, statuses: Container[str] = ("fail", "error
     for row in _trace_rows(result):
         if row[1] in statuses:
             yield _trace_dict(row)
+
+
+def listed_members(
+    result: ModeResult, verdicts: Container[str] = ("fail", "error"), limit: int | None = None
+) -> dict[str, array[int]]:
+    """Each cohort's members (``build_report``'s ``members``) as positions in the mode's list
+    of traces with these verdicts, at most ``limit`` of each (``build_report(verdicts=...,
+    limit=...)``), the members not in that list left out: what a page of failing traces
+    needs to filter them by cohort, in 4 bytes a listed member rather than the whole
+    report's lists."""
+    if not result.members:
+        return {}
+    listed = {code for code, status in STATUS_OF_CODE.items() if status in verdicts}
+    at: dict[int, int] = {}
+    seen: dict[str, int] = {}
+    for i, code in enumerate(result.codes):
+        if code in listed:
+            if limit is not None:
+                if seen.get(code, 0) >= limit:
+                    continue
+                seen[code] = seen.get(code, 0) + 1
+            at[i] = len(at)
+    out: dict[str, array[int]] = {}
+    for cohort, indices in result.members.items():
+        if cohort == "all":  # every listed trace: the report writes no members for it either
+            continue
+        column = array("i", [at[i] for i in indices if i in at])
+        if column:
+            out[cohort] = column
+    return out
 
 
 class _Positions:
@@ -212,16 +246,30 @@ def _trace_json(row: _Row, depth: int) -> str:
     return out + "\n" + " " * depth + "}"
 
 
-def _materialise(value: Any, verdicts: Container[str] | None = None) -> Any:
+def _materialise(value: Any, verdicts: Container[str] | None = None, limit: int | None = None) -> Any:
     if isinstance(value, JsonArray):
         if value.encode is _trace_json:
-            return [_trace_dict(row) for row in value.items if verdicts is None or row[1] in verdicts]
+            return [_trace_dict(row) for row in _first(value.items, verdicts, limit)]
         return list(value.items)
     if isinstance(value, dict):
-        return {k: _materialise(v, verdicts) for k, v in value.items()}
+        return {k: _materialise(v, verdicts, limit) for k, v in value.items()}
     if isinstance(value, list):
-        return [_materialise(v, verdicts) for v in value]
+        return [_materialise(v, verdicts, limit) for v in value]
     return value
+
+
+def _first(rows: Iterable[_Row], verdicts: Container[str] | None, limit: int | None) -> Iterator[_Row]:
+    """The rows with these verdicts, at most ``limit`` of each verdict."""
+    seen: dict[str, int] = {}
+    for row in rows:
+        if verdicts is not None and row[1] not in verdicts:
+            continue
+        if limit is not None:
+            count = seen.get(row[1], 0)
+            if count >= limit:
+                continue
+            seen[row[1]] = count + 1
+        yield row
 
 
 def _baseline_figures(c: Comparison) -> dict[str, Any]:
