@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .compact import Details, StrColumn, index_array
@@ -810,7 +811,8 @@ def evaluate(
     pending: deque[tuple[_Live, int, int, Future[Verdict], Trace | None, str | None, list[tuple[str, ...]]]] = deque()
     window = ctx.window([lv.detector for lv in live]) if ctx else 64
     done = submitted = 0
-    source = traces if traces is not None else (t for _line, t in iter_traces(suite.dataset))
+    # map(itemgetter): the traces without a generator frame of our own per trace
+    source = traces if traces is not None else map(itemgetter(1), iter_traces(suite.dataset))
     seen = Seen([*suite.needs, *(n for lv in live for n in lv.mode.needs)])
     cluster_by, pair_by = getattr(suite, "cluster_by", None), getattr(suite, "pair_by", ())
     clusters: list[str] | None = [] if cluster_by else None
@@ -819,10 +821,13 @@ def evaluate(
     shared: dict[str, str] = {}
     empty: list[str] = []  # the first ids of traces whose output is empty
     n_empty = 0
+    idx = -1
+    add_id = ids.append
     for trace in source:
-        idx = len(ids)
-        ids.append(trace.id)
-        seen.observe(trace)
+        idx += 1
+        add_id(trace.id)
+        if seen.busy:  # once every needed name is seen, the call is all that observe() would cost
+            seen.observe(trace)
         if not trace.output:
             n_empty += 1
             if len(empty) < 3:
@@ -883,6 +888,7 @@ def evaluate(
         done += 1
         if progress:
             progress(done, submitted)
+    seen.traces = len(ids)
     results = {}
     for lv in live:
         lv.fold(combo_of.keys)

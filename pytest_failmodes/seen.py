@@ -73,7 +73,7 @@ class Seen:
 
     __slots__ = (
         "_fields", "_mapped", "_tools", "_agents", "_values", "_field_names", "_tool_names", "_agent_names",
-        "_value_seen", "traces", "_busy",
+        "_value_seen", "traces", "busy",
     )
 
     def __init__(self, needs: Iterable[Need]) -> None:
@@ -92,12 +92,13 @@ class Seen:
         self._tool_names: set[str] = set()
         self._agent_names: set[str] = set()
         self.traces = 0
-        self._busy = True
+        #: some needed name is still unseen (a caller may skip observe() and count ``traces`` itself once not)
+        self.busy = True
 
     def observe(self, trace: Trace) -> None:
         """Note what this trace holds of the needed names (nothing, once all are seen)."""
         self.traces += 1
-        if not self._busy:
+        if not self.busy:
             return
         if self._fields or self._mapped:
             get = trace.get
@@ -132,7 +133,7 @@ class Seen:
                 wanted.discard(key)
                 if not wanted:
                     del self._values[field]
-        self._busy = bool(self._fields or self._mapped or self._tools or self._agents or self._values)
+        self.busy = bool(self._fields or self._mapped or self._tools or self._agents or self._values)
 
     def problems(self, needs: Iterable[Need]) -> tuple[list[str], list[str]]:
         """``(errors, notes)`` for these needs after the pass: a name no trace has is an

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED",
-    "CallView", "tool_call_views", "speakers", "new_step", "make_step",
+    "CallView", "tool_call_views", "speakers", "new_step", "make_step", "trace_from_fields", "tool_names",
 ]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
@@ -226,6 +226,15 @@ class Trace(BaseModel):
         dataset's own ``model`` column wins over the model named in its spans.
         Returns :data:`MISSING` when the path does not exist.
         """
+        if "." not in path:
+            # the common case (a metadata key, a trace field), without splitting the path
+            if path in _DIRECT:
+                return getattr(self, _DIRECT[path])
+            if path in self.metadata:
+                return self.metadata[path]
+            if path in self.labels:
+                return self.labels[path]
+            return self.derived.get(path, MISSING) if path in DERIVED else MISSING
         head, _, rest = path.partition(".")
         if head in _DIRECT:
             return getattr(self, _DIRECT[head]) if not rest else MISSING
@@ -315,6 +324,102 @@ def make_step(data: dict[str, Any]) -> Step:
     _set(step, "__pydantic_extra__", None)
     _set(step, "__pydantic_private__", None)
     return step
+
+
+_TRACE_FIELD_SET = frozenset(TRACE_FIELDS)
+_messages_adapter: Any = None
+
+
+def trace_from_fields(data: dict[str, Any]) -> Trace | None:
+    """The Trace ``Trace.model_validate(data)`` would give, built without pydantic's
+    validation of the whole row, or None when ``data`` is not of the plain shape checked
+    here (the caller then validates it, and gets pydantic's errors unchanged).
+
+    The rows reader calls this once per row: validating every row was most of the
+    cost of a rule run over a large JSONL file. The plain shape: a non-empty text
+    ``id``, text or null ``input`` / ``output``, ``metadata`` / ``labels`` objects
+    (parsed from JSON or CSV, so their keys are text), ``steps`` absent or empty; ``messages`` are still validated,
+    as a list of :class:`Message`, when there are any.
+    """
+    if not data.keys() <= _TRACE_FIELD_SET:
+        return None
+    tid = data.get("id")
+    inp = data.get("input")
+    out = data.get("output")
+    if type(tid) is not str or not tid or not (inp is None or type(inp) is str) or not (out is None or type(out) is str):
+        return None
+    # their keys are text: the rows come from JSON or CSV (checking each key cost more than the rest)
+    metadata = data.get("metadata", _NO_DICT)
+    labels = data.get("labels", _NO_DICT)
+    if metadata is _NO_DICT:
+        metadata = {}
+    elif type(metadata) is not dict:
+        return None
+    if labels is _NO_DICT:
+        labels = {}
+    elif type(labels) is not dict:
+        return None
+    steps = data.get("steps", _NO_DICT)
+    if steps is not _NO_DICT and (type(steps) is not list or steps):
+        return None
+    raw = data.get("messages", _NO_DICT)
+    messages: list[Message]
+    if raw is _NO_DICT:
+        messages = []
+    elif type(raw) is not list:
+        return None
+    elif not raw:
+        messages = []
+    else:
+        global _messages_adapter
+        if _messages_adapter is None:
+            from pydantic import TypeAdapter
+
+            _messages_adapter = TypeAdapter(list[Message])
+        try:
+            messages = _messages_adapter.validate_python(raw)
+        except ValueError:  # pydantic's ValidationError: the full validation words it
+            return None
+    if out is None and not messages:
+        return None
+    trace = _new_trace(Trace)
+    # the order of the fields, as pydantic fills __dict__
+    values = {"id": tid, "input": inp, "output": out, "messages": messages, "steps": [], "metadata": metadata, "labels": labels}
+    fields_set = set(data)
+    _set(trace, "__dict__", values)
+    _set(trace, "__pydantic_fields_set__", fields_set)
+    _set(trace, "__pydantic_extra__", None)
+    _set(trace, "__pydantic_private__", None)
+    # what Trace._derive_from_messages does after a validation (its assignments mark the fields set)
+    if out is None:
+        values["output"] = trace.final_reply
+        fields_set.add("output")
+    if inp is None:
+        values["input"] = next((m.text for m in reversed(messages) if m.role == "user"), "")
+        fields_set.add("input")
+    if messages:
+        del values["steps"]
+    return trace
+
+
+_NO_DICT: Any = object()
+_new_trace = Trace.__new__
+
+
+def tool_names(trace: Trace) -> list[str]:
+    """The names of the trace's tool calls, in order, as :func:`tool_call_views` names
+    them, without deriving steps from the messages (a rule that asks only whether a
+    tool was called should not build every chat trace's steps)."""
+    if "steps" not in trace.__dict__:
+        # steps not derived yet: they would hold the assistant turns' calls (and be empty,
+        # so that every message's calls count, when no assistant spoke)
+        messages = trace.messages
+        if any(m.role == "assistant" for m in messages):
+            messages = [m for m in messages if m.role == "assistant"]
+        return [item.function.name for m in messages for item in (m.tool_calls or ())]
+    if trace.steps:
+        return [s.name for s in trace.steps if s.kind == "tool"]
+    return [item.function.name for m in trace.messages for item in (m.tool_calls or ())]
 
 
 def _steps_from_messages(messages: list[Message]) -> list[Step]:

@@ -54,7 +54,11 @@ class Where:
         return [(c.field, c.op, c.given) for c in self.conditions if c.given]
 
     def __call__(self, trace: Trace) -> bool:
-        return all(c(trace) for c in self.conditions)
+        # a plain loop: all() over a generator cost more than the usual one condition
+        for c in self.conditions:
+            if not c(trace):
+                return False
+        return True
 
     def __repr__(self) -> str:
         return "Where(" + ", ".join(f"{c.field} {c.op} {c.shown()!r}" for c in self.conditions) + ")"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..patterns import PatternTimeout, UserPattern, cached_pattern, compile_pattern
-from ..trace import MISSING, CallView, Trace, speakers, tool_call_views
+from ..trace import MISSING, CallView, Trace, speakers, tool_call_views, tool_names
 from ..verdict import FAIL, Verdict, step_of
 from . import Detector, RuleError, RuleKind, build_rule
 
@@ -21,7 +21,8 @@ _PASS = Verdict.pass_()
 
 
 def _text(trace: Trace, path: str) -> str | None:
-    value = trace.get(path)
+    # most rules read the output: the attribute, without Trace.get's lookup of the path
+    value = trace.output if path == _FIELD else trace.get(path)
     if value is MISSING or value is None:
         return None
     return value if isinstance(value, str) else json.dumps(value, default=str)
@@ -168,6 +169,13 @@ class ToolCalled:
         ) and all(m(arguments) for m in self.matchers)
 
     def __call__(self, trace: Trace) -> Verdict:
+        if not self.args and not self.matchers:
+            # the name alone decides; only a call that was found needs its place (the views, the steps)
+            by_name = self.name in tool_names(trace)
+            if not self.present:
+                return _PASS if by_name else Verdict.fail(f"tool {self.name} was not called")
+            if not by_name:
+                return _PASS
         called = next((c for c in tool_call_views(trace) if c.name == self.name and self._matches(c.arguments)), None)
         what = self.name + self._narrowed()
         if called is not None and self.present:

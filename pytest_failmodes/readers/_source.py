@@ -130,13 +130,17 @@ def open_binary(path: Path) -> IO[bytes]:
     return handle
 
 
+_new_tuple = tuple.__new__
+
+
 def iter_records(paths: Iterable[Path], declared: str | None) -> Iterator[Record]:
     """Every record of every file, in order, streaming where the container allows."""
     # the containers check each row's depth as they parse it (iter_rows)
     for path in paths:
         fmt = container_of(path, declared)
         for line, value in iter_rows(path, fmt):
-            yield Record(path, line, value)
+            # tuple.__new__: a NamedTuple's own __new__ is a Python function, called for every row
+            yield _new_tuple(Record, (path, line, value))
 
 
 def iter_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
@@ -249,7 +253,9 @@ def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
             except (ValueError, UnicodeDecodeError):
                 pass
             else:
-                _check_depth(path, line, value, raw.count(b"{") + raw.count(b"["))
+                brackets = raw.count(b"{") + raw.count(b"[")
+                if brackets > MAX_DEPTH:  # _check_depth's own first test, without its call per row
+                    _check_depth(path, line, value, brackets)
                 yield line, value
                 continue
         if not raw.strip():

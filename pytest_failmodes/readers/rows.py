@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import DatasetError, strip_union_tags
-from ..trace import MISSING, TRACE_FIELDS, Trace, _dig
+from ..trace import MISSING, TRACE_FIELDS, Trace, _dig, trace_from_fields
 from . import Options, Record, kind_of
 from ._source import data_suffix, deep_error, too_deep
 
@@ -20,6 +20,7 @@ __all__ = ["RowMapper", "RowsReader", "READERS"]
 
 # CSV cells that hold structured trace fields are JSON text
 _STRUCTURED = ("messages", "steps", "metadata", "labels")
+_FIELD_SET = frozenset(TRACE_FIELDS)
 # fields that must be objects; a same-named column of another type is kept as metadata
 _OBJECTS = ("metadata", "labels")
 
@@ -48,20 +49,14 @@ class RowMapper:
         is_csv = self._csv.get(path)
         if is_csv is None:  # once per file: Path.suffixes is not free
             is_csv = self._csv[path] = data_suffix(path) == ".csv"
-        data: dict[str, Any] = {}
-        for name in TRACE_FIELDS:
-            src = self.fields.get(name, name)
-            if isinstance(src, list):
-                # fields: {id: [task_id, trial]}: one value from several columns
-                parts = [_dig(row, s) if s not in row else row[s] for s in src]
-                value = "/".join(str(p) for p in parts) if all(p not in (MISSING, None, "") for p in parts) else MISSING
-            else:
-                value = _dig(row, src) if src not in row else row[src]
-            if value is not MISSING:
-                data[name] = value
-        metadata: dict[str, Any] = {
-            k: v for k, v in row.items() if k not in self.consumed and k not in TRACE_FIELDS
-        }
+        data: dict[str, Any]
+        if not self.fields:
+            # no mapping: each trace field is the row's key of that name (what _mapped does, in one step)
+            data = {name: row[name] for name in TRACE_FIELDS if name in row}
+            metadata: dict[str, Any] = {k: v for k, v in row.items() if k not in _FIELD_SET}
+        else:
+            data = {}
+            metadata = self._mapped(row, data)
         if is_csv:
             for name in _STRUCTURED:
                 data[name] = self._json_cell(rec, name, data.get(name))
@@ -97,6 +92,9 @@ class RowMapper:
             )
         if self.inputs_only:
             data.setdefault("output", "")
+        trace = trace_from_fields(data)
+        if trace is not None:
+            return trace
         try:
             return Trace.model_validate(data)
         except ValidationError as exc:
@@ -104,6 +102,20 @@ class RowMapper:
             loc = [str(p) for p in strip_union_tags(err["loc"])]
             key = self.source_name(loc[0]) + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:]) if loc else None
             raise DatasetError(_pydantic_msg(err), file=path, line=line, key=key) from None
+
+    def _mapped(self, row: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """Fill ``data`` with the trace fields that ``fields:`` maps; the row's other keys (its metadata)."""
+        for name in TRACE_FIELDS:
+            src = self.fields.get(name, name)
+            if isinstance(src, list):
+                # fields: {id: [task_id, trial]}: one value from several columns
+                parts = [_dig(row, s) if s not in row else row[s] for s in src]
+                value = "/".join(str(p) for p in parts) if all(p not in (MISSING, None, "") for p in parts) else MISSING
+            else:
+                value = _dig(row, src) if src not in row else row[src]
+            if value is not MISSING:
+                data[name] = value
+        return {k: v for k, v in row.items() if k not in self.consumed and k not in TRACE_FIELDS}
 
     def _json_cell(self, rec: Record, name: str, value: Any) -> Any:
         if not isinstance(value, str):
