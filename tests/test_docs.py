@@ -3,14 +3,22 @@
 A page opts a block in with a marker comment on the line before its fence:
 
 ``<!-- doctest: examples/getting-started -->`` before a ```` ```console ````
-block: each ``$ pytest ...`` line runs in a fresh copy of that folder and its
-output must be the lines that follow it, up to the next ``$`` line. A line
-``...`` stands for any number of lines (the session header, say). Compared
-with timings, the ``=`` padding of pytest's rules and runs of spaces
-normalised.
+block: the block's ``$ ...`` lines run one after the other in a fresh copy of
+that folder, and each one's output (stdout, then stderr) must be the lines
+that follow it, up to the next ``$`` line. A command is ``pytest ...``,
+``failmodes ...`` (the CLI), or ``echo $?`` (the previous command's exit
+status), optionally after ``NAME=value`` settings of the environment
+(``COLUMNS=100 pytest ...``). A line ``...`` stands for any number of lines
+(the session header, say). Compared with timings, the ``=`` padding of
+pytest's rules and runs of spaces normalised.
 
 ``<!-- doctest: examples/getting-started data/traces.jsonl -->`` before any
 other block: the block is an excerpt of that file, as it ships.
+
+Every ``console`` block of a page is checked: a page with one is in
+:data:`PAGES`, and each of its console blocks has a marker. Output that can't
+be reproduced here (it needs a real model, a browser, a long history) is a
+``text`` block that the page introduces as an example.
 
 After a change of output format, refresh the expected blocks with::
 
@@ -36,7 +44,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the pages whose marked blocks are checked
-PAGES = ("README.md", "docs/getting-started.md")
+PAGES = ("README.md", "docs/getting-started.md", "docs/reports.md")
 MARKER = re.compile(r"^<!-- doctest: (\S+)(?: (\S+))? -->$")
 FENCE = re.compile(r"^(\s*)```(\w*)$")
 UPDATE = os.environ.get("FAILMODES_UPDATE_DOCS") == "1"
@@ -81,6 +89,13 @@ def test_the_pages_have_checked_blocks() -> None:
     # a page whose markers were lost would otherwise pass with nothing checked
     assert {b.page for b in ALL} == set(PAGES)
     assert any(b.lang == "console" for b in ALL)
+    # a page with output blocks that is not in PAGES shows output nobody checks
+    shown = {str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md") if "```console" in p.read_text(encoding="utf-8")}
+    assert shown <= set(PAGES), f"pages with console blocks not checked by this file: {sorted(shown - set(PAGES))}"
+    for page in PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8").splitlines()
+        unmarked = [i + 1 for i, line in enumerate(text) if line.strip() == "```console" and not MARKER.match(text[i - 1].strip())]
+        assert not unmarked, f"{page}: console blocks without a doctest marker at lines {unmarked} (mark them, or make them text examples)"
 
 
 @pytest.fixture(scope="module")
@@ -134,24 +149,35 @@ def commands(block: Block) -> list[tuple[str, list[str]]]:
     return out
 
 
-def run(command: str, folder: Path) -> list[str]:
+_SETTING = re.compile(r"^[A-Z_][A-Z0-9_]*=")
+#: what each command a page may show runs as
+PROGRAMS = {"pytest": [sys.executable, "-m", "pytest"], "failmodes": [sys.executable, "-m", "pytest_failmodes.cli"]}
+
+
+def run(command: str, folder: Path) -> tuple[list[str], int]:
+    """What ``command`` prints in ``folder``, and its exit status."""
     argv = shlex.split(command)
-    assert argv[0] == "pytest", f"only pytest commands are run, got {command!r}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "FAILMODES_"))}
+    settings = {}
+    while argv and _SETTING.match(argv[0]):
+        name, _, value = argv.pop(0).partition("=")
+        settings[name] = value
+    assert argv and argv[0] in PROGRAMS, f"only {', '.join(PROGRAMS)} and 'echo $?' run, got {command!r}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "FAILMODES_", "GITHUB_"))}
     # pytest prints whole summary lines when it sees a CI; the pages show a user's terminal
     env.pop("CI", None)
     env.pop("BUILD_NUMBER", None)
     # pytest's rules and -v lines are as wide as the terminal
     env.update(COLUMNS="80", PYTHONDONTWRITEBYTECODE="1", NO_COLOR="1")
+    env.update(settings)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", *argv[1:]],
+        [*PROGRAMS[argv[0]], *argv[1:]],
         cwd=folder,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    return (done.stdout + done.stderr).rstrip("\n").splitlines()
+    return (done.stdout + done.stderr).rstrip("\n").splitlines(), done.returncode
 
 
 def refreshed(expected: list[str], actual: list[str]) -> list[str]:
@@ -197,11 +223,16 @@ def test_console_block_prints_what_it_shows(block: Block, examples: Path, tmp_pa
     assert block.lang == "console", f"{block.id}: only console blocks run; name a file to check an excerpt"
     new_lines: list[str] = []
     stale = []
+    # the block's commands share one copy: a later one reads what an earlier one wrote
+    folder = tmp_path / "run"
+    shutil.copytree(examples / Path(block.folder).relative_to("examples"), folder)
+    status = None
     for command, expected in commands(block):
-        folder = tmp_path / "run"
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(examples / Path(block.folder).relative_to("examples"), folder)
-        actual = run(command, folder)
+        if command == "echo $?":
+            assert status is not None, f"{block.id}: 'echo $?' must follow a command"
+            actual = [str(status)]
+        else:
+            actual, status = run(command, folder)
         new_lines += [f"$ {command}", *(refreshed(expected, actual) if UPDATE else expected)]
         if not matches(expected, actual):
             stale.append(f"$ {command}\n--- the page shows:\n" + "\n".join(expected) + "\n--- it prints:\n" + "\n".join(actual))
