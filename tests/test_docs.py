@@ -48,7 +48,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the pages whose marked blocks are checked
-PAGES = ("README.md", "docs/getting-started.md", "docs/gating.md", "docs/reports.md", "docs/trace-formats.md", "docs/cli.md", "docs/ci.md")
+PAGES = ("README.md", "docs/getting-started.md", "docs/gating.md", "docs/reports.md", "docs/trace-formats.md", "docs/cli.md", "docs/ci.md", "docs/targets.md")
 MARKER = re.compile(r"^<!-- doctest: (\S+)(?: (\S+))? -->$")
 FENCE = re.compile(r"^(\s*)```(\w*)$")
 UPDATE = os.environ.get("FAILMODES_UPDATE_DOCS") == "1"
