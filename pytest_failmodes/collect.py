@@ -31,7 +31,8 @@ from .engine import (
     trace_excerpt,
 )
 from .errors import FailmodesError
-from .items import Detected, GateBreach, _FailmodesItem, session_of
+from .items import Detected, GateBreach, _FailmodesItem
+from .session import session_of
 from .verdict import ERROR, FAIL, SKIP, Verdict
 
 if TYPE_CHECKING:
@@ -230,6 +231,8 @@ def _skip_without_model(mode: ModeSpec) -> None:
 class ModeItem(_FailmodesItem):
     """One failure mode over all its traces: the mode's gate."""
 
+    evaluates = "mode"
+
     def runtest(self) -> None:
         _skip_without_model(self.mode)
         state = session_of(self.config)
@@ -302,6 +305,8 @@ class ModeItem(_FailmodesItem):
 
 class TraceItem(_FailmodesItem):
     """One failure mode on one trace (``--failmodes-per-trace``)."""
+
+    evaluates = "trace"
 
     def __init__(
         self, *, trace: Trace, index: int, where_skipped: int, applicable: int, notes: list[str] | None = None, **kwargs: Any

@@ -1,15 +1,15 @@
-"""The base of pytest-failmodes' pytest items and the key of the run's session.
+"""The base of pytest-failmodes' pytest items.
 
-:mod:`collect` (mode and trace items) and :mod:`probes.item` build on it, and
-:mod:`session` stores itself under :data:`SESSION_KEY`; none of them imports
-another for these pieces, so imports run one way.
+:mod:`collect` (mode and trace items) and :mod:`probes.item` build on it. The
+session tells the item kinds apart by :attr:`_FailmodesItem.evaluates`, not by
+their classes, so it needs neither of those modules and imports run one way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
@@ -18,21 +18,17 @@ from .errors import FailmodesError
 
 if TYPE_CHECKING:
     from .engine import ModeSpec, Suite
-    from .session import FailmodesSession
     from .trace import Trace
 
-__all__ = ["SESSION_KEY", "session_of", "GateBreach", "Detected"]
-
-SESSION_KEY = pytest.StashKey["FailmodesSession"]()
-
-
-def session_of(config: pytest.Config) -> FailmodesSession:
-    """The run's :class:`~pytest_failmodes.session.FailmodesSession` (registered in ``pytest_configure``)."""
-    return config.stash[SESSION_KEY]
+__all__ = ["GateBreach", "Detected"]
 
 
 class _FailmodesItem(pytest.Function):
     """Shared by both item kinds: fixtures, location and detector resolution."""
+
+    #: what one item covers: ``"mode"`` (a mode over its traces), ``"trace"`` (a mode on one
+    #: trace) or ``"probe"``; the session reads this rather than importing the item classes
+    evaluates: ClassVar[str] = ""
 
     def __init__(self, *, suite: Suite, mode: ModeSpec, func: Callable[..., Any] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

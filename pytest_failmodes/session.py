@@ -13,27 +13,42 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from . import options as opt
 from .engine import CODE_OF_STATUS, Aggregator, Gate, ModeResult, ModeSpec, finish_mode
 from .errors import FailmodesError
-from .items import SESSION_KEY
-
 from .llm import ModelStats
 
 if TYPE_CHECKING:
     from .cache import ResultCache
-    from .collect import ModeItem
+    from .engine import Suite
     from .detectors import RuleKind
     from .baseline import Baseline, BaselineComparison
     from .judge import ModelContext
     from .llm import Runner
     from .verdict import Verdict
 
-__all__ = ["FailmodesSession", "SESSION_KEY"]
+__all__ = ["FailmodesSession", "SESSION_KEY", "session_of"]
+
+SESSION_KEY = pytest.StashKey["FailmodesSession"]()
+
+
+def session_of(config: pytest.Config) -> FailmodesSession:
+    """The run's :class:`FailmodesSession` (registered in ``pytest_configure``)."""
+    return config.stash[SESSION_KEY]
+
+
+class _ModeItem(Protocol):
+    """What :meth:`FailmodesSession.mode_result` reads of a mode item (``collect.ModeItem``)."""
+
+    suite: Suite
+    mode: ModeSpec
+    session: pytest.Session
+
+    def evaluate_suite(self, selected: set[str]) -> dict[str, ModeResult]: ...
 
 
 class FailmodesSession:
@@ -223,13 +238,11 @@ class FailmodesSession:
 
     def prefetch(self, item: Any) -> Future[Verdict]:
         """Per-trace items of a judge mode: submit every selected item's call at once."""
-        from .collect import TraceItem
-
         key = (item.mode.key, item.index)
         if key not in self._prefetched:
             ctx = self.model_context()
             for other in item.session.items:
-                if isinstance(other, TraceItem) and other.mode.key == item.mode.key:
+                if getattr(other, "evaluates", None) == "trace" and other.mode.key == item.mode.key:
                     det = other.mode.detector
                     self._prefetched[(other.mode.key, other.index)] = ctx.runner.submit(det.ajudge(other.trace, ctx))  # type: ignore[union-attr]
         return self._prefetched.pop(key)
@@ -280,14 +293,14 @@ class FailmodesSession:
 
     def mode_result(self, item: ModeItem) -> ModeResult:
         """The item's mode result; the first item of a suite evaluates all its selected modes."""
-        from .collect import ModeItem
+        from .engine import Suite
 
         source = item.suite.source
         if source not in self._evaluated:
             selected = {
                 i.mode.name
                 for i in item.session.items
-                if isinstance(i, ModeItem) and i.suite.source == source
+                if getattr(i, "evaluates", None) == "mode" and i.suite.source == source  # type: ignore[attr-defined]
             }
             selected.add(item.mode.name)
             try:

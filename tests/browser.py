@@ -5,7 +5,8 @@ document after its scripts ran (``--dump-dom``); ``screenshot(url, png)``
 writes a PNG. ``parse_html(text)`` turns markup (the page, or a dumped DOM)
 into :class:`Node` objects for assertions. The browser never touches the
 network: the flags switch off every background service, and the page's own
-Content-Security-Policy forbids fetches.
+Content-Security-Policy forbids fetches. ``selenium_chrome(...)`` drives the
+same browser through chromedriver, for tests that click and type.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CHROMIUM_ENV", "Node", "dump_dom", "find_chromium", "parse_html", "screenshot"]
+import pytest
+
+__all__ = ["CHROMEDRIVER", "CHROMIUM_ENV", "Node", "dump_dom", "find_chromium", "parse_html", "screenshot", "selenium_chrome"]
 
 #: set to a browser binary to use it instead of the first one found on PATH
 CHROMIUM_ENV = "FAILMODES_CHROMIUM"
+#: the chromedriver selenium drives: ``$FAILMODES_CHROMEDRIVER``, else the one on PATH
+CHROMEDRIVER = os.environ.get("FAILMODES_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 _FLAGS = (
     "--headless",
@@ -79,6 +85,36 @@ def screenshot(binary: str, url: str, png: Path, width: int = 1280, height: int 
     if not png.is_file():
         raise RuntimeError(f"chromium wrote no screenshot to {png}")
     return png
+
+
+def selenium_chrome(
+    width: int, *, extra_flags: tuple[str, ...] = (), browser_log: bool = False, page_load_timeout: int = 60
+) -> Iterator[Any]:
+    """A headless Chrome driven by selenium, ``width`` x 1000 px, for a module-scoped fixture
+    to ``yield from``; quit when the fixture ends. Skips the module, naming what to install,
+    when selenium, chromium or chromedriver is absent. ``browser_log`` keeps the console's
+    messages for ``driver.get_log("browser")``."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium chromium-driver)")
+    if not Path(CHROMEDRIVER).is_file():
+        pytest.skip(f"no chromedriver at {CHROMEDRIVER} (apt-get install chromium-driver)")
+    # the driver and browser are given explicitly, so selenium-manager never downloads one
+    os.environ.setdefault("SE_OFFLINE", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={width},1000",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run", *extra_flags):
+        options.add_argument(flag)
+    if browser_log:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    drv.set_page_load_timeout(page_load_timeout)
+    try:
+        yield drv
+    finally:
+        drv.quit()
 
 
 # -- reading markup --------------------------------------------------------------------

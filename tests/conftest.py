@@ -146,6 +146,19 @@ def _preloaded() -> None:
         importlib.import_module(name)
 
 
+@pytest.fixture(scope="module")
+def litellm_loaded(request: pytest.FixtureRequest) -> None:
+    """Import litellm, and the modules a test module names in ``LITELLM_PRELOAD``, before
+    pytester snapshots sys.modules: in-process runs then share them instead of importing
+    litellm again (seconds) every run. Use it with
+    ``pytestmark = pytest.mark.usefixtures("litellm_loaded")``."""
+    from pytest_failmodes.llm import load_litellm
+
+    load_litellm()
+    for name in getattr(request.module, "LITELLM_PRELOAD", ()):
+        importlib.import_module(name)
+
+
 @pytest.fixture
 def project(_preloaded: None, pytester: pytest.Pytester) -> Project:
     return Project(pytester)

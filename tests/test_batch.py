@@ -42,17 +42,9 @@ def server() -> Iterator[FakeLLM]:
         yield srv
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _litellm_loaded() -> None:
-    """Import litellm before pytester snapshots sys.modules: in-process runs then share it
-    instead of importing it again (seconds) every run."""
-    from pytest_failmodes.llm import load_litellm
-
-    load_litellm()
-    import pytest_failmodes.batch  # noqa: F401
-    import pytest_failmodes.cache  # noqa: F401
-    import pytest_failmodes.judge  # noqa: F401
-    import pytest_failmodes.workers  # noqa: F401
+# in-process runs share litellm and these instead of importing them again (conftest.litellm_loaded)
+pytestmark = pytest.mark.usefixtures("litellm_loaded")
+LITELLM_PRELOAD = ("pytest_failmodes.batch", "pytest_failmodes.cache", "pytest_failmodes.judge", "pytest_failmodes.workers")
 
 
 @pytest.fixture(autouse=True)

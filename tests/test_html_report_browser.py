@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from browser import find_chromium
+from browser import selenium_chrome
 from pytest_failmodes.dataset import DatasetSpec
 from pytest_failmodes.engine import Gate, ModeSpec, Suite, evaluate
 from pytest_failmodes.report.html import render_html
@@ -23,7 +22,6 @@ from pytest_failmodes.report.json_report import build_report
 from pytest_failmodes.trace import Step, Trace
 from pytest_failmodes.verdict import Verdict
 
-CHROMEDRIVER = os.environ.get("FAILMODES_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -117,22 +115,7 @@ def _run(tmp: Path, modes: tuple[ModeSpec, ...], traces: list[Trace], cohorts: t
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium chromium-driver)")
-    if not Path(CHROMEDRIVER).is_file():
-        pytest.skip(f"no chromedriver at {CHROMEDRIVER} (apt-get install chromium-driver)")
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let selenium-manager download a driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={WIDTH},1000",
-                 "--disable-background-networking", "--disable-component-update", "--no-first-run", "--hide-scrollbars"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
-    drv.set_page_load_timeout(60)
-    yield drv
-    drv.quit()
+    yield from selenium_chrome(WIDTH, extra_flags=("--hide-scrollbars",), browser_log=True)
 
 
 @pytest.fixture(scope="module")

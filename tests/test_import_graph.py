@@ -3,8 +3,8 @@ plugin never reaches the error-analysis tools.
 
 The graph is read from the source (ast), not from an import: every import that
 runs, at module level or inside a function (a deferred import still makes
-both modules depend on each other), except those under ``if TYPE_CHECKING:``.
-Importing ``a.b.c`` also imports the packages ``a.b`` and ``a``.
+both modules depend on each other), except those under ``if TYPE_CHECKING:``
+unless asked for. Importing ``a.b.c`` also imports the packages ``a.b`` and ``a``.
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ def _type_checking(node: ast.If) -> bool:
     )
 
 
-def _imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+def _imports(tree: ast.Module, typing_too: bool) -> Iterator[ast.Import | ast.ImportFrom]:
     stack: list[ast.AST] = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
-        elif isinstance(node, ast.If) and _type_checking(node):
+        elif isinstance(node, ast.If) and _type_checking(node) and not typing_too:
             stack.extend(node.orelse)
         else:
             stack.extend(ast.iter_child_nodes(node))
@@ -53,14 +53,15 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Module -> the package's modules it imports when it runs."""
+def import_graph(typing_too: bool = False) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports when it runs (or, ``typing_too``, also
+    those it imports for type checking only)."""
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         found: set[str] = set()
-        for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path)), typing_too):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -137,8 +138,9 @@ def test_the_graph_is_read() -> None:
     assert "pytest_failmodes.engine" in graph["pytest_failmodes.collect"]
     assert "pytest_failmodes.session" in graph["pytest_failmodes.plugin"]
     assert "pytest_failmodes.probes.perturb" in graph["pytest_failmodes.probes"]
-    # TYPE_CHECKING imports are not edges
-    assert "pytest_failmodes.session" not in graph["pytest_failmodes.items"]
+    # TYPE_CHECKING imports are edges only when asked for
+    assert "pytest_failmodes.definitions" not in graph["pytest_failmodes.probes.build"]
+    assert "pytest_failmodes.definitions" in import_graph(typing_too=True)["pytest_failmodes.probes.build"]
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
@@ -151,6 +153,20 @@ def test_no_import_cycle() -> None:
     found = cycles(import_graph())
 
     assert found == [], "import cycles (move the shared piece down into a module both import): " + "; ".join(
+        " -> ".join(c) for c in found
+    )
+
+
+#: type-only cycles not yet mended: probes/build.py names definitions' pydantic models
+#: (FileDef, ProbeDef, SameWhenDef) in its annotations, and definitions calls build_probes
+KNOWN_TYPE_ONLY_CYCLES = [["pytest_failmodes.definitions", "pytest_failmodes.probes.build", "pytest_failmodes.definitions"]]
+
+
+def test_no_new_import_cycle_for_type_checking() -> None:
+    # a cycle through annotations alone makes modules hard to move apart all the same
+    found = cycles(import_graph(typing_too=True))
+
+    assert found == KNOWN_TYPE_ONLY_CYCLES, "type-only import cycles (type against a Protocol, or move the shared piece down): " + "; ".join(
         " -> ".join(c) for c in found
     )
 

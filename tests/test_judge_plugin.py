@@ -62,15 +62,10 @@ def refund_judge(request: dict[str, Any]) -> str:
     return reply("pass", "no refund is promised")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _litellm_loaded() -> None:
-    """Import litellm before pytester snapshots sys.modules: in-process runs then share it
-    instead of importing it again (seconds) every run. The lazy-import tests use subprocesses."""
-    from pytest_failmodes.llm import load_litellm
-
-    load_litellm()
-    import pytest_failmodes.cache  # noqa: F401
-    import pytest_failmodes.judge  # noqa: F401
+# in-process runs share litellm and these instead of importing them again (conftest.litellm_loaded);
+# the lazy-import tests use subprocesses
+pytestmark = pytest.mark.usefixtures("litellm_loaded")
+LITELLM_PRELOAD = ("pytest_failmodes.cache", "pytest_failmodes.judge")
 
 
 @pytest.fixture(autouse=True)

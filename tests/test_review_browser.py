@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +14,7 @@ from pytest_failmodes.analysis.review import ReviewApp, ReviewServer
 from pytest_failmodes.analysis.sampling import Outcome, load_reports
 
 import review_data
-from browser import find_chromium
-
-CHROMEDRIVER = os.environ.get("FAILMODES_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from browser import selenium_chrome
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
@@ -30,23 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium chromium-driver)")
-    if not Path(CHROMEDRIVER).is_file():
-        pytest.skip(f"no chromedriver at {CHROMEDRIVER} (apt-get install chromium-driver)")
-    # the driver and browser are given explicitly, so selenium-manager never downloads one
-    os.environ.setdefault("SE_OFFLINE", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,1000",
-                 "--disable-background-networking", "--disable-component-update", "--no-first-run"):
-        options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    drv = webdriver.Chrome(service=service, options=options)
-    drv.set_page_load_timeout(30)
-    yield drv
-    drv.quit()
+    yield from selenium_chrome(1300, page_load_timeout=30)
 
 
 class Page:

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from .. import options as opt
-from ..items import GateBreach, _FailmodesItem, session_of
+from ..items import GateBreach, _FailmodesItem
 from ..engine import Aggregator, cohort_keys, finish_mode
 from ..errors import FailmodesError
+from ..session import session_of
 from ..seen import Need, Seen, UnmatchedName
 from . import compare
 from .models import ENV_PARAPHRASE_MODEL, EquivalenceSpec
@@ -20,6 +21,8 @@ __all__ = ["ProbeItem"]
 
 class ProbeItem(_FailmodesItem):
     """One consistency probe: fails when its gate is breached."""
+
+    evaluates = "probe"
 
     def __init__(self, *, probe: ProbeSpec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
