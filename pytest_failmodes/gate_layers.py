@@ -13,7 +13,8 @@ from .values import canonical_cohort
 class _GateLayer(Protocol):
     """What a ``gate:`` (definitions.GateDef) gives: the Gate's fields, None where unset."""
 
-    cohort_limits: Mapping[str, float]
+    @property
+    def cohort_limits(self) -> Mapping[str, float]: ...
 
 
 class _Gated(Protocol):

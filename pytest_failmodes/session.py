@@ -291,14 +291,12 @@ class FailmodesSession:
             self._rule_kinds_plugins = plugins
         return self._rule_kinds
 
-    def mode_result(self, item: ModeItem) -> ModeResult:
+    def mode_result(self, item: _ModeItem) -> ModeResult:
         """The item's mode result; the first item of a suite evaluates all its selected modes."""
-        from .engine import Suite
-
         source = item.suite.source
         if source not in self._evaluated:
             selected = {
-                i.mode.name
+                i.mode.name  # type: ignore[attr-defined]
                 for i in item.session.items
                 if getattr(i, "evaluates", None) == "mode" and i.suite.source == source  # type: ignore[attr-defined]
             }

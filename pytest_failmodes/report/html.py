@@ -766,7 +766,7 @@ class _Page:
         for note in mode.get("notes") or []:
             yield f'<p class="note">note: {_e(note)}</p>'
         verdicts = mode.get("traces") or []
-        overall = next((row for row in mode.get("cohorts", []) if row.get("cohort") == _ALL), {})
+        overall: dict[str, Any] = next((row for row in mode.get("cohorts", []) if row.get("cohort") == _ALL), {})
         for verdict, title in (("fail", "failing traces"), ("error", "detector errors")):
             listed = sum(1 for t in verdicts if t.get("verdict") == verdict)
             # a report that lists only the first traces of each verdict: the overall row counts them all
