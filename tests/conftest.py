@@ -122,6 +122,12 @@ class Project:
         cut = next((i for i, line in enumerate(out) if listing.match(line)), len(out))
         return out[:cut]
 
+    @classmethod
+    def gate_table(cls, result: pytest.RunResult) -> list[str]:
+        """The summary's table alone: :meth:`summary` without its model-call figures."""
+        lines = cls.summary(result)
+        return lines[: next((i for i, line in enumerate(lines) if line.startswith("model calls")), len(lines))]
+
     def report(self, name: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.path / name).read_text(encoding="utf-8"))
         return data
@@ -144,6 +150,22 @@ def _preloaded() -> None:
     # numpy and scipy refuse a second import in one process ("cannot load module more than once")
     for name in ("tabulate", "hypothesis", "numpy", "scipy.stats", "regex"):
         importlib.import_module(name)
+
+
+def judge_env(key: str) -> Any:
+    """An autouse fixture for a module of judge tests: ``OPENAI_API_KEY`` set to ``key``
+    (a fake, so a redacted error can be checked for it) and no judge model or base URL
+    leaking in from the machine's environment. Use it as ``_env = judge_env(KEY)``."""
+
+    @pytest.fixture(autouse=True)
+    def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+        from pytest_failmodes.judge import ENV_MODEL
+
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        for name in (ENV_MODEL, "OPENAI_API_BASE", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+
+    return _env
 
 
 @pytest.fixture(scope="module")

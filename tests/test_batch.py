@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import judge_env
 from fakellm import FakeLLM, fakellm_server
-
-from pytest_failmodes.judge import ENV_MODEL
 
 MODEL = "openai/fake-judge"
 KEY = "sk-test-BATCH123"
@@ -47,11 +46,7 @@ pytestmark = pytest.mark.usefixtures("litellm_loaded")
 LITELLM_PRELOAD = ("pytest_failmodes.batch", "pytest_failmodes.cache", "pytest_failmodes.judge", "pytest_failmodes.workers")
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    for name in (ENV_MODEL, "OPENAI_API_BASE", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+_env = judge_env(KEY)
 
 
 def write(project: Any, server: FakeLLM, n: int, *, batch: bool) -> None:
@@ -62,10 +57,6 @@ def write(project: Any, server: FakeLLM, n: int, *, batch: bool) -> None:
     )
     project.definitions(DEFINITIONS % {"model": MODEL, "base": server.base_url, "batch": ", batch: true" if batch else ""})
 
-
-def table(project: Any, result: pytest.RunResult) -> list[str]:
-    lines = project.summary(result)
-    return lines[: next((i for i, line in enumerate(lines) if line.startswith("model calls")), len(lines))]
 
 
 def test_unanswered_batch_items_are_made_live_and_the_verdicts_match_live_calls(project: Any, server: FakeLLM) -> None:
@@ -84,7 +75,7 @@ def test_unanswered_batch_items_are_made_live_and_the_verdicts_match_live_calls(
     assert server.batches.created == 1
     assert server.batches.paid == 10  # a failed or expired item is not billed
     assert server.call_count == 2  # the two the batch did not answer, made live
-    assert table(project, result) == table(project, live)
+    assert project.gate_table(result) == project.gate_table(live)
     result.stdout.fnmatch_lines(
         [
             "10 of 12 calls answered through the provider's batch API",

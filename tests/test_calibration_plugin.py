@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import judge_env
 from fakellm import FakeLLM, fakellm_server
 
-from pytest_failmodes.judge import ENV_MODEL
 from pytest_failmodes.labels import split_of
 from pytest_failmodes.stats import wilson_interval
 
@@ -93,11 +93,7 @@ def _litellm_loaded() -> None:
     import pytest_failmodes.report.calibration  # noqa: F401
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-calibration")
-    for name in (ENV_MODEL, "OPENAI_API_BASE", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+_env = judge_env("sk-test-calibration")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import judge_env
 from fakellm import (
     FakeLLM,
     RecordedRequest,
@@ -66,11 +67,7 @@ def reply(verdict: str, critique: str = "the reply decides it") -> str:
     return json.dumps({"critique": critique, "verdict": verdict})
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    for name in (ENV_MODEL, "OPENAI_API_BASE", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+_env = judge_env(KEY)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import judge_env
 from fakellm import FakeLLM, Reply, fakellm_server, hang, server_error
 
 from pytest_failmodes.judge import ENV_MODEL
@@ -68,11 +69,7 @@ pytestmark = pytest.mark.usefixtures("litellm_loaded")
 LITELLM_PRELOAD = ("pytest_failmodes.cache", "pytest_failmodes.judge")
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    for name in (ENV_MODEL, "OPENAI_API_BASE", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+_env = judge_env(KEY)
 
 
 @pytest.fixture

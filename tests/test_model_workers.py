@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import judge_env
 from fakellm import FakeLLM, fakellm_server, rate_limited
 
-from pytest_failmodes.judge import ENV_MODEL
 from pytest_failmodes.llm import AUTO_WORKERS_AFTER, ModelError, Runner, resolve_workers
 
 MODEL = "openai/fake-judge"
@@ -44,11 +44,7 @@ pytestmark = pytest.mark.usefixtures("litellm_loaded")
 LITELLM_PRELOAD = ("pytest_failmodes.batch", "pytest_failmodes.cache", "pytest_failmodes.judge", "pytest_failmodes.workers")
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    for name in (ENV_MODEL, "OPENAI_API_BASE", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+_env = judge_env(KEY)
 
 
 def test_auto_is_one_in_an_xdist_worker_and_on_one_core(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,10 +138,6 @@ def write(project: Any, server: FakeLLM) -> None:
     project.definitions(DEFINITIONS % {"model": MODEL, "base": server.base_url})
 
 
-def table(project: Any, result: pytest.RunResult) -> list[str]:
-    lines = project.summary(result)
-    return lines[: next((i for i, line in enumerate(lines) if line.startswith("model calls")), len(lines))]
-
 
 @pytest.mark.slow
 def test_a_session_with_two_workers_reports_what_one_process_reports(project: Any, server: FakeLLM) -> None:
@@ -154,7 +146,7 @@ def test_a_session_with_two_workers_reports_what_one_process_reports(project: An
     two = project.run_subprocess("--failmodes-no-cache", "--failmodes-model-workers", "2")
 
     assert alone.ret == two.ret == 0
-    assert table(project, two) == table(project, alone)
+    assert project.gate_table(two) == project.gate_table(alone)
     two.stdout.fnmatch_lines([f"{N} of {N} calls made by model worker processes (--failmodes-model-workers)"])
     assert "model worker processes" not in alone.stdout.str()
     assert server.call_count == 2 * N
@@ -169,7 +161,7 @@ def test_under_xdist_auto_keeps_calls_in_each_xdist_worker_and_a_number_is_per_w
     assert auto.ret == two.ret == 0
     assert "model worker processes" not in auto.stdout.str()
     two.stdout.fnmatch_lines([f"{N} of {N} calls made by model worker processes (--failmodes-model-workers)"])
-    assert table(project, two) == table(project, auto)
+    assert project.gate_table(two) == project.gate_table(auto)
 
 
 @pytest.mark.parametrize(
