@@ -194,7 +194,7 @@ def figure_a(args: argparse.Namespace, root: Path, scratch: Path) -> bool:
     plain = run_pytest(suite, scratch)
     full = run_pytest(suite, scratch, *reports)
     sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(out.iterdir()))
-    # the HTML page is rendered from an in-memory document of the failing traces (report/html.py):
+    # the HTML page keeps the excerpts of the traces it lists (report/html.py, engine.trace_excerpt):
     # shown apart and alone, so each writer's share is visible
     no_html = run_pytest(suite, scratch, *reports[:2], *reports[4:])
     html_only = run_pytest(suite, scratch, *reports[2:4])

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from itertools import chain, compress
 from typing import IO, Any, overload
 
-__all__ = ["StrColumn", "Details", "FirstSeen", "index_array"]
+__all__ = ["StrColumn", "Details", "FirstSeen", "index_array", "ComboTraces", "CohortMembers"]
 
 #: evidence of these types is interned with its reason (equal values of one type print alike)
 _SCALARS = (str, int, float, bool, type(None))
@@ -36,6 +37,92 @@ _SPILLED = 1 << 31
 def index_array(values: Iterable[int] = ()) -> array[int]:
     """Trace indices, 4 bytes each (a run holds far fewer than 2**32 traces)."""
     return array("I", values)
+
+
+class ComboTraces:
+    """Which traces hold each cohort combination (``keys[combo]``: the cohort keys of the
+    traces with that combo), built once for a run from each trace's combo in dataset order.
+
+    One 4-byte index per trace for the whole run, however many modes and cohorts: each
+    mode's cohort members (:class:`CohortMembers`) are derived from it when read, where
+    per-mode arrays would hold modes x cohorts per trace for as long as the run lasts."""
+
+    __slots__ = ("n", "keys", "traces", "combos_of")
+
+    def __init__(self, combos: Sequence[int], keys: Sequence[tuple[str, ...]]) -> None:
+        self.n = len(combos)
+        self.keys = keys
+        traces = [index_array() for _ in keys]
+        for i, combo in enumerate(combos):
+            traces[combo].append(i)
+        self.traces = traces
+        #: cohort key -> the combos that hold it
+        self.combos_of: dict[str, list[int]] = {}
+        for combo, held in enumerate(keys):
+            for key in held:
+                self.combos_of.setdefault(key, []).append(combo)
+
+    def indices(self, cohort: str) -> Sequence[int]:
+        """The traces in ``cohort``, ascending."""
+        combos = self.combos_of.get(cohort, ())
+        if len(combos) == len(self.traces):
+            return range(self.n)
+        if len(combos) == 1:
+            return self.traces[combos[0]]
+        # each combo's traces are ascending: the sort merges runs
+        return sorted(chain.from_iterable(self.traces[c] for c in combos))
+
+
+#: a status code (engine.CODE_OF_STATUS) -> 1 for a decided verdict (pass or fail), else 0
+_DECIDED = bytes(1 if chr(b) in "PF" else 0 for b in range(256))
+
+
+class CohortMembers(Mapping[str, Sequence[int]]):
+    """A mode's cohort -> indices of its decided (pass or fail) traces, ascending, for the
+    cohorts that have any, in the order they first occur: a read-only mapping derived
+    from the run's :class:`ComboTraces` and the mode's status codes when a cohort is
+    read, so a run with reports holds no member arrays of its own."""
+
+    __slots__ = ("_combos", "_codes", "_order")
+
+    def __init__(self, combos: ComboTraces, codes: str) -> None:
+        self._combos = combos
+        self._codes = codes
+        self._order: dict[str, None] | None = None
+
+    def _decided(self) -> bytes:
+        return self._codes.encode("ascii").translate(_DECIDED)
+
+    def _keys(self) -> dict[str, None]:
+        if self._order is None:
+            decided = self._decided()
+            # a cohort is first seen at the first decided trace of a combo that holds it
+            first = []
+            for combo, traces in enumerate(self._combos.traces):
+                at = next((i for i in traces if decided[i]), None)
+                if at is not None:
+                    first.append((at, combo))
+            first.sort()
+            self._order = {key: None for _at, combo in first for key in self._combos.keys[combo]}
+        return self._order
+
+    def __getitem__(self, cohort: str) -> Sequence[int]:
+        if cohort not in self._keys():
+            raise KeyError(cohort)
+        indices = self._combos.indices(cohort)
+        return index_array(compress(indices, map(self._decided().__getitem__, indices)))
+
+    def __contains__(self, cohort: object) -> bool:
+        return cohort in self._keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def __repr__(self) -> str:
+        return f"CohortMembers({len(self)} cohorts over {self._combos.n} traces)"
 
 
 class StrColumn(Sequence[str]):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .compact import Details, StrColumn, index_array
+from .compact import CohortMembers, ComboTraces, Details, StrColumn, index_array
 from .stats import wilson_interval
 from .seen import Need, Seen
 from .trace import MISSING, Trace
@@ -890,6 +890,9 @@ def evaluate(
             progress(done, submitted)
     seen.traces = len(ids)
     results = {}
+    # the traces of each cohort combination, once for the run: every mode's members are read from it
+    by_combo = ComboTraces(combo_of.combos, combo_of.keys) if combo_of.combos is not None else None
+    combo_of.combos = None
     for lv in live:
         lv.fold(combo_of.keys)
         # decided over every trace of the pass: a name some trace has is not a typo
@@ -897,9 +900,11 @@ def evaluate(
         if why is not None:
             results[lv.mode.name] = finish_mode(lv.mode, Aggregator(), [], "", {}, broken=why)
             continue
+        codes = lv.codes.decode("ascii")
+        lv.codes = bytearray()
         results[lv.mode.name] = finish_mode(
-            lv.mode, lv.agg, ids, lv.codes.decode("ascii"), lv.details,
-            members=_members(lv.codes, combo_of.keys, combo_of.combos or ()) if lv.track else None,
+            lv.mode, lv.agg, ids, codes, lv.details,
+            members=CohortMembers(by_combo, codes) if by_combo is not None and lv.track else None,
             samples=lv.samples if lv.want else None,
             labelled=lv.labelled, calibrate_only=calibrate_only, clusters=clusters, pairs=pairs,
         )
@@ -968,20 +973,6 @@ class _Combos:
         if self.combos is not None:
             self.combos.append(combo)
         return combo
-
-
-def _members(codes: bytearray, keys: list[tuple[str, ...]], combos: Sequence[int]) -> dict[str, Sequence[int]]:
-    """cohort -> indices of its decided (pass or fail) traces, from each trace's combo."""
-    out: dict[str, Any] = {}
-    pass_code, fail_code = _PASS_CODE, ord("F")
-    for i, code in enumerate(codes):
-        if code == pass_code or code == fail_code:
-            for key in keys[combos[i]]:
-                column = out.get(key)
-                if column is None:
-                    column = out[key] = index_array()
-                column.append(i)
-    return out
 
 
 class _Live:

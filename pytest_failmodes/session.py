@@ -634,10 +634,10 @@ class FailmodesSession:
                 )
         html_path = config.getoption(opt.dest(opt.HTML))
         if html_path:
-            from .report.html import DEFAULT_MAX_TRACES, render_html
+            from .report.html import DEFAULT_MAX_TRACES, write_html
             from .report.json_report import build_report, listed_members
 
-            def html() -> str:
+            def html(to: Path) -> None:
                 # the failing traces the page lists (the first of each verdict) and each cohort's
                 # members among them as positions: not every trace's entry and every cohort's members
                 listing, limit = ("fail", "error"), DEFAULT_MAX_TRACES
@@ -650,9 +650,9 @@ class FailmodesSession:
                     limit=limit,
                 )
                 members = {r.key: listed_members(r, listing, limit) for r in results}
-                return render_html(report, traces=_failing_trace_content(results), members=members, max_traces=limit)
+                write_html(to, report, traces=_failing_trace_content(results), members=members, max_traces=limit)
 
-            self._write_report("HTML report", Path(config.invocation_params.dir, html_path), html)
+            self._write_report("HTML report", Path(config.invocation_params.dir, html_path), writer=html)
         xml = config.getoption("xmlpath", None)
         if xml:
             from .report.junit import add_gates

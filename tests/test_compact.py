@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_failmodes.compact import INTERN_LIMIT, Details, FirstSeen, StrColumn
+from pytest_failmodes.compact import INTERN_LIMIT, CohortMembers, ComboTraces, Details, FirstSeen, StrColumn
 from pytest_failmodes.dataset import DatasetSpec
 from pytest_failmodes.engine import ModeResult, ModeSpec, Suite, evaluate
 from pytest_failmodes.report.json_report import build_report, trace_records, write_report
-from pytest_failmodes.report.safe import JsonArray, iter_json, json_text, write_json_atomically
+from pytest_failmodes.report.safe import JsonArray, iter_json, json_text, write_json_atomically, write_text_atomically
 from pytest_failmodes.verdict import Verdict
 
 
@@ -190,3 +191,84 @@ def test_first_seen_finds_every_duplicate_and_where_it_was_first() -> None:
     assert seen.add("new", Path("b.jsonl"), 11) is None
     assert seen.add("new", Path("c.jsonl"), 1) == (Path("b.jsonl"), 11)
     assert len(seen) == 5001
+
+
+def _members_by_hand(codes: str, keys: list[tuple[str, ...]], combos: list[int]) -> dict[str, list[int]]:
+    """Each cohort's decided traces, in the order its first one occurs: a plain loop over the traces."""
+    out: dict[str, list[int]] = {}
+    for i, code in enumerate(codes):
+        if code in "PF":
+            for key in keys[combos[i]]:
+                out.setdefault(key, []).append(i)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cohort_members_are_each_cohorts_decided_traces_in_the_order_first_seen(seed: int) -> None:
+    rng = random.Random(seed)
+    routes, personas = ["a", "b", "c"][: rng.randint(1, 3)], ["x", "y"]
+    keys = [
+        ("all", f"route={r}", f"route={r} & persona={p}") if rng.random() < 0.8 else (f"route={r}",)
+        for r in routes
+        for p in personas
+    ]
+    n = rng.choice([0, 1, 7, 300])
+    combos = [rng.randrange(len(keys)) for _ in range(n)]
+    codes = "".join(rng.choice("PPPFFES") for _ in range(n))
+
+    members = CohortMembers(ComboTraces(combos, keys), codes)
+    expected = _members_by_hand(codes, keys, combos)
+
+    assert list(members) == list(expected)  # the cohorts' order decides the page's cohort labels
+    assert {k: list(v) for k, v in members.items()} == expected
+    assert len(members) == len(expected) and bool(members) is bool(expected)
+    for key in {k for held in keys for k in held} - expected.keys():  # no decided trace: not a member list
+        assert key not in members
+        assert members.get(key) is None
+        with pytest.raises(KeyError):
+            members[key]
+
+
+def test_members_derived_when_read_cross_xdist_and_report_as_the_engine_kept_them(tmp_path: Path) -> None:
+    (result,) = _results(tmp_path)
+    assert isinstance(result.members, CohortMembers)
+    expected = _members_by_hand(result.codes, *_combos_of(tmp_path))
+
+    back = ModeResult.from_dict(json.loads(json.dumps(result.to_dict())))  # as a worker sends it
+
+    assert {k: list(v) for k, v in result.members.items()} == expected
+    assert result.to_dict()["members"] == expected
+    assert back.members is not None and {k: list(v) for k, v in back.members.items()} == expected
+    assert json_text(build_report([back])) == json_text(build_report([result]))
+
+
+def _combos_of(tmp_path: Path) -> tuple[list[tuple[str, ...]], list[int]]:
+    """The cohort keys of _results' traces (route; route & task), interned as combos by hand."""
+    keys: list[tuple[str, ...]] = []
+    combos = []
+    for line in (tmp_path / "traces.jsonl").read_text().splitlines():
+        meta = json.loads(line)["metadata"]
+        route = json.dumps(meta["route"]) if '"' in meta["route"] else meta["route"]
+        held = ("all", f"route={route}", f"route={route} & task={meta['task']}")
+        if held not in keys:
+            keys.append(held)
+        combos.append(keys.index(held))
+    return keys, combos
+
+
+def test_text_written_in_pieces_is_the_joined_text_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    pieces = ["<p>", "x" * 100_000, "lone \ud83d surrogate", *("é" for _ in range(70_000)), "</p>\n"]
+
+    write_text_atomically(path, iter(pieces))
+
+    assert path.read_bytes() == "".join(pieces).replace("\ud83d", "\ufffd").encode("utf-8")
+
+    def failing() -> Any:
+        yield "<p>" * 50_000  # a block is written before the failure
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomically(path, failing())
+    assert path.read_bytes() == "".join(pieces).replace("\ud83d", "\ufffd").encode("utf-8")
+    assert [p.name for p in tmp_path.iterdir()] == ["page.html"]

@@ -19,7 +19,7 @@ from browser import Node, dump_dom, find_chromium, parse_html, screenshot
 
 from pytest_failmodes.dataset import DatasetSpec, iter_traces
 from pytest_failmodes.engine import Gate, ModeResult, ModeSpec, Suite, evaluate
-from pytest_failmodes.report.html import _heat_colour, render_html
+from pytest_failmodes.report.html import _heat_colour, iter_html, render_html, write_html
 from pytest_failmodes.report.json_report import build_report, listed_members
 from pytest_failmodes.report.terminal import pct
 from pytest_failmodes.trace import Trace
@@ -791,3 +791,27 @@ def test_a_judge_modes_reason_is_its_critique(report: dict[str, Any]) -> None:
     from pytest_failmodes.report.html import _SCRIPT
 
     assert "the judge's critique" in _SCRIPT and "the detector's reason" in _SCRIPT
+
+
+def test_the_page_written_to_a_file_is_the_rendered_page_or_nothing(tmp_path: Path) -> None:
+    """write_html streams the page into the file in pieces: the same bytes as render_html, and a
+    page that cannot be finished leaves the older file as it was."""
+    results = make_results(tmp_path)
+    report = json.loads(json.dumps(build_report(results, verdicts=("fail", "error"), members=False)))
+    members = {r.key: listed_members(r) for r in results}
+    path = tmp_path / "out" / "report.html"
+
+    write_html(path, report, traces=trace_content(), title=TITLE, members=members)
+
+    assert path.read_text(encoding="utf-8") == render(report, members=members)
+    assert "".join(iter_html(report, traces=trace_content(), title=TITLE, members=members)) == render(report, members=members)
+    before = path.read_bytes()
+    with pytest.raises(TypeError):  # a trace's content json cannot write, found halfway through the page
+        write_html(path, report, traces={"t1": {"input": object.__new__(_Unprintable)}}, title=TITLE)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise TypeError("no text for this value")

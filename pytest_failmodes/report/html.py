@@ -19,15 +19,17 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
+from pathlib import Path
 from html import escape
 from typing import Any
 
 from ..values import split_cohort
-from .safe import BIDI_CONTROLS, pretty_json, text
+from .safe import BIDI_CONTROLS, pretty_json, text, write_text_atomically
 from .terminal import pct, plural
 from .trace_view import script_hash, trace_view_asset
 
-__all__ = ["render_html", "DEFAULT_MAX_TRACES"]
+__all__ = ["render_html", "write_html", "iter_html", "DEFAULT_MAX_TRACES"]
 
 #: failing (and error) traces listed per mode; the JSON report has them all
 DEFAULT_MAX_TRACES = 1000
@@ -79,7 +81,48 @@ def render_html(
     count every decided trace): with it, a report that lists only the failing
     traces (``build_report(verdicts=("fail", "error"), members=False)``, and
     ``json_report.listed_members`` per mode) filters them by cohort as well.
+
+    :func:`write_html` writes the same page to a file without holding it whole.
     """
+    return "".join(
+        iter_html(
+            report, comparisons, traces, title=title, generated_at=generated_at, max_traces=max_traces, members=members
+        )
+    )
+
+
+def write_html(
+    path: Path,
+    report: Mapping[str, Any],
+    comparisons: Sequence[Mapping[str, Any]] | None = None,
+    traces: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    title: str | None = None,
+    generated_at: str | None = None,
+    max_traces: int | None = DEFAULT_MAX_TRACES,
+    members: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+) -> None:
+    """:func:`render_html`'s page written to ``path`` whole or not at all, a block at a
+    time: a page of tens of megabytes is never one string (nor its parts a list of them)."""
+    write_text_atomically(
+        path,
+        iter_html(
+            report, comparisons, traces, title=title, generated_at=generated_at, max_traces=max_traces, members=members
+        ),
+    )
+
+
+def iter_html(
+    report: Mapping[str, Any],
+    comparisons: Sequence[Mapping[str, Any]] | None = None,
+    traces: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    title: str | None = None,
+    generated_at: str | None = None,
+    max_traces: int | None = DEFAULT_MAX_TRACES,
+    members: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+) -> Iterator[str]:
+    """:func:`render_html`'s page in pieces, in order (their concatenation is the page)."""
     page = _Page(report, comparisons or (), traces or {}, max_traces, members)
     view_js, view_css = trace_view_asset("trace_view.js"), trace_view_asset("trace_view.css")
     for inlined in (view_js, _SCRIPT):
@@ -91,7 +134,7 @@ def render_html(
         f"script-src {script_hash(view_js)} {script_hash(_SCRIPT)}; base-uri 'none'; form-action 'none'"
     )
     heading = title or "Failure-mode report"
-    parts = [
+    lines = [
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
@@ -102,23 +145,27 @@ def render_html(
         f"<style>{_CSS}{view_css}</style>",
         "</head>",
         "<body>",
-        *page.header(heading, generated_at),
-        "<main>",
-        *page.baseline_section(),
-        *page.heatmap_section(),
-        *page.summary_section(),
-        *page.calibration_section(),
-        *page.traces_section(),
-        "</main>",
-        # data, not script: the browser never runs it; the escapes keep it from closing the block.
-        # The traces' contents are a block of their own, parsed only when a trace is opened or searched
-        *(f'<script type="application/json" id="{block}">{body}</script>' for block, body in page.data_blocks()),
-        f"<script>{view_js}</script>",
-        f"<script>{_SCRIPT}</script>",
-        "</body>",
-        "</html>",
     ]
-    return "\n".join(parts) + "\n"
+    # every line of the page ends with a newline; the sections yield lines
+    for line in chain(
+        lines,
+        page.header(heading, generated_at),
+        ["<main>"],
+        page.baseline_section(),
+        page.heatmap_section(),
+        page.summary_section(),
+        page.calibration_section(),
+        page.traces_section(),
+        ["</main>"],
+    ):
+        yield line + "\n"
+    # data, not script: the browser never runs it; the escapes keep it from closing the block.
+    # The traces' contents are a block of their own, parsed only when a trace is opened or searched
+    yield from page.data_elements()
+    yield f"<script>{view_js}</script>\n"
+    yield f"<script>{_SCRIPT}</script>\n"
+    yield "</body>\n"
+    yield "</html>\n"
 
 
 def _ci_text(ci: Sequence[float] | None) -> str:
@@ -790,67 +837,98 @@ class _Page:
             yield "</div>"
         yield "</section>"
 
-    def data_blocks(self) -> tuple[tuple[str, str], tuple[str, str]]:
-        """The two JSON blocks' ids and text. ``fm-traces`` is one object, written a trace at a
-        time so that ``fm-data`` can say where each trace's content is in its text (``at``:
-        id -> [start, end) in UTF-16 code units, as a script's string counts them): opening a
-        trace parses that slice, not the tens of megabytes of every trace."""
-        (data_id, data), (traces_id, used) = self.trace_data()
-        parts, offset = ["{"], 1
+    def data_elements(self) -> Iterator[str]:
+        """The two JSON blocks as ``<script type="application/json">`` elements, in pieces.
+        ``fm-data``: per mode and verdict ``[id, reason, evidence, [cohort index, ...]]``,
+        the cohort labels once, the summary table's rows, and ``at``: where each trace's
+        content is in the text of ``fm-traces`` (id -> [start, end) in UTF-16 code units, as a
+        script's string counts them), so that opening a trace parses that slice, not the tens
+        of megabytes of every trace. ``fm-traces``: one object, the contents once per id.
+        Each piece is a whole JSON value's text: ``at`` comes from a first pass that encodes
+        each trace and keeps only its length, and neither block is ever held whole."""
+        cohorts = [c for c in self.cohort_columns() if c != _ALL]
+        index = {c: i for i, c in enumerate(cohorts)}
+        used: dict[str, Any] = {}
+        for mode in self.modes:
+            for tid in self._mode_data(mode, index)[1]:
+                if tid in self.traces:
+                    used[tid] = self.traces[tid]
+        offset = 1
         at: dict[str, list[int]] = {}
         for i, (tid, content) in enumerate(used.items()):
-            head = ("," if i else "") + _data_json(tid) + ":"
-            body = _data_json(content)
-            start = offset + _utf16_len(head)
-            offset = start + _utf16_len(body)
+            start = offset + _utf16_len(_trace_head(i, tid))
+            offset = start + _utf16_len(_data_json(content))
             at[tid] = [start, offset]
-            parts += (head, body)
-        parts.append("}")
-        data["at"] = at
-        return (data_id, _data_json(data)), (traces_id, "".join(parts))
+        # the keys' order and separators as json.dumps writes {"cohorts", "modes", "summary", "at"}
+        yield '<script type="application/json" id="fm-data">{"cohorts":'
+        yield _data_json(cohorts, 1)
+        yield ',"modes":['
+        for i, mode in enumerate(self.modes):
+            yield ("," if i else "") + _data_json(self._mode_data(mode, index)[0], 2)
+        yield '],"summary":'
+        yield _data_json(self.summary_data(), 1)
+        yield ',"at":'
+        yield _data_json(at, 1)
+        yield '}</script>\n<script type="application/json" id="fm-traces">{'
+        for i, (tid, content) in enumerate(used.items()):
+            yield _trace_head(i, tid)
+            yield _data_json(content)
+        yield "}</script>\n"
 
     def trace_data(self) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
-        """The failing traces as data for the page's script (JSON blocks, not DOM):
-        ``fm-data``: per mode and verdict ``[id, reason, evidence, [cohort index, ...]]``
-        and the cohort labels once; ``fm-traces``: the trace contents, once per id."""
+        """The failing traces as data for the page's script (JSON blocks, not DOM), as
+        :meth:`data_elements` writes them (without ``at``): ``fm-data`` and ``fm-traces``."""
         cohorts = [c for c in self.cohort_columns() if c != _ALL]
         index = {c: i for i, c in enumerate(cohorts)}
         modes = []
         used: dict[str, Any] = {}
         for mode in self.modes:
-            verdicts = mode.get("traces") or []
-            of: dict[int, list[int]] = {}
-            if self.members is not None:
-                given = self.members.get(mode["key"]) or {}
-            else:
-                given = {row["cohort"]: row.get("members") or () for row in mode.get("cohorts", [])}
-            for cohort, positions in given.items():
-                if cohort in index:
-                    for pos in positions:
-                        if isinstance(pos, int):
-                            of.setdefault(pos, []).append(index[cohort])
-            groups: dict[str, list[list[Any]]] = {"fail": [], "error": []}
-            for pos, t in enumerate(verdicts):
-                group = groups.get(str(t.get("verdict")))
-                if group is None or (self.max_traces is not None and len(group) >= self.max_traces):
-                    continue
-                tid = str(t.get("id", ""))
-                evidence = t.get("evidence")
-                shown = _content_text(evidence)
-                reason = str(t.get("reason") or "")
-                group.append([tid, reason, None if shown is None or shown in reason else shown, of.get(pos, [])])
+            entry, tids = self._mode_data(mode, index)
+            modes.append(entry)
+            for tid in tids:
                 if tid in self.traces:
                     used[tid] = self.traces[tid]
-            detector = str(mode.get("detector") or "")
-            modes.append(
-                {
-                    "label": self.label[mode["key"]],
-                    "judge": detector.startswith("judge"),
-                    "detector": detector,
-                    "groups": groups,
-                }
-            )
         return ("fm-data", {"cohorts": cohorts, "modes": modes, "summary": self.summary_data()}), ("fm-traces", used)
+
+    def _mode_data(self, mode: Mapping[str, Any], index: Mapping[str, int]) -> tuple[dict[str, Any], list[str]]:
+        """A mode's entry of ``fm-data`` and the ids it lists, in order (built again when
+        wanted: the entries of every mode are not held while the page is written)."""
+        verdicts = mode.get("traces") or []
+        of: dict[int, list[int]] = {}
+        if self.members is not None:
+            given = self.members.get(mode["key"]) or {}
+        else:
+            given = {row["cohort"]: row.get("members") or () for row in mode.get("cohorts", [])}
+        for cohort, positions in given.items():
+            if cohort in index:
+                for pos in positions:
+                    if isinstance(pos, int):
+                        of.setdefault(pos, []).append(index[cohort])
+        groups: dict[str, list[list[Any]]] = {"fail": [], "error": []}
+        tids: list[str] = []
+        for pos, t in enumerate(verdicts):
+            group = groups.get(str(t.get("verdict")))
+            if group is None or (self.max_traces is not None and len(group) >= self.max_traces):
+                continue
+            tid = str(t.get("id", ""))
+            evidence = t.get("evidence")
+            shown = _content_text(evidence)
+            reason = str(t.get("reason") or "")
+            group.append([tid, reason, None if shown is None or shown in reason else shown, of.get(pos, [])])
+            tids.append(tid)
+        detector = str(mode.get("detector") or "")
+        entry = {
+            "label": self.label[mode["key"]],
+            "judge": detector.startswith("judge"),
+            "detector": detector,
+            "groups": groups,
+        }
+        return entry, tids
+
+
+def _trace_head(i: int, tid: str) -> str:
+    """What precedes a trace's content in ``fm-traces``: a comma after the first, its id and a colon."""
+    return ("," if i else "") + _data_json(tid) + ":"
 
 
 def _utf16_len(s: str) -> int:
@@ -858,18 +936,19 @@ def _utf16_len(s: str) -> int:
     return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
 
 
-def _data_json(data: Any) -> str:
+def _data_json(data: Any, depth: int = 0) -> str:
     """JSON for a ``<script type="application/json">`` block. Strings read as
     :func:`safe.text` shows them (control and bidi characters as visible escapes,
     lone surrogates as U+FFFD), and ``<``, ``>``, ``&`` are written as escapes, so no
     value can close the block or open a comment in it. Written by ``json.dumps`` and
     two passes over its output (a walk over every value in Python took most of the
     time of a 50 MB page); values it cannot write (NaN, very deep nesting, odd keys)
-    take the walk."""
+    take the walk (``depth``: how deep ``data`` sits in the block it is a piece of, so a
+    piece's walk stops where the whole block's would)."""
     try:
         out = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
     except (ValueError, TypeError, RecursionError):
-        out = json.dumps(_clean(data, 0), ensure_ascii=False, separators=(",", ":"))
+        out = json.dumps(_clean(data, depth), ensure_ascii=False, separators=(",", ":"))
     out = _JSON_ESCAPE.sub(_visible_escape, _RAW_UNSAFE.sub(_visible_raw, out))
     return out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 

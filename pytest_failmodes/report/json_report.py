@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +80,7 @@ def report_document(
                 # the label quotes awkward values; readers get them as data too
                 entry["values"] = dict(split_cohort(row.cohort))
             if r.members is not None and row.cohort != "all" and row.cohort in r.members:
-                entry["members"] = JsonArray(position.of(r.members[row.cohort]), _int_json)
+                entry["members"] = JsonArray(_member_positions(r.members, row.cohort, position), _int_json)
             c = found.get((r.key, row.cohort))
             if c is not None:
                 entry["baseline"] = _baseline_figures(c)
@@ -160,6 +160,12 @@ def listed_members(
         if column:
             out[cohort] = column
     return out
+
+
+def _member_positions(members: Mapping[str, Sequence[int]], cohort: str, position: _Positions) -> Iterator[int]:
+    """A cohort's members as positions, read only when its list is written: a mode's members
+    may be derived per cohort (compact.CohortMembers), and then no two lists are held at once."""
+    yield from position.of(members[cohort])
 
 
 class _Positions:

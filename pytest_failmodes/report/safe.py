@@ -31,6 +31,7 @@ __all__ = [
     "xml_text",
     "write_atomically",
     "write_json_atomically",
+    "write_text_atomically",
     "iter_json",
     "JsonArray",
     "append_whole",
@@ -148,6 +149,22 @@ def write_atomically(path: Path, content: str) -> None:
     with _replacing(path) as fh:
         fh.write(data)
 
+
+
+def write_text_atomically(path: Path, pieces: Iterable[str]) -> None:
+    """``"".join(pieces)`` written to ``path`` as :func:`write_atomically` writes it, but a
+    block at a time: the text is never held whole (an exception from ``pieces`` leaves the
+    old file untouched, like any other failure)."""
+    with _replacing(path) as fh:
+        block: list[str] = []
+        size = 0
+        for piece in pieces:
+            block.append(piece)
+            size += len(piece)
+            if size >= _BLOCK:
+                fh.write(_encode("".join(block)))
+                block, size = [], 0
+        fh.write(_encode("".join(block)))
 
 class JsonArray:
     """A JSON array that :func:`iter_json` writes item by item as ``items`` yields them,
