@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED",
     "CallView", "tool_call_views", "speakers", "new_step", "make_step", "trace_from_fields", "tool_names",
+    "lazy_trace",
 ]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
@@ -160,11 +162,23 @@ class Trace(BaseModel):
             steps = _steps_from_messages(self.messages)
             self.__dict__["steps"] = steps
             return steps
+        if name == "messages":
+            build = self.__dict__.pop(_PENDING_MESSAGES, None)
+            if build is not None:  # a span trace's messages, built on first access (see lazy_trace)
+                messages = _validate_messages(build())
+                values = self.__dict__
+                values["messages"] = messages
+                for key in _AFTER_MESSAGES:  # the fields' order, which dumps follow
+                    if key in values:
+                        values[key] = values.pop(key)
+                return messages
         return super().__getattr__(name)  # type: ignore[misc]
 
     def _materialise(self) -> None:
         # pydantic reads fields straight from __dict__: a dump or a comparison must
-        # see the derived steps, never a trace that silently lacks them
+        # see the derived steps and messages, never a trace that silently lacks them
+        if "messages" not in self.__dict__:
+            self.__getattr__("messages")
         if "steps" not in self.__dict__:
             self.__getattr__("steps")
 
@@ -371,13 +385,8 @@ def trace_from_fields(data: dict[str, Any]) -> Trace | None:
     elif not raw:
         messages = []
     else:
-        global _messages_adapter
-        if _messages_adapter is None:
-            from pydantic import TypeAdapter
-
-            _messages_adapter = TypeAdapter(list[Message])
         try:
-            messages = _messages_adapter.validate_python(raw)
+            messages = _validate_messages(raw)
         except ValueError:  # pydantic's ValidationError: the full validation words it
             return None
     if out is None and not messages:
@@ -404,6 +413,52 @@ def trace_from_fields(data: dict[str, Any]) -> Trace | None:
 
 _NO_DICT: Any = object()
 _new_trace = Trace.__new__
+
+
+def _validate_messages(raw: list[dict[str, Any]]) -> list[Message]:
+    global _messages_adapter
+    if _messages_adapter is None:
+        from pydantic import TypeAdapter
+
+        _messages_adapter = TypeAdapter(list[Message])
+    return _messages_adapter.validate_python(raw)  # type: ignore[no-any-return]
+
+
+#: the __dict__ key where a lazily built trace keeps how to build its messages (not a field:
+#: pydantic's dumps and comparisons read fields only, and _materialise builds them first)
+_PENDING_MESSAGES = "_pending_messages"
+_AFTER_MESSAGES = TRACE_FIELDS[TRACE_FIELDS.index("messages") + 1:]
+_LAZY_FIELDS_SET = frozenset(("id", "input", "output", "messages", "steps", "metadata"))
+
+
+def lazy_trace(
+    id: str, input: str, output: str, steps: list[Step], metadata: dict[str, Any],
+    messages: Callable[[], list[dict[str, Any]]] | None,
+) -> Trace:
+    """The Trace ``Trace(id=..., input=..., output=..., messages=messages(), steps=...,
+    metadata=...)`` would give, with its messages built and validated on first access.
+
+    The span readers call this once per trace: rebuilding every trace's messages from
+    flattened span attributes was a third of loading a span export, and most rules
+    never read them. The caller guarantees what validation would check: ``id`` is
+    non-empty text, ``input`` / ``output`` text, ``steps`` Steps, ``metadata`` a dict
+    with text keys, and ``messages()`` OpenAI-shaped dicts that validate as
+    :class:`Message` (it is called at most once, possibly long after reading).
+    """
+    trace = _new_trace(Trace)
+    values: dict[str, Any] = {"id": id, "input": input, "output": output}
+    if messages is None:
+        values["messages"] = []
+    else:
+        values[_PENDING_MESSAGES] = messages
+    values["steps"] = steps
+    values["metadata"] = metadata
+    values["labels"] = {}
+    _set(trace, "__dict__", values)
+    _set(trace, "__pydantic_fields_set__", set(_LAZY_FIELDS_SET))
+    _set(trace, "__pydantic_extra__", None)
+    _set(trace, "__pydantic_private__", None)
+    return trace
 
 
 def tool_names(trace: Trace) -> list[str]:

@@ -145,6 +145,47 @@ def test_openinference_truncated_line(tmp_path: Path) -> None:
     assert err.line == 2 and err.message.startswith("malformed JSON")
 
 
+def eager_openinference(path: Path) -> list[Trace]:
+    """The traces of a span file built as before messages were lazy: validated by Trace(...)."""
+    from pytest_failmodes.readers import Record
+    from pytest_failmodes.readers.openinference import _oi_messages, build_trace, span_step
+    from pytest_failmodes.readers.spans import SpanGrouper
+
+    grouper = SpanGrouper()
+    groups = []
+    for i, span in enumerate(lines(path), 1):
+        trace_id, step = span_step(Record(path, i, span))
+        groups += grouper.add(Record(path, i, span), trace_id, step)
+    groups += grouper.finish()
+    return [build_trace(g, _oi_messages, "input.mime_type", "output.mime_type") for g in groups]
+
+
+def test_openinference_messages_are_built_on_first_access_and_equal_a_validated_trace(tmp_path: Path) -> None:
+    import copy
+    import pickle
+
+    spans = lines(DATA / "openinference.jsonl")
+    # a tool call's arguments exported as a number: kept as its JSON text, never a failed build later
+    for s in spans:
+        for k in s["attributes"]:
+            if k.endswith("tool_call.function.arguments"):
+                s["attributes"][k] = 7
+    path = write_lines(tmp_path / "spans.jsonl", spans)
+    lazy, eager = load(path), eager_openinference(path)
+    assert [t.id for t in lazy] == [t.id for t in eager]
+    for a, b in zip(lazy, eager):
+        assert "messages" not in a.__dict__  # not built by reading
+        assert (a.input, a.output, a.steps, a.metadata, a.model_fields_set) == (b.input, b.output, b.steps, b.metadata, b.model_fields_set)
+        c = copy.copy(a)
+        assert pickle.loads(pickle.dumps(a)) == b  # pickling builds them (a worker process has no reader)
+        assert a.model_dump() == b.model_dump() and a.model_dump_json() == b.model_dump_json()
+        assert c.messages == b.messages and c.transcript == b.transcript
+        assert a == b and b == a
+    args = [c.function.arguments for t in lazy for m in t.messages for c in m.tool_calls or ()]
+    assert args and set(args) == {"7"}
+    assert {c.arguments["_value"] for t in lazy for c in t.tool_calls} == {7}
+
+
 # -- OpenTelemetry GenAI (OTLP/JSON) ---------------------------------------------
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from openinference.semconv.trace import MessageAttributes, SpanAttributes, ToolCallAttributes
 
 from ..errors import DatasetError
-from ..trace import STEP_KINDS, Step, Trace, make_step as _make_step
+from ..trace import STEP_KINDS, Step, Trace, lazy_trace, make_step as _make_step
 from . import Options, Record, kind_of
 from .spans import Group, SpanGrouper, iso_ms, message_text, preorder
 
@@ -232,7 +232,9 @@ def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> lis
             if field == CALL_NAME:
                 call["function"]["name"] = str(value)
             elif field == CALL_ARGS:
-                call["function"]["arguments"] = value
+                # text or an object as exported; any other JSON value kept as its JSON text, so
+                # the messages always validate (they may be built long after reading: lazy_trace)
+                call["function"]["arguments"] = value if type(value) is str or type(value) is dict else json.dumps(value)  # noqa: E721
             elif field == CALL_ID:
                 call["id"] = str(value)
     result = []
@@ -256,28 +258,33 @@ def _text_value(step: Step, mime_key: str, value: Any) -> str | None:
     return None
 
 
-def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str) -> Trace:
+def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str, lazy: bool = False) -> Trace:
     """A trace from a complete group of steps, shared by the span readers.
 
     ``input`` is the root span's text input, else the last user message the
     first LLM call saw; ``output`` the root's text output, else the last LLM
     call's reply. ``messages`` are the last LLM call's conversation (its input
     messages and its reply), so message rules see the whole exchange.
-    ``messages_of(step) -> (input messages, output messages)``.
+    ``messages_of(step) -> (input messages, output messages)``. With ``lazy``,
+    ``messages_of`` must build new, valid messages from the step alone every time
+    it is called: the messages are then built on first access (:func:`lazy_trace`).
     """
     steps = preorder(group.steps)
     root = steps[0]
     llms = [s for s in steps if s.kind == "llm"]
-    last_in, last_out = messages_of(llms[-1]) if llms else ([], [])
+    last = llms[-1] if llms else None
     text_in = _text_value(root, in_mime, root.input)
-    if text_in is None:
-        first_in = messages_of(llms[0])[0] if len(llms) > 1 else last_in
-        text_in = next((message_text(m.get("content")) for m in reversed(first_in) if m.get("role") == "user"), "")
     text_out = _text_value(root, out_mime, root.output) if root.kind != "llm" else None
-    if text_out is None:
-        text_out = next((message_text(m.get("content")) for m in reversed(last_out) if message_text(m.get("content"))), "")
-        if not text_out and llms and isinstance(llms[-1].output, str):
-            text_out = llms[-1].output if llms[-1].attributes.get(out_mime) != _JSON else ""
+    if not lazy or text_in is None or text_out is None:
+        # input or output from the messages (or all eager): build them now
+        last_in, last_out = messages_of(last) if last is not None else ([], [])
+        if text_in is None:
+            first_in = messages_of(llms[0])[0] if len(llms) > 1 else last_in
+            text_in = next((message_text(m.get("content")) for m in reversed(first_in) if m.get("role") == "user"), "")
+        if text_out is None:
+            text_out = next((message_text(m.get("content")) for m in reversed(last_out) if message_text(m.get("content"))), "")
+            if not text_out and last is not None and isinstance(last.output, str):
+                text_out = last.output if last.attributes.get(out_mime) != _JSON else ""
     metadata: dict[str, Any] = {}
     raw_meta = root.attributes.get(SpanAttributes.METADATA)
     if isinstance(raw_meta, str):
@@ -290,14 +297,26 @@ def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str) -> 
     for key in (SpanAttributes.SESSION_ID, SpanAttributes.USER_ID):
         if root.attributes.get(key) is not None:
             metadata[key] = root.attributes[key]
-    return Trace(
-        id=group.trace_id,
-        input=text_in,
-        output=text_out,
-        messages=last_in + last_out,
-        steps=steps,
-        metadata=metadata,
-    )
+    if not lazy:
+        return Trace(
+            id=group.trace_id,
+            input=text_in,
+            output=text_out,
+            messages=last_in + last_out,
+            steps=steps,
+            metadata=metadata,
+        )
+    if not group.trace_id:
+        raise ValueError("the trace id is empty")
+    return lazy_trace(group.trace_id, text_in, text_out, steps, metadata, _pending(last, messages_of) if last else None)
+
+
+def _pending(step: Step, messages_of: Any) -> Any:
+    def build() -> list[dict[str, Any]]:
+        ins, outs = messages_of(step)
+        return ins + outs  # type: ignore[no-any-return]
+
+    return build
 
 
 def _oi_messages(step: Step) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -339,7 +358,7 @@ class OpenInferenceReader:
 
     def _trace(self, group: Group) -> tuple[Record, Trace]:
         try:
-            return group.first, build_trace(group, _oi_messages, INPUT_MIME, OUTPUT_MIME)
+            return group.first, build_trace(group, _oi_messages, INPUT_MIME, OUTPUT_MIME, lazy=True)
         except (ValueError, TypeError) as exc:
             raise DatasetError(
                 f"trace {group.trace_id!r}: cannot build the trace from its spans: {exc}",
