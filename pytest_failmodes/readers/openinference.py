@@ -20,6 +20,7 @@ from openinference.semconv.trace import MessageAttributes, SpanAttributes, ToolC
 from ..errors import DatasetError
 from ..trace import STEP_KINDS, Step, Trace, lazy_trace, make_step as _make_step
 from . import Options, Record, kind_of
+from ._source import _SCAN, MAX_DEPTH, deep_error, too_deep
 from .spans import Group, SpanGrouper, iso_ms, message_text, preorder
 
 __all__ = ["OpenInferenceReader", "READERS", "span_step", "messages_from_attributes"]
@@ -92,17 +93,22 @@ def span_step(rec: Record) -> tuple[str, Step]:
     span = rec.value
     if not isinstance(span, dict):
         raise DatasetError(f"expected a span object, got {kind_of(span)}", file=rec.file, line=rec.line)
-    trace_id, span_id, parent = _ids(span)
+    ctx = span.get("context")
+    if type(ctx) is dict and "parent_id" in span:  # noqa: E721 - the SDK's span JSON, as _ids reads it
+        trace_id, span_id, parent = ctx.get("trace_id"), ctx.get("span_id"), span["parent_id"]
+    else:
+        trace_id, span_id, parent = _ids(span)
     if not trace_id:
         raise DatasetError("span has no trace id", file=rec.file, line=rec.line, key="context.trace_id")
     if not span_id:
         raise DatasetError("span has no span id", file=rec.file, line=rec.line, key="context.span_id")
     attrs = span.get("attributes") or {}
-    if not isinstance(attrs, dict):
-        raise DatasetError(
-            f"span {_hex(span_id)!r}: attributes must be an object, got {kind_of(attrs)}",
-            file=rec.file, line=rec.line, key="attributes",
-        )
+    if type(attrs) is not dict:  # noqa: E721 - exact dict first
+        if not isinstance(attrs, dict):
+            raise DatasetError(
+                f"span {_hex(span_id)!r}: attributes must be an object, got {kind_of(attrs)}",
+                file=rec.file, line=rec.line, key="attributes",
+            )
     if KIND not in attrs:
         attrs = _flat(attrs)
     raw_kind = attrs.get(KIND) or span.get("span_kind")
@@ -121,7 +127,9 @@ def span_step(rec: Record) -> tuple[str, Step]:
         code, message = status_obj.get("status_code"), status_obj.get("description")
     else:
         code, message = span.get("status_code"), span.get("status_message")
-    status = _STATUS.get(code) or (_STATUS.get(str(code).upper(), "unset") if code is not None else "unset")
+    status = _STATUS.get(code) if type(code) is str else None  # noqa: E721 - exact str
+    if status is None:
+        status = _STATUS.get(str(code).upper(), "unset") if code is not None else "unset"
     error = None
     if status == "error":
         error = message or next(
@@ -137,16 +145,18 @@ def span_step(rec: Record) -> tuple[str, Step]:
     value_in = attrs.get(INPUT)
     value_out = attrs.get(OUTPUT)
     if kind == "tool":
-        if isinstance(value_in, str) and attrs.get(INPUT_MIME) == _JSON:
-            try:  # a tool's arguments, so step rules can match on them
-                value_in = json.loads(value_in)
-            except ValueError:
-                pass
+        if type(value_in) is str and attrs.get(INPUT_MIME) == _JSON:  # noqa: E721 - exact str
+            value_in = _tool_arguments(value_in, rec)
     elif kind == "llm" and _OUT0_ROLE in attrs:
         # the reply's text ('' for a turn that only calls tools), not the raw response JSON
         value_out = _last_assistant_text(attrs) or ""
+    if type(span_id) is str and span_id[:2] != "0x":  # noqa: E721 - _hex's common case, without its call
+        sid = span_id
+    else:
+        sid = _hex(span_id)
+    start, end = span.get("start_time"), span.get("end_time")
     step = _make_step({
-        "id": _hex(span_id),
+        "id": sid,
         "parent_id": _hex(parent) if parent else None,
         "kind": kind,
         "name": name if type(name) is str else str(name),  # noqa: E721 - exact str
@@ -154,12 +164,35 @@ def span_step(rec: Record) -> tuple[str, Step]:
         "output": value_out,
         "status": status,
         "error": error,
-        "start_ms": iso_ms(span.get("start_time")),
-        "end_ms": iso_ms(span.get("end_time")),
+        "start_ms": iso_ms(start),
+        "end_ms": iso_ms(end),
         "tokens": tokens,
         "attributes": attrs,
     })
     return _hex(trace_id), step
+
+
+def _tool_arguments(text: str, rec: Record) -> Any:
+    """A tool span's JSON input as data, so step rules can match on it; text that is not JSON as it is."""
+    # json's C scanner straight away (json.loads wraps it in Python); anything it does not
+    # take whole (whitespace around the value, a BOM, an error) goes to json.loads as before
+    try:
+        value, end = _SCAN(text, 0)
+        if end != len(text):
+            value = json.loads(text)
+    except RecursionError:
+        raise deep_error(rec.file, rec.line, f"attributes.{INPUT}") from None
+    except (ValueError, StopIteration):
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            raise deep_error(rec.file, rec.line, f"attributes.{INPUT}") from None
+        except ValueError:
+            return text
+    # a value nested deeper than rows may be would break whatever walks it later
+    if type(value) is not str and text.count("{") + text.count("[") > MAX_DEPTH and too_deep(value):  # noqa: E721
+        raise deep_error(rec.file, rec.line, f"attributes.{INPUT}")
+    return value
 
 
 _OUT0_ROLE = f"{OUT_MESSAGES}.0.{ROLE}"
