@@ -163,14 +163,19 @@ class Trace(BaseModel):
             self.__dict__["steps"] = steps
             return steps
         if name == "messages":
-            build = self.__dict__.pop(_PENDING_MESSAGES, None)
+            values = self.__dict__
+            build = values.get(_PENDING_MESSAGES)
             if build is not None:  # a span trace's messages, built on first access (see lazy_trace)
                 messages = _validate_messages(build())
-                values = self.__dict__
-                values["messages"] = messages
-                for key in _AFTER_MESSAGES:  # the fields' order, which dumps follow
-                    if key in values:
-                        values[key] = values.pop(key)
+                # a new __dict__ with the messages where the pending entry was (dumps follow the
+                # fields' order), swapped in whole: another thread may be reading this trace
+                fresh: dict[str, Any] = {}
+                for key, value in values.items():
+                    if key == _PENDING_MESSAGES:
+                        fresh["messages"] = messages
+                    else:
+                        fresh[key] = value
+                _set(self, "__dict__", fresh)
                 return messages
         return super().__getattr__(name)  # type: ignore[misc]
 
@@ -427,7 +432,6 @@ def _validate_messages(raw: list[dict[str, Any]]) -> list[Message]:
 #: the __dict__ key where a lazily built trace keeps how to build its messages (not a field:
 #: pydantic's dumps and comparisons read fields only, and _materialise builds them first)
 _PENDING_MESSAGES = "_pending_messages"
-_AFTER_MESSAGES = TRACE_FIELDS[TRACE_FIELDS.index("messages") + 1:]
 _LAZY_FIELDS_SET = frozenset(("id", "input", "output", "messages", "steps", "metadata"))
 
 
@@ -447,6 +451,7 @@ def lazy_trace(
     """
     trace = _new_trace(Trace)
     values: dict[str, Any] = {"id": id, "input": input, "output": output}
+    # in the place of the messages field, so that building them keeps the fields' order
     if messages is None:
         values["messages"] = []
     else:

@@ -181,6 +181,14 @@ def test_openinference_messages_are_built_on_first_access_and_equal_a_validated_
         assert a.model_dump() == b.model_dump() and a.model_dump_json() == b.model_dump_json()
         assert c.messages == b.messages and c.transcript == b.transcript
         assert a == b and b == a
+    # read from several threads at once (a judge's thread and the run's): every reader gets them
+    from concurrent.futures import ThreadPoolExecutor
+
+    fresh = load(path)
+    with ThreadPoolExecutor(4) as pool:
+        seen = list(pool.map(lambda t: (t.messages, t.steps, t.metadata, t.labels), fresh * 4))
+    assert all(m == t.messages and s == t.steps for (m, s, _md, _lb), t in zip(seen, fresh * 4))
+    assert [list(t.__dict__)[:7] for t in fresh] == [list(Trace.model_fields)] * len(fresh)
     args = [c.function.arguments for t in lazy for m in t.messages for c in m.tool_calls or ()]
     assert args and set(args) == {"7"}
     assert {c.arguments["_value"] for t in lazy for c in t.tool_calls} == {7}
