@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from openinference.semconv.trace import MessageAttributes, SpanAttributes, ToolCallAttributes
@@ -150,26 +151,37 @@ def span_step(rec: Record) -> tuple[str, Step]:
     elif kind == "llm" and _OUT0_ROLE in attrs:
         # the reply's text ('' for a turn that only calls tools), not the raw response JSON
         value_out = _last_assistant_text(attrs) or ""
-    if type(span_id) is str and span_id[:2] != "0x":  # noqa: E721 - _hex's common case, without its call
-        sid = span_id
+    # _hex and iso_ms inline for the SDK's span JSON ("0x..." ids, ISO times): two calls
+    # fewer each, per span
+    if type(span_id) is str and type(trace_id) is str:  # noqa: E721 - exact str
+        sid = span_id[2:] if span_id[:2] == "0x" else span_id
+        tid = trace_id[2:] if trace_id[:2] == "0x" else trace_id
     else:
-        sid = _hex(span_id)
+        sid, tid = _hex(span_id), _hex(trace_id)
+    if parent and type(parent) is str:  # noqa: E721 - exact str
+        parent = parent[2:] if parent[:2] == "0x" else parent
+    else:
+        parent = _hex(parent) if parent else None
     start, end = span.get("start_time"), span.get("end_time")
+    try:  # what iso_ms does with an ISO time; anything else (numbers, None, errors) through it
+        start_ms, end_ms = _fromiso(start).timestamp() * 1000, _fromiso(end).timestamp() * 1000
+    except (TypeError, ValueError):
+        start_ms, end_ms = iso_ms(start), iso_ms(end)
     step = _make_step({
         "id": sid,
-        "parent_id": _hex(parent) if parent else None,
+        "parent_id": parent,
         "kind": kind,
         "name": name if type(name) is str else str(name),  # noqa: E721 - exact str
         "input": value_in,
         "output": value_out,
         "status": status,
         "error": error,
-        "start_ms": iso_ms(start),
-        "end_ms": iso_ms(end),
+        "start_ms": start_ms,
+        "end_ms": end_ms,
         "tokens": tokens,
         "attributes": attrs,
     })
-    return _hex(trace_id), step
+    return tid, step
 
 
 def _tool_arguments(text: str, rec: Record) -> Any:
@@ -195,6 +207,7 @@ def _tool_arguments(text: str, rec: Record) -> Any:
     return value
 
 
+_fromiso = datetime.fromisoformat
 _OUT0_ROLE = f"{OUT_MESSAGES}.0.{ROLE}"
 _TOKEN_ITEMS = tuple(TOKENS.items())
 _TOKENS_TOTAL, _TOKENS_PROMPT, _TOKENS_COMPLETION = TOKENS["total"], TOKENS["prompt"], TOKENS["completion"]
