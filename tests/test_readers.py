@@ -136,6 +136,18 @@ def test_openinference_corrupted_span_names_line_and_field(tmp_path: Path, mutat
     assert message in err.message
 
 
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_openinference_tool_input_nested_too_deep(tmp_path: Path, depth: int) -> None:
+    # a tool's JSON input is parsed into the step: nesting past MAX_DEPTH (or past Python's
+    # recursion limit) is one error naming the span's line and the attribute, not a traceback
+    rows = lines(DATA / "openinference.jsonl")
+    at = next(i for i, r in enumerate(rows) if r["attributes"]["openinference.span.kind"] == "TOOL")
+    rows[at]["attributes"]["input.value"] = "[" * depth + "]" * depth
+    err = load_error(write_lines(tmp_path / "deep.jsonl", rows))
+    assert (err.line, err.key) == (at + 1, "attributes.input.value")
+    assert "nested more than 200 levels deep" in err.message
+
+
 def test_openinference_truncated_line(tmp_path: Path) -> None:
     text = (DATA / "openinference.jsonl").read_text(encoding="utf-8").splitlines()
     text[1] = text[1][:200]
