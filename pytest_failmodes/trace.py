@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -447,7 +447,8 @@ def lazy_trace(
     never read them. The caller guarantees what validation would check: ``id`` is
     non-empty text, ``input`` / ``output`` text, ``steps`` Steps, ``metadata`` a dict
     with text keys, and ``messages()`` OpenAI-shaped dicts that validate as
-    :class:`Message` (it is called at most once, possibly long after reading).
+    :class:`Message` (it is called on first access, possibly long after reading, and
+    more than once when threads reach it together: each call builds new dicts).
     """
     trace = _new_trace(Trace)
     values: dict[str, Any] = {"id": id, "input": input, "output": output}
