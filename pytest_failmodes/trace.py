@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED",
     "CallView", "tool_call_views", "speakers", "new_step", "make_step", "trace_from_fields", "tool_names",
+    "lazy_trace",
 ]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
@@ -160,11 +162,28 @@ class Trace(BaseModel):
             steps = _steps_from_messages(self.messages)
             self.__dict__["steps"] = steps
             return steps
+        if name == "messages":
+            values = self.__dict__
+            build = values.get(_PENDING_MESSAGES)
+            if build is not None:  # a span trace's messages, built on first access (see lazy_trace)
+                messages = _validate_messages(build())
+                # a new __dict__ with the messages where the pending entry was (dumps follow the
+                # fields' order), swapped in whole: another thread may be reading this trace
+                fresh: dict[str, Any] = {}
+                for key, value in values.items():
+                    if key == _PENDING_MESSAGES:
+                        fresh["messages"] = messages
+                    else:
+                        fresh[key] = value
+                _set(self, "__dict__", fresh)
+                return messages
         return super().__getattr__(name)  # type: ignore[misc]
 
     def _materialise(self) -> None:
         # pydantic reads fields straight from __dict__: a dump or a comparison must
-        # see the derived steps, never a trace that silently lacks them
+        # see the derived steps and messages, never a trace that silently lacks them
+        if "messages" not in self.__dict__:
+            self.__getattr__("messages")
         if "steps" not in self.__dict__:
             self.__getattr__("steps")
 
@@ -371,13 +390,8 @@ def trace_from_fields(data: dict[str, Any]) -> Trace | None:
     elif not raw:
         messages = []
     else:
-        global _messages_adapter
-        if _messages_adapter is None:
-            from pydantic import TypeAdapter
-
-            _messages_adapter = TypeAdapter(list[Message])
         try:
-            messages = _messages_adapter.validate_python(raw)
+            messages = _validate_messages(raw)
         except ValueError:  # pydantic's ValidationError: the full validation words it
             return None
     if out is None and not messages:
@@ -404,6 +418,53 @@ def trace_from_fields(data: dict[str, Any]) -> Trace | None:
 
 _NO_DICT: Any = object()
 _new_trace = Trace.__new__
+
+
+def _validate_messages(raw: list[dict[str, Any]]) -> list[Message]:
+    global _messages_adapter
+    if _messages_adapter is None:
+        from pydantic import TypeAdapter
+
+        _messages_adapter = TypeAdapter(list[Message])
+    return _messages_adapter.validate_python(raw)  # type: ignore[no-any-return]
+
+
+#: the __dict__ key where a lazily built trace keeps how to build its messages (not a field:
+#: pydantic's dumps and comparisons read fields only, and _materialise builds them first)
+_PENDING_MESSAGES = "_pending_messages"
+_LAZY_FIELDS_SET = frozenset(("id", "input", "output", "messages", "steps", "metadata"))
+
+
+def lazy_trace(
+    id: str, input: str, output: str, steps: list[Step], metadata: dict[str, Any],
+    messages: Callable[[], list[dict[str, Any]]] | None,
+) -> Trace:
+    """The Trace ``Trace(id=..., input=..., output=..., messages=messages(), steps=...,
+    metadata=...)`` would give, with its messages built and validated on first access.
+
+    The span readers call this once per trace: rebuilding every trace's messages from
+    flattened span attributes was a third of loading a span export, and most rules
+    never read them. The caller guarantees what validation would check: ``id`` is
+    non-empty text, ``input`` / ``output`` text, ``steps`` Steps, ``metadata`` a dict
+    with text keys, and ``messages()`` OpenAI-shaped dicts that validate as
+    :class:`Message` (it is called on first access, possibly long after reading, and
+    more than once when threads reach it together: each call builds new dicts).
+    """
+    trace = _new_trace(Trace)
+    values: dict[str, Any] = {"id": id, "input": input, "output": output}
+    # in the place of the messages field, so that building them keeps the fields' order
+    if messages is None:
+        values["messages"] = []
+    else:
+        values[_PENDING_MESSAGES] = messages
+    values["steps"] = steps
+    values["metadata"] = metadata
+    values["labels"] = {}
+    _set(trace, "__dict__", values)
+    _set(trace, "__pydantic_fields_set__", set(_LAZY_FIELDS_SET))
+    _set(trace, "__pydantic_extra__", None)
+    _set(trace, "__pydantic_private__", None)
+    return trace
 
 
 def tool_names(trace: Trace) -> list[str]:

@@ -425,3 +425,45 @@ def test_end_to_end_a_clean_run_or_one_error_line(pytester: pytest.Pytester, doc
     ET.parse(pytester.path / "j.xml")
     assert (pytester.path / "r.html").read_text(encoding="utf-8").rstrip().endswith("</html>")
     assert (pytester.path / "r.md").read_text(encoding="utf-8").strip()
+
+
+def _preorder_by_definition(steps: list[Any]) -> list[Any]:
+    """Pre-order as the span readers document it, written for clarity, not speed: roots are
+    steps whose parent is not in the trace; siblings by start time (none last), ties in file
+    order; each id once; steps on a parent cycle without a root appended in file order."""
+    ids = {s.id for s in steps}
+
+    def kids_of(parent: str | None) -> list[Any]:
+        kids = [s for s in steps if (s.parent_id if s.parent_id in ids else None) == parent]
+        return sorted(kids, key=lambda s: (s.start_ms is None, s.start_ms or 0.0))
+
+    out: list[Any] = []
+    seen: set[str] = set()
+
+    def visit(s: Any) -> None:
+        if s.id in seen:
+            return
+        seen.add(s.id)
+        out.append(s)
+        for k in kids_of(s.id):
+            visit(k)
+
+    for root in kids_of(None):
+        visit(root)
+    return out + [s for s in steps if s.id not in seen]
+
+
+@FUZZ
+@given(st.lists(
+    st.tuples(
+        st.sampled_from("abcdef"), st.none() | st.sampled_from("abcdefz"), st.none() | st.sampled_from([1.0, 2.0, 3.0]),
+    ),
+    max_size=9,
+))
+def test_span_preorder_matches_its_definition(spans: list[tuple[str, str | None, float | None]]) -> None:
+    # ids repeat, parents are missing or form cycles, start times tie or are absent
+    from pytest_failmodes.readers.spans import preorder
+    from pytest_failmodes.trace import new_step
+
+    steps = [new_step(id=i, parent_id=p, start_ms=t, name=str(n)) for n, (i, p, t) in enumerate(spans)]
+    assert [s.name for s in preorder(list(steps))] == [s.name for s in _preorder_by_definition(steps)]

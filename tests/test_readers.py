@@ -136,6 +136,18 @@ def test_openinference_corrupted_span_names_line_and_field(tmp_path: Path, mutat
     assert message in err.message
 
 
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_openinference_tool_input_nested_too_deep(tmp_path: Path, depth: int) -> None:
+    # a tool's JSON input is parsed into the step: nesting past MAX_DEPTH (or past Python's
+    # recursion limit) is one error naming the span's line and the attribute, not a traceback
+    rows = lines(DATA / "openinference.jsonl")
+    at = next(i for i, r in enumerate(rows) if r["attributes"]["openinference.span.kind"] == "TOOL")
+    rows[at]["attributes"]["input.value"] = "[" * depth + "]" * depth
+    err = load_error(write_lines(tmp_path / "deep.jsonl", rows))
+    assert (err.line, err.key) == (at + 1, "attributes.input.value")
+    assert "nested more than 200 levels deep" in err.message
+
+
 def test_openinference_truncated_line(tmp_path: Path) -> None:
     text = (DATA / "openinference.jsonl").read_text(encoding="utf-8").splitlines()
     text[1] = text[1][:200]
@@ -143,6 +155,55 @@ def test_openinference_truncated_line(tmp_path: Path) -> None:
     path.write_text("\n".join(text) + "\n", encoding="utf-8")
     err = load_error(path)
     assert err.line == 2 and err.message.startswith("malformed JSON")
+
+
+def eager_openinference(path: Path) -> list[Trace]:
+    """The traces of a span file built as before messages were lazy: validated by Trace(...)."""
+    from pytest_failmodes.readers import Record
+    from pytest_failmodes.readers.openinference import _oi_messages, build_trace, span_step
+    from pytest_failmodes.readers.spans import SpanGrouper
+
+    grouper = SpanGrouper()
+    groups = []
+    for i, span in enumerate(lines(path), 1):
+        trace_id, step = span_step(Record(path, i, span))
+        groups += grouper.add(Record(path, i, span), trace_id, step)
+    groups += grouper.finish()
+    return [build_trace(g, _oi_messages, "input.mime_type", "output.mime_type") for g in groups]
+
+
+def test_openinference_messages_are_built_on_first_access_and_equal_a_validated_trace(tmp_path: Path) -> None:
+    import copy
+    import pickle
+
+    spans = lines(DATA / "openinference.jsonl")
+    # a tool call's arguments exported as a number: kept as its JSON text, never a failed build later
+    for s in spans:
+        for k in s["attributes"]:
+            if k.endswith("tool_call.function.arguments"):
+                s["attributes"][k] = 7
+    path = write_lines(tmp_path / "spans.jsonl", spans)
+    lazy, eager = load(path), eager_openinference(path)
+    assert [t.id for t in lazy] == [t.id for t in eager]
+    for a, b in zip(lazy, eager):
+        assert "messages" not in a.__dict__  # not built by reading
+        assert (a.input, a.output, a.steps, a.metadata, a.model_fields_set) == (b.input, b.output, b.steps, b.metadata, b.model_fields_set)
+        c = copy.copy(a)
+        assert pickle.loads(pickle.dumps(a)) == b  # pickling builds them (a worker process has no reader)
+        assert a.model_dump() == b.model_dump() and a.model_dump_json() == b.model_dump_json()
+        assert c.messages == b.messages and c.transcript == b.transcript
+        assert a == b and b == a
+    # read from several threads at once (a judge's thread and the run's): every reader gets them
+    from concurrent.futures import ThreadPoolExecutor
+
+    fresh = load(path)
+    with ThreadPoolExecutor(4) as pool:
+        seen = list(pool.map(lambda t: (t.messages, t.steps, t.metadata, t.labels), fresh * 4))
+    assert all(m == t.messages and s == t.steps for (m, s, _md, _lb), t in zip(seen, fresh * 4))
+    assert [list(t.__dict__)[:7] for t in fresh] == [list(Trace.model_fields)] * len(fresh)
+    args = [c.function.arguments for t in lazy for m in t.messages for c in m.tool_calls or ()]
+    assert args and set(args) == {"7"}
+    assert {c.arguments["_value"] for t in lazy for c in t.tool_calls} == {7}
 
 
 # -- OpenTelemetry GenAI (OTLP/JSON) ---------------------------------------------

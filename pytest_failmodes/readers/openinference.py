@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from openinference.semconv.trace import MessageAttributes, SpanAttributes, ToolCallAttributes
 
 from ..errors import DatasetError
-from ..trace import STEP_KINDS, Step, Trace, make_step as _make_step
+from ..trace import STEP_KINDS, Step, Trace, lazy_trace, make_step as _make_step
 from . import Options, Record, kind_of
+from ._source import _SCAN, MAX_DEPTH, deep_error, too_deep
 from .spans import Group, SpanGrouper, iso_ms, message_text, preorder
 
 __all__ = ["OpenInferenceReader", "READERS", "span_step", "messages_from_attributes"]
@@ -92,17 +94,22 @@ def span_step(rec: Record) -> tuple[str, Step]:
     span = rec.value
     if not isinstance(span, dict):
         raise DatasetError(f"expected a span object, got {kind_of(span)}", file=rec.file, line=rec.line)
-    trace_id, span_id, parent = _ids(span)
+    ctx = span.get("context")
+    if type(ctx) is dict and "parent_id" in span:  # noqa: E721 - the SDK's span JSON, as _ids reads it
+        trace_id, span_id, parent = ctx.get("trace_id"), ctx.get("span_id"), span["parent_id"]
+    else:
+        trace_id, span_id, parent = _ids(span)
     if not trace_id:
         raise DatasetError("span has no trace id", file=rec.file, line=rec.line, key="context.trace_id")
     if not span_id:
         raise DatasetError("span has no span id", file=rec.file, line=rec.line, key="context.span_id")
     attrs = span.get("attributes") or {}
-    if not isinstance(attrs, dict):
-        raise DatasetError(
-            f"span {_hex(span_id)!r}: attributes must be an object, got {kind_of(attrs)}",
-            file=rec.file, line=rec.line, key="attributes",
-        )
+    if type(attrs) is not dict:  # noqa: E721 - exact dict first
+        if not isinstance(attrs, dict):
+            raise DatasetError(
+                f"span {_hex(span_id)!r}: attributes must be an object, got {kind_of(attrs)}",
+                file=rec.file, line=rec.line, key="attributes",
+            )
     if KIND not in attrs:
         attrs = _flat(attrs)
     raw_kind = attrs.get(KIND) or span.get("span_kind")
@@ -121,7 +128,9 @@ def span_step(rec: Record) -> tuple[str, Step]:
         code, message = status_obj.get("status_code"), status_obj.get("description")
     else:
         code, message = span.get("status_code"), span.get("status_message")
-    status = _STATUS.get(code) or (_STATUS.get(str(code).upper(), "unset") if code is not None else "unset")
+    status = _STATUS.get(code) if type(code) is str else None  # noqa: E721 - exact str
+    if status is None:
+        status = _STATUS.get(str(code).upper(), "unset") if code is not None else "unset"
     error = None
     if status == "error":
         error = message or next(
@@ -137,31 +146,68 @@ def span_step(rec: Record) -> tuple[str, Step]:
     value_in = attrs.get(INPUT)
     value_out = attrs.get(OUTPUT)
     if kind == "tool":
-        if isinstance(value_in, str) and attrs.get(INPUT_MIME) == _JSON:
-            try:  # a tool's arguments, so step rules can match on them
-                value_in = json.loads(value_in)
-            except ValueError:
-                pass
+        if type(value_in) is str and attrs.get(INPUT_MIME) == _JSON:  # noqa: E721 - exact str
+            value_in = _tool_arguments(value_in, rec)
     elif kind == "llm" and _OUT0_ROLE in attrs:
         # the reply's text ('' for a turn that only calls tools), not the raw response JSON
         value_out = _last_assistant_text(attrs) or ""
+    # _hex and iso_ms inline for the SDK's span JSON ("0x..." ids, ISO times): two calls
+    # fewer each, per span
+    if type(span_id) is str and type(trace_id) is str:  # noqa: E721 - exact str
+        sid = span_id[2:] if span_id[:2] == "0x" else span_id
+        tid = trace_id[2:] if trace_id[:2] == "0x" else trace_id
+    else:
+        sid, tid = _hex(span_id), _hex(trace_id)
+    if parent and type(parent) is str:  # noqa: E721 - exact str
+        parent = parent[2:] if parent[:2] == "0x" else parent
+    else:
+        parent = _hex(parent) if parent else None
+    start, end = span.get("start_time"), span.get("end_time")
+    try:  # what iso_ms does with an ISO time; anything else (numbers, None, errors) through it
+        start_ms, end_ms = _fromiso(start).timestamp() * 1000, _fromiso(end).timestamp() * 1000
+    except (TypeError, ValueError):
+        start_ms, end_ms = iso_ms(start), iso_ms(end)
     step = _make_step({
-        "id": _hex(span_id),
-        "parent_id": _hex(parent) if parent else None,
+        "id": sid,
+        "parent_id": parent,
         "kind": kind,
         "name": name if type(name) is str else str(name),  # noqa: E721 - exact str
         "input": value_in,
         "output": value_out,
         "status": status,
         "error": error,
-        "start_ms": iso_ms(span.get("start_time")),
-        "end_ms": iso_ms(span.get("end_time")),
+        "start_ms": start_ms,
+        "end_ms": end_ms,
         "tokens": tokens,
         "attributes": attrs,
     })
-    return _hex(trace_id), step
+    return tid, step
 
 
+def _tool_arguments(text: str, rec: Record) -> Any:
+    """A tool span's JSON input as data, so step rules can match on it; text that is not JSON as it is."""
+    # json's C scanner straight away (json.loads wraps it in Python); anything it does not
+    # take whole (whitespace around the value, a BOM, an error) goes to json.loads as before
+    try:
+        value, end = _SCAN(text, 0)
+        if end != len(text):
+            value = json.loads(text)
+    except RecursionError:
+        raise deep_error(rec.file, rec.line, f"attributes.{INPUT}") from None
+    except (ValueError, StopIteration):
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            raise deep_error(rec.file, rec.line, f"attributes.{INPUT}") from None
+        except ValueError:
+            return text
+    # a value nested deeper than rows may be would break whatever walks it later
+    if type(value) is not str and text.count("{") + text.count("[") > MAX_DEPTH and too_deep(value):  # noqa: E721
+        raise deep_error(rec.file, rec.line, f"attributes.{INPUT}")
+    return value
+
+
+_fromiso = datetime.fromisoformat
 _OUT0_ROLE = f"{OUT_MESSAGES}.0.{ROLE}"
 _TOKEN_ITEMS = tuple(TOKENS.items())
 _TOKENS_TOTAL, _TOKENS_PROMPT, _TOKENS_COMPLETION = TOKENS["total"], TOKENS["prompt"], TOKENS["completion"]
@@ -232,7 +278,9 @@ def _messages_by_prefix(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> lis
             if field == CALL_NAME:
                 call["function"]["name"] = str(value)
             elif field == CALL_ARGS:
-                call["function"]["arguments"] = value
+                # text or an object as exported; any other JSON value kept as its JSON text, so
+                # the messages always validate (they may be built long after reading: lazy_trace)
+                call["function"]["arguments"] = value if type(value) is str or type(value) is dict else json.dumps(value)  # noqa: E721
             elif field == CALL_ID:
                 call["id"] = str(value)
     result = []
@@ -256,28 +304,33 @@ def _text_value(step: Step, mime_key: str, value: Any) -> str | None:
     return None
 
 
-def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str) -> Trace:
+def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str, lazy: bool = False) -> Trace:
     """A trace from a complete group of steps, shared by the span readers.
 
     ``input`` is the root span's text input, else the last user message the
     first LLM call saw; ``output`` the root's text output, else the last LLM
     call's reply. ``messages`` are the last LLM call's conversation (its input
     messages and its reply), so message rules see the whole exchange.
-    ``messages_of(step) -> (input messages, output messages)``.
+    ``messages_of(step) -> (input messages, output messages)``. With ``lazy``,
+    ``messages_of`` must build new, valid messages from the step alone every time
+    it is called: the messages are then built on first access (:func:`lazy_trace`).
     """
     steps = preorder(group.steps)
     root = steps[0]
     llms = [s for s in steps if s.kind == "llm"]
-    last_in, last_out = messages_of(llms[-1]) if llms else ([], [])
+    last = llms[-1] if llms else None
     text_in = _text_value(root, in_mime, root.input)
-    if text_in is None:
-        first_in = messages_of(llms[0])[0] if len(llms) > 1 else last_in
-        text_in = next((message_text(m.get("content")) for m in reversed(first_in) if m.get("role") == "user"), "")
     text_out = _text_value(root, out_mime, root.output) if root.kind != "llm" else None
-    if text_out is None:
-        text_out = next((message_text(m.get("content")) for m in reversed(last_out) if message_text(m.get("content"))), "")
-        if not text_out and llms and isinstance(llms[-1].output, str):
-            text_out = llms[-1].output if llms[-1].attributes.get(out_mime) != _JSON else ""
+    if not lazy or text_in is None or text_out is None:
+        # input or output from the messages (or all eager): build them now
+        last_in, last_out = messages_of(last) if last is not None else ([], [])
+        if text_in is None:
+            first_in = messages_of(llms[0])[0] if len(llms) > 1 else last_in
+            text_in = next((message_text(m.get("content")) for m in reversed(first_in) if m.get("role") == "user"), "")
+        if text_out is None:
+            text_out = next((message_text(m.get("content")) for m in reversed(last_out) if message_text(m.get("content"))), "")
+            if not text_out and last is not None and isinstance(last.output, str):
+                text_out = last.output if last.attributes.get(out_mime) != _JSON else ""
     metadata: dict[str, Any] = {}
     raw_meta = root.attributes.get(SpanAttributes.METADATA)
     if isinstance(raw_meta, str):
@@ -290,14 +343,26 @@ def build_trace(group: Group, messages_of: Any, in_mime: str, out_mime: str) -> 
     for key in (SpanAttributes.SESSION_ID, SpanAttributes.USER_ID):
         if root.attributes.get(key) is not None:
             metadata[key] = root.attributes[key]
-    return Trace(
-        id=group.trace_id,
-        input=text_in,
-        output=text_out,
-        messages=last_in + last_out,
-        steps=steps,
-        metadata=metadata,
-    )
+    if not lazy:
+        return Trace(
+            id=group.trace_id,
+            input=text_in,
+            output=text_out,
+            messages=last_in + last_out,
+            steps=steps,
+            metadata=metadata,
+        )
+    if not group.trace_id:
+        raise ValueError("the trace id is empty")
+    return lazy_trace(group.trace_id, text_in, text_out, steps, metadata, _pending(last, messages_of) if last else None)
+
+
+def _pending(step: Step, messages_of: Any) -> Any:
+    def build() -> list[dict[str, Any]]:
+        ins, outs = messages_of(step)
+        return ins + outs  # type: ignore[no-any-return]
+
+    return build
 
 
 def _oi_messages(step: Step) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -339,7 +404,7 @@ class OpenInferenceReader:
 
     def _trace(self, group: Group) -> tuple[Record, Trace]:
         try:
-            return group.first, build_trace(group, _oi_messages, INPUT_MIME, OUTPUT_MIME)
+            return group.first, build_trace(group, _oi_messages, INPUT_MIME, OUTPUT_MIME, lazy=True)
         except (ValueError, TypeError) as exc:
             raise DatasetError(
                 f"trace {group.trace_id!r}: cannot build the trace from its spans: {exc}",

@@ -132,33 +132,39 @@ def preorder(steps: list[Step]) -> list[Step]:
     """
     if len(steps) < 2:
         return steps
+    # one stable sort of all the steps (in C, by start time when every step has one)
+    # leaves each parent's children in start order, ties in file order
+    try:
+        ordered = sorted(steps, key=_START_MS)
+    except TypeError:  # a step without a start time (None does not compare with a number)
+        ordered = sorted(steps, key=_start)
     ids = {s.id for s in steps}
-    children: dict[str | None, list[Step]] = {}
-    timed = True
-    for s in steps:
-        parent = s.parent_id if s.parent_id in ids else None
-        kids = children.get(parent)
-        if kids is None:
-            children[parent] = [s]
+    children: dict[str, list[Step]] = {}
+    roots: list[Step] = []
+    for s in ordered:
+        parent = s.parent_id
+        if parent is None or parent not in ids:
+            roots.append(s)
         else:
-            kids.append(s)
-        if s.start_ms is None:
-            timed = False
-    # every step timed (spans always are): their start times alone order them, read in C
-    key = _START_MS if timed else _start
-    for kids in children.values():
-        if len(kids) > 1:
-            kids.sort(key=key)
+            kids = children.get(parent)
+            if kids is None:
+                children[parent] = [s]
+            else:
+                kids.append(s)
     out: list[Step] = []
-    stack = list(reversed(children.get(None, [])))
+    roots.reverse()
+    stack = roots
     seen: set[str] = set()
     while stack:
         s = stack.pop()
-        if s.id in seen:  # a cycle in parent ids: each span once
+        sid = s.id
+        if sid in seen:  # a cycle in parent ids: each span once
             continue
-        seen.add(s.id)
+        seen.add(sid)
         out.append(s)
-        stack.extend(reversed(children.get(s.id, ())))
+        kids = children.get(sid)
+        if kids is not None:
+            stack.extend(reversed(kids))
     if len(out) < len(steps):  # spans on a parent cycle with no root: kept, in file order
         out.extend(s for s in steps if s.id not in seen)
     return out
