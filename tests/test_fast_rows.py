@@ -56,6 +56,10 @@ def test_plain_rows_are_built_as_validation_builds_them(data: dict[str, Any]) ->
     fast = trace_from_fields(dict(data))
     slow = Trace.model_validate(dict(data))
     assert fast is not None, "a plain row should take the fast path"
+    # messages are validated on first use; what was derived from them before that is the same
+    for name in ("id", "input", "output", "metadata", "labels"):
+        assert getattr(fast, name) == getattr(slow, name)
+    assert fast.messages == slow.messages
     assert fast.__dict__ == slow.__dict__
     assert fast.model_fields_set == slow.model_fields_set
     assert fast == slow
