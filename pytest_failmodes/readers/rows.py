@@ -32,6 +32,8 @@ class RowMapper:
         self.fields: dict[str, str | list[str]] = dict(options.fields)
         self.inputs_only = options.inputs_only
         self._csv: dict[Path, bool] = {}
+        self._last_path: Path | None = None
+        self._last_csv = False
         #: rows are read as they are (no ``fields:``, no target): :func:`_plain_row` may build them
         self.plain = not self.fields and not self.inputs_only
         # a column mapped onto a trace field is not also metadata
@@ -48,9 +50,14 @@ class RowMapper:
         path, line = rec.file, rec.line
         if not isinstance(row, dict):
             raise DatasetError(f"expected an object with trace fields, got {kind_of(row)}", file=path, line=line)
-        is_csv = self._csv.get(path)
-        if is_csv is None:  # once per file: Path.suffixes is not free
-            is_csv = self._csv[path] = data_suffix(path) == ".csv"
+        if path is self._last_path:  # rows come file by file: not even the Path's hash per row
+            is_csv = self._last_csv
+        else:
+            found = self._csv.get(path)
+            if found is None:  # once per file: Path.suffixes is not free
+                found = self._csv[path] = data_suffix(path) == ".csv"
+            is_csv = self._last_csv = found
+            self._last_path = path
         if self.plain and not is_csv:
             trace = _plain_row(row)
             if trace is not None:
