@@ -82,18 +82,20 @@ class Regex:
         return f"regex(/{self.pattern.pattern}/ in {self.field})"
 
 
-#: the last text a case-blind rule lowered, and its lowered form
-_LOWERED: list[Any] = [None, ""]
+#: the last text a case-blind rule lowered, and its lowered form (one tuple: a thread
+#: that reads it never sees one text with another's lowered form)
+_lowered_last: tuple[Any, str] = (None, "")
 
 
 def _lowered(text: str) -> str:
     """``text.lower()``, once for the several rules that read one output case-blind
     (the same text object lowers alike; holding it keeps the object alive)."""
-    held = _LOWERED
+    global _lowered_last
+    held = _lowered_last
     if held[0] is text:
-        return held[1]  # type: ignore[no-any-return]
+        return held[1]
     low = text.lower()
-    held[0], held[1] = text, low
+    _lowered_last = (text, low)
     return low
 
 
