@@ -364,7 +364,7 @@ class FirstSeen:
     loudly, never passed over.
     """
 
-    __slots__ = ("_slots", "_order", "_mask", "_files", "_file_index", "_file_of", "_line_of", "_count")
+    __slots__ = ("_slots", "_order", "_mask", "_files", "_file_index", "_file_of", "_line_of", "_count", "_last_file", "_last_index")
 
     def __init__(self) -> None:
         self._mask = 1023
@@ -375,6 +375,9 @@ class FirstSeen:
         self._file_of = array("I")
         self._line_of = array("Q")
         self._count = 0
+        # the file of the previous id: rows come file by file, and hashing a Path is not free
+        self._last_file: Any = None
+        self._last_index = 0
 
     def add(self, key: str, file: Any, line: int) -> tuple[Any, int] | None:
         """Record ``key`` at (file, line); the (file, line) where it was first seen if it was."""
@@ -389,10 +392,15 @@ class FirstSeen:
                 at = self._order[i]
                 return self._files[self._file_of[at]], self._line_of[at]
             i = (i + 1) & mask
-        f = self._file_index.get(file)
-        if f is None:
-            f = self._file_index[file] = len(self._files)
-            self._files.append(file)
+        if file is self._last_file:
+            f = self._last_index
+        else:
+            found_f = self._file_index.get(file)
+            if found_f is None:
+                found_f = self._file_index[file] = len(self._files)
+                self._files.append(file)
+            f = self._last_index = found_f
+            self._last_file = file
         slots[i] = h
         self._order[i] = self._count
         self._file_of.append(f)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .compact import CohortMembers, ComboTraces, Details, StrColumn, index_array
 from .stats import wilson_interval
-from .seen import Need, Seen
+from .seen import DIRECT_FIELDS, Need, Seen
 from .trace import MISSING, Trace
 from .values import MISSING_VALUE, cohort_part, split_cohort, value_text
 from .verdict import ERROR, FAIL, PASS, SKIP, Verdict, to_verdict
@@ -936,13 +936,18 @@ class _Combos:
     """Each trace's cohort keys, interned: traces with the same cohort values share one
     tuple of keys and its number (a "combo"), so a pass counts per combo, not per key."""
 
-    __slots__ = ("cohorts", "fields", "keys", "index", "by_values", "combos")
+    __slots__ = ("cohorts", "fields", "from_metadata", "keys", "index", "by_values", "combos")
 
     def __init__(self, cohorts: tuple[tuple[Any, ...], ...], track: bool = False) -> None:
         self.cohorts = cohorts
         names = [name for group in cohorts for name in group]
         # plain fields: a trace's raw values find its combo without building the labels
         self.fields = tuple(dict.fromkeys(names)) if all(type(n) is str for n in names) else None
+        #: plain names, none a trace field: what Trace.get finds in metadata, in one C call
+        self.from_metadata: Callable[[dict[str, Any]], tuple[Any, ...]] | None = None
+        if self.fields and all("." not in n and n not in DIRECT_FIELDS for n in self.fields):
+            getter = itemgetter(*self.fields)
+            self.from_metadata = getter if len(self.fields) > 1 else lambda md: (getter(md),)
         self.keys: list[tuple[str, ...]] = []
         self.index: dict[tuple[str, ...], int] = {}
         self.by_values: dict[tuple[Any, ...], int] = {}
@@ -953,8 +958,15 @@ class _Combos:
         key: tuple[Any, ...] | None = None
         combo = -1
         if self.fields is not None:
-            get = trace.get
-            values = tuple([get(name) for name in self.fields])
+            values = None
+            if self.from_metadata is not None:
+                try:
+                    values = self.from_metadata(trace.metadata)
+                except KeyError:  # a field not in metadata: Trace.get looks further
+                    pass
+            if values is None:
+                get = trace.get
+                values = tuple([get(name) for name in self.fields])
             # the types too: 1 and True are equal keys but different labels
             key = (values, tuple(map(type, values)))
             try:

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED",
-    "CallView", "tool_call_views", "speakers", "new_step", "make_step", "trace_from_fields", "tool_names",
-    "lazy_trace",
+    "CallView", "tool_call_views", "speakers", "new_step", "make_step", "trace_from_fields", "assemble_trace",
+    "lazy_trace", "tool_names",
 ]
 
 #: the fields a dataset row can map onto (``fields:`` in a definition)
@@ -162,28 +162,15 @@ class Trace(BaseModel):
             steps = _steps_from_messages(self.messages)
             self.__dict__["steps"] = steps
             return steps
-        if name == "messages":
-            values = self.__dict__
-            build = values.get(_PENDING_MESSAGES)
-            if build is not None:  # a span trace's messages, built on first access (see lazy_trace)
-                messages = _validate_messages(build())
-                # a new __dict__ with the messages where the pending entry was (dumps follow the
-                # fields' order), swapped in whole: another thread may be reading this trace
-                fresh: dict[str, Any] = {}
-                for key, value in values.items():
-                    if key == _PENDING_MESSAGES:
-                        fresh["messages"] = messages
-                    else:
-                        fresh[key] = value
-                _set(self, "__dict__", fresh)
-                return messages
+        if name == "messages" and _PENDING in self.__dict__:
+            return _validate_pending(self)
         return super().__getattr__(name)  # type: ignore[misc]
 
     def _materialise(self) -> None:
         # pydantic reads fields straight from __dict__: a dump or a comparison must
-        # see the derived steps and messages, never a trace that silently lacks them
-        if "messages" not in self.__dict__:
-            self.__getattr__("messages")
+        # see the messages and the derived steps, never a trace that silently lacks them
+        if _PENDING in self.__dict__:
+            _validate_pending(self)
         if "steps" not in self.__dict__:
             self.__getattr__("steps")
 
@@ -347,6 +334,11 @@ def make_step(data: dict[str, Any]) -> Step:
 
 _TRACE_FIELD_SET = frozenset(TRACE_FIELDS)
 _messages_adapter: Any = None
+#: the key in a trace's ``__dict__``, in the place of ``messages``, of its messages until
+#: something reads them: a row's raw list (assemble_trace) or a function that builds it
+#: (lazy_trace). Not a field: pydantic's dumps and comparisons read fields only, and
+#: Trace._materialise validates them first
+_PENDING = "_pending_messages"
 
 
 def trace_from_fields(data: dict[str, Any]) -> Trace | None:
@@ -357,8 +349,9 @@ def trace_from_fields(data: dict[str, Any]) -> Trace | None:
     The rows reader calls this once per row: validating every row was most of the
     cost of a rule run over a large JSONL file. The plain shape: a non-empty text
     ``id``, text or null ``input`` / ``output``, ``metadata`` / ``labels`` objects
-    (parsed from JSON or CSV, so their keys are text), ``steps`` absent or empty; ``messages`` are still validated,
-    as a list of :class:`Message`, when there are any.
+    (parsed from JSON or CSV, so their keys are text), ``steps`` absent or empty;
+    ``messages`` absent, or a list whose shape :func:`_plain_messages` accepts (else
+    it is validated here).
     """
     if not data.keys() <= _TRACE_FIELD_SET:
         return None
@@ -382,28 +375,60 @@ def trace_from_fields(data: dict[str, Any]) -> Trace | None:
     if steps is not _NO_DICT and (type(steps) is not list or steps):
         return None
     raw = data.get("messages", _NO_DICT)
-    messages: list[Message]
-    if raw is _NO_DICT:
-        messages = []
-    elif type(raw) is not list:
+    if raw is not _NO_DICT and type(raw) is not list:
         return None
-    elif not raw:
+    return assemble_trace(tid, inp, out, raw if raw is not _NO_DICT else None, metadata, labels, set(data))
+
+
+def assemble_trace(
+    tid: str, inp: str | None, out: str | None, raw: list[Any] | None, metadata: dict[str, Any],
+    labels: dict[str, Any], fields_set: set[str],
+) -> Trace | None:
+    """The trace of values :func:`trace_from_fields` has checked (``raw``: the row's
+    ``messages`` list, or None), or None when its messages would not validate.
+
+    Messages of the plain shape are kept as they were read and validated into
+    :class:`Message` objects on first use: a rule over the output of a chat
+    trace needs only the final reply, which is read from the raw messages here.
+    """
+    messages: list[Message] | None = None
+    if not raw:
         messages = []
-    else:
+    elif not _plain_messages(raw):
         try:
             messages = _validate_messages(raw)
         except ValueError:  # pydantic's ValidationError: the full validation words it
             return None
-    if out is None and not messages:
+    if out is None and not raw:
         return None
     trace = _new_trace(Trace)
-    # the order of the fields, as pydantic fills __dict__
-    values = {"id": tid, "input": inp, "output": out, "messages": messages, "steps": [], "metadata": metadata, "labels": labels}
-    fields_set = set(data)
+    # the order of the fields, as pydantic fills __dict__; raw messages wait in the messages'
+    # place, validated when first read (Trace.__getattr__): the shape check guarantees they validate
+    values: dict[str, Any] = {"id": tid, "input": inp, "output": out}
+    if messages is None:
+        values[_PENDING] = raw
+    else:
+        values["messages"] = messages
+    values["steps"] = []
+    values["metadata"] = metadata
+    values["labels"] = labels
     _set(trace, "__dict__", values)
     _set(trace, "__pydantic_fields_set__", fields_set)
     _set(trace, "__pydantic_extra__", None)
     _set(trace, "__pydantic_private__", None)
+    if messages is None:
+        assert raw is not None  # messages stay None only for a non-empty plain list
+        # what Trace._derive_from_messages does after a validation, from the raw messages
+        if out is None:
+            values["output"] = values["final_reply"] = next(
+                (text for m in reversed(raw) if m["role"] == "assistant" for text in (_raw_text(m),) if text), ""
+            )
+            fields_set.add("output")
+        if inp is None:
+            values["input"] = next((_raw_text(m) for m in reversed(raw) if m["role"] == "user"), "")
+            fields_set.add("input")
+        del values["steps"]
+        return trace
     # what Trace._derive_from_messages does after a validation (its assignments mark the fields set)
     if out is None:
         values["output"] = trace.final_reply
@@ -416,22 +441,93 @@ def trace_from_fields(data: dict[str, Any]) -> Trace | None:
     return trace
 
 
-_NO_DICT: Any = object()
-_new_trace = Trace.__new__
-
-
-def _validate_messages(raw: list[dict[str, Any]]) -> list[Message]:
+def _validate_messages(raw: list[Any]) -> list[Message]:
     global _messages_adapter
     if _messages_adapter is None:
         from pydantic import TypeAdapter
 
         _messages_adapter = TypeAdapter(list[Message])
-    return _messages_adapter.validate_python(raw)  # type: ignore[no-any-return]
+    messages: list[Message] = _messages_adapter.validate_python(raw)
+    return messages
 
 
-#: the __dict__ key where a lazily built trace keeps how to build its messages (not a field:
-#: pydantic's dumps and comparisons read fields only, and _materialise builds them first)
-_PENDING_MESSAGES = "_pending_messages"
+def _validate_pending(trace: Trace) -> list[Message]:
+    """Validate the messages a trace holds under :data:`_PENDING` (a row's raw list, or a
+    span reader's function that builds it) and put them in their place."""
+    values = trace.__dict__
+    pending = values.get(_PENDING)
+    if pending is None:  # another thread got here first
+        return values["messages"]  # type: ignore[no-any-return]
+    messages = _validate_messages(pending() if callable(pending) else pending)
+    # a new __dict__ with the messages where the pending entry was (dumps follow the
+    # fields' order), swapped in whole: another thread may be reading this trace
+    fresh: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == _PENDING:
+            fresh["messages"] = messages
+        else:
+            fresh[key] = value
+    _set(trace, "__dict__", fresh)
+    return messages
+
+
+_OPT_TEXT = (str, type(None))
+_MESSAGE_TEXT_KEYS = ("tool_call_id", "name")
+
+
+def _plain_messages(raw: list[Any]) -> bool:
+    """Whether every message has a shape :class:`Message` validates as it is: text
+    ``role``; ``content`` text, null or a list of objects; ``tool_calls`` null or a
+    list of objects whose ``function`` has a text ``name`` and text or object
+    ``arguments``; text or null ``tool_call_id`` / ``name``. Anything else (a number
+    where text goes, say) is left to the validation, which coerces or words the error."""
+    for m in raw:
+        if type(m) is not dict or type(m.get("role")) is not str:
+            return False
+        content = m.get("content")
+        if not (content is None or type(content) is str):
+            if type(content) is not list:
+                return False
+            for part in content:
+                if type(part) is not dict:
+                    return False
+        for key in _MESSAGE_TEXT_KEYS:
+            if type(m.get(key)) not in _OPT_TEXT:
+                return False
+        calls = m.get("tool_calls")
+        if calls is not None:
+            if type(calls) is not list:
+                return False
+            for call in calls:
+                if type(call) is not dict or type(call.get("id")) not in _OPT_TEXT:
+                    return False
+                if "type" in call and type(call["type"]) is not str:
+                    return False
+                function = call.get("function")
+                if type(function) is not dict or type(function.get("name")) is not str:
+                    return False
+                if "arguments" in function and type(function["arguments"]) not in _ARGUMENT_TYPES:
+                    return False
+    return True
+
+
+_ARGUMENT_TYPES = (str, dict)
+
+
+def _raw_text(m: dict[str, Any]) -> str:
+    # Message.text, on a message _plain_messages accepted
+    content = m.get("content")
+    if content is None:
+        return ""
+    if type(content) is str:
+        return content
+    return "\n".join(str(part.get("text", "")) for part in content if part.get("type", "text") == "text")
+
+
+_NO_DICT: Any = object()
+_new_trace = Trace.__new__
+
+
 _LAZY_FIELDS_SET = frozenset(("id", "input", "output", "messages", "steps", "metadata"))
 
 
@@ -456,7 +552,7 @@ def lazy_trace(
     if messages is None:
         values["messages"] = []
     else:
-        values[_PENDING_MESSAGES] = messages
+        values[_PENDING] = messages
     values["steps"] = steps
     values["metadata"] = metadata
     values["labels"] = {}
@@ -471,9 +567,15 @@ def tool_names(trace: Trace) -> list[str]:
     """The names of the trace's tool calls, in order, as :func:`tool_call_views` names
     them, without deriving steps from the messages (a rule that asks only whether a
     tool was called should not build every chat trace's steps)."""
-    if "steps" not in trace.__dict__:
+    state = trace.__dict__
+    if "steps" not in state:
         # steps not derived yet: they would hold the assistant turns' calls (and be empty,
         # so that every message's calls count, when no assistant spoke)
+        raw = state.get(_PENDING)
+        if type(raw) is list:  # a row's messages, not validated yet: their plain shape holds these keys
+            if any(m["role"] == "assistant" for m in raw):
+                raw = [m for m in raw if m["role"] == "assistant"]
+            return [call["function"]["name"] for m in raw for call in (m.get("tool_calls") or ())]
         messages = trace.messages
         if any(m.role == "assistant" for m in messages):
             messages = [m for m in messages if m.role == "assistant"]

@@ -56,6 +56,10 @@ def test_plain_rows_are_built_as_validation_builds_them(data: dict[str, Any]) ->
     fast = trace_from_fields(dict(data))
     slow = Trace.model_validate(dict(data))
     assert fast is not None, "a plain row should take the fast path"
+    # messages are validated on first use; what was derived from them before that is the same
+    for name in ("id", "input", "output", "metadata", "labels"):
+        assert getattr(fast, name) == getattr(slow, name)
+    assert fast.messages == slow.messages
     assert fast.__dict__ == slow.__dict__
     assert fast.model_fields_set == slow.model_fields_set
     assert fast == slow
@@ -88,3 +92,52 @@ def test_tool_names_of_a_chat_without_assistant_turns() -> None:
         {"role": "user", "content": "hi", "tool_calls": [_CALL]}, {"role": "assistant", "content": "ok"},
     ]})
     assert tool_names(trace) == [v.name for v in tool_call_views(trace)] == []
+
+
+# rows as the JSONL reader hands them over, without ``fields:``: nulls, labels, extra keys
+ROWS: list[dict[str, Any]] = [
+    *PLAIN,
+    {"id": "r1", "input": None, "output": "x", "messages": None, "steps": None, "metadata": None, "labels": None},
+    {"id": "r2", "output": "x", "route": "billing", "metadata": {"tier": "gold"}},
+    {"id": "r3", "output": "x", "labels": "free text"},
+    {"id": "r4", "output": "x", "metadata": "not an object"},
+    {"id": "r5", "messages": [{"role": "assistant", "content": "hi", "tool_calls": [{"function": {"name": "t", "arguments": {"a": 1}}}]}]},
+    {"id": "r6", "messages": [{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "image"}, {"text": "b"}]},
+                              {"role": "user", "content": [{"type": "text", "text": "q"}], "name": "ann", "extra": [1]}]},
+    {"id": "r7", "messages": [{"role": "user", "content": "only a question"}], "output": None},
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[str(r["id"]) for r in ROWS])
+def test_plain_rows_read_as_the_general_path_reads_them(row: dict[str, Any], tmp_path: Any) -> None:
+    import json
+
+    from pytest_failmodes.dataset import DatasetSpec
+    from pytest_failmodes.errors import DatasetError
+    from pytest_failmodes.readers import Record
+    from pytest_failmodes.readers.rows import RowMapper
+
+    spec = DatasetSpec(path=tmp_path / "d.jsonl")
+    fast, general = RowMapper(spec), RowMapper(spec)
+    general.plain = False  # the path every row took before
+    rec = Record(spec.path, 1, json.loads(json.dumps(row)))
+    try:
+        want = general(Record(rec.file, rec.line, json.loads(json.dumps(row))))
+    except DatasetError as exc:
+        with pytest.raises(DatasetError) as got:
+            fast(rec)
+        assert got.value.format() == exc.format()
+        return
+    trace = fast(rec)
+    assert trace.model_fields_set == want.model_fields_set
+    assert (trace.id, trace.input, trace.output) == (want.id, want.input, want.output)
+    assert tool_names(trace) == tool_names(want)
+    assert trace == want
+    assert trace.model_dump() == want.model_dump()
+
+
+def test_messages_of_another_shape_are_validated_at_once() -> None:
+    # a number where text goes: validated (and coerced or refused) when the row is read, never later
+    raw = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "name": 5}]
+    trace = trace_from_fields({"id": "x", "messages": raw})
+    assert trace is None or "messages" in trace.__dict__

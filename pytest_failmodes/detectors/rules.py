@@ -60,11 +60,18 @@ class Regex:
     field: str = _FIELD
 
     def __call__(self, trace: Trace) -> Verdict:
-        text = _text(trace, self.field)
+        text = trace.output if self.field == _FIELD else None
+        if type(text) is not str:  # the output as it usually is, without _text's call
+            text = _text(trace, self.field)
         if text is None:
             return _missing(self.field)
+        pattern = self.pattern
+        if pattern.literals is not None and pattern.cannot_match(
+            text, _lowered(text) if pattern.ignore_case and text.isascii() else text
+        ):
+            return _PASS  # no literal every match holds is in the text: the search would find nothing
         try:
-            m = self.pattern.search(text)
+            m = pattern.search(text)
         except PatternTimeout as exc:
             return Verdict.error(f"{self.field}: {exc}")
         if m is None:
@@ -73,6 +80,23 @@ class Regex:
 
     def __repr__(self) -> str:
         return f"regex(/{self.pattern.pattern}/ in {self.field})"
+
+
+#: the last text a case-blind rule lowered, and its lowered form (one tuple: a thread
+#: that reads it never sees one text with another's lowered form)
+_lowered_last: tuple[Any, str] = (None, "")
+
+
+def _lowered(text: str) -> str:
+    """``text.lower()``, once for the several rules that read one output case-blind
+    (the same text object lowers alike; holding it keeps the object alive)."""
+    global _lowered_last
+    held = _lowered_last
+    if held[0] is text:
+        return held[1]
+    low = text.lower()
+    _lowered_last = (text, low)
+    return low
 
 
 @dataclass(frozen=True)
@@ -91,10 +115,12 @@ class Contains:
         object.__setattr__(self, "_needles", tuple(zip(self.phrases, needles)))
 
     def __call__(self, trace: Trace) -> Verdict:
-        text = _text(trace, self.field)
+        text = trace.output if self.field == _FIELD else None
+        if type(text) is not str:  # the output as it usually is, without _text's call
+            text = _text(trace, self.field)
         if text is None:
             return _missing(self.field)
-        hay = text.lower() if self.ignore_case else text
+        hay = _lowered(text) if self.ignore_case else text
         found = None
         for phrase, needle in self._needles:
             if needle in hay:
@@ -438,7 +464,9 @@ class Length:
     field: str = _FIELD
 
     def __call__(self, trace: Trace) -> Verdict:
-        text = _text(trace, self.field)
+        text = trace.output if self.field == _FIELD else None
+        if type(text) is not str:  # the output as it usually is, without _text's call
+            text = _text(trace, self.field)
         if text is None:
             return _missing(self.field)
         n = len(text)

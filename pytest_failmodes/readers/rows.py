@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import DatasetError, strip_union_tags
-from ..trace import MISSING, TRACE_FIELDS, Trace, _dig, trace_from_fields
+from ..trace import MISSING, TRACE_FIELDS, Trace, _dig, assemble_trace, trace_from_fields
 from . import Options, Record, kind_of
 from ._source import data_suffix, deep_error, too_deep
 
@@ -32,6 +32,10 @@ class RowMapper:
         self.fields: dict[str, str | list[str]] = dict(options.fields)
         self.inputs_only = options.inputs_only
         self._csv: dict[Path, bool] = {}
+        self._last_path: Path | None = None
+        self._last_csv = False
+        #: rows are read as they are (no ``fields:``, no target): :func:`_plain_row` may build them
+        self.plain = not self.fields and not self.inputs_only
         # a column mapped onto a trace field is not also metadata
         self.consumed = {
             src for value in self.fields.values() for src in ([value] if isinstance(value, str) else value) if "." not in src
@@ -46,9 +50,18 @@ class RowMapper:
         path, line = rec.file, rec.line
         if not isinstance(row, dict):
             raise DatasetError(f"expected an object with trace fields, got {kind_of(row)}", file=path, line=line)
-        is_csv = self._csv.get(path)
-        if is_csv is None:  # once per file: Path.suffixes is not free
-            is_csv = self._csv[path] = data_suffix(path) == ".csv"
+        if path is self._last_path:  # rows come file by file: not even the Path's hash per row
+            is_csv = self._last_csv
+        else:
+            found = self._csv.get(path)
+            if found is None:  # once per file: Path.suffixes is not free
+                found = self._csv[path] = data_suffix(path) == ".csv"
+            is_csv = self._last_csv = found
+            self._last_path = path
+        if self.plain and not is_csv:
+            trace = _plain_row(row)
+            if trace is not None:
+                return trace
         data: dict[str, Any]
         if not self.fields:
             # no mapping: each trace field is the row's key of that name (what _mapped does, in one step)
@@ -149,6 +162,42 @@ class RowsReader:
         mapper = RowMapper(options)
         for rec in records:
             yield rec, mapper(rec)
+
+
+def _plain_row(row: dict[str, Any]) -> Trace | None:
+    """The trace :meth:`RowMapper.__call__` builds of a JSON row without ``fields:``
+    whose keys are all trace fields, in one step; None for any other row (the
+    general path then reads it, and words its errors).
+
+    Most rows of a large dataset have this shape, and the general path's
+    intermediate dicts were a good part of a rule run's cost. What it does to
+    such a row, done here too: a null ``messages`` / ``steps`` / ``metadata`` /
+    ``labels`` is absent, and the trace always has ``metadata`` set."""
+    if not row.keys() <= _FIELD_SET:
+        return None  # other keys are metadata
+    get = row.get
+    tid, inp, out = get("id"), get("input"), get("output")
+    if type(tid) is not str or not tid or not (inp is None or type(inp) is str) or not (out is None or type(out) is str):
+        return None
+    metadata, labels = get("metadata"), get("labels")
+    if metadata is None:
+        metadata = {}
+    elif type(metadata) is not dict:
+        return None
+    if labels is None:
+        labels = {}
+    elif type(labels) is not dict:
+        return None
+    steps = get("steps")
+    if steps is not None and (type(steps) is not list or steps):
+        return None
+    raw = get("messages")
+    if raw is not None and type(raw) is not list:
+        return None
+    # the fields the general path's data holds: nulls of structured fields dropped, metadata always
+    fields_set = {k for k, v in row.items() if v is not None or k not in _STRUCTURED}
+    fields_set.add("metadata")
+    return assemble_trace(tid, inp, out, raw, metadata, labels, fields_set)
 
 
 def _pydantic_msg(err: Any) -> str:
