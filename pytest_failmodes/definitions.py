@@ -32,6 +32,10 @@ from .where import WhereError, compile_where
 from .yamlload import load_definition_yaml
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .probes.compare import Comparator
+    from .probes.models import EquivalenceSpec, ParaphraseSpec
     from .probes.run import ProbeSpec
 
 __all__ = ["load_suite", "suite_from_mapping", "is_definition_file", "FileDef"]
@@ -324,7 +328,7 @@ class TargetDef(_Strict):
         return {"fixture": data} if isinstance(data, str) else data
 
 
-# -- consistency probes (built into ProbeSpecs by probes/build.py) ------------------------
+# -- consistency probes (built into ProbeSpecs by _probe_specs below) ------------------------
 
 
 class _ModelCallDef(_Strict):
@@ -842,14 +846,109 @@ def suite_from_mapping(
         target = TargetSpec(fdef.target.fixture, fdef.target.cache, fdef.target.version)
     probes: tuple[ProbeSpec, ...] = ()
     if fdef.probes:
-        from .probes.build import build_probes
-
-        probes = build_probes(fdef, shown, lines.line if lines.lines else (lambda _p: first_line), len(modes))
+        probes = _probe_specs(fdef, shown, lines.line if lines.lines else (lambda _p: first_line), len(modes))
     return Suite(
         source=shown, dataset=dataset, cohorts=tuple(cohorts), modes=tuple(modes), target=target,  # type: ignore[arg-type]
         probes=probes, needs=tuple(suite_needs), cluster_by=fdef.cluster_by, pair_by=tuple(fdef.pair_by or ()),
         pipeline=tuple(need("step", name, ("pipeline", i)) for i, name in enumerate(fdef.pipeline or ())),
     )
+
+
+# -- probes: definitions -> ProbeSpecs -----------------------------------------------------
+
+
+def _probe_specs(fdef: FileDef, source: str, line_of: Callable[[Any], int | None], first_order: int) -> tuple[ProbeSpec, ...]:
+    """``probes:`` of a definition file (validated ProbeDefs) -> ProbeSpecs."""
+    from .patterns import compile_pattern
+    from .probes.run import ProbeInput, ProbeSpec
+
+    out = []
+    for i, p in enumerate(fdef.probes):
+        where = None
+        if p.inputs_from_dataset and p.inputs.get("where") is not None:
+            where = compile_where(p.inputs["where"])
+        inputs = () if p.inputs_from_dataset else tuple(ProbeInput(f"in{j + 1}", text) for j, text in enumerate(p.inputs))
+        out.append(
+            ProbeSpec(
+                name=p.name,
+                source=source,
+                target=p.target,
+                kinds=tuple(p.perturb),
+                inputs=inputs,
+                from_dataset=p.inputs_from_dataset,
+                where=where,
+                variants=p.variants,
+                max_edits=p.max_edits,
+                protected=tuple(compile_pattern(x["regex"]) if isinstance(x, dict) else x for x in p.protect),
+                number_range=tuple(p.number_range) if p.number_range else None,  # type: ignore[arg-type]
+                paraphrase=_paraphrase_spec(p, fdef) if p.paraphrase is not None else None,
+                comparator=_comparator(p.same_when, fdef),
+                expect=p.expect,
+                direction=p.direction,
+                gate=merge_gate(fdef.gate, p),
+                seed=p.seed,
+                description=p.description,
+                line=line_of(("probes", i)) or 1,
+                order=first_order + i,
+                fingerprint=_probe_fingerprint(p),
+            )
+        )
+    return tuple(out)
+
+
+def _call_params(own: Any, fdef: FileDef, defaults: dict[str, Any]) -> dict[str, Any]:
+    """model, temperature, max_tokens, api_base, params: the probe's, else the file's judge:, else defaults."""
+    values: dict[str, Any] = {}
+    for key in ("model", "temperature", "max_tokens", "api_base"):
+        value = getattr(own, key)
+        if value is None:
+            value = getattr(fdef.judge, key)
+        values[key] = defaults.get(key) if value is None else value
+    values["params"] = {**fdef.judge.params, **own.params}
+    return values
+
+
+def _paraphrase_spec(p: ProbeDef, fdef: FileDef) -> ParaphraseSpec:
+    from .probes.models import ParaphraseSpec
+
+    own = p.paraphrase
+    assert own is not None
+    # a paraphrase wants variety: the file's judge temperature (0 for verdicts) is not inherited
+    values = _call_params(own, fdef, {"temperature": 0.7, "max_tokens": 800})
+    if own.temperature is None:
+        values["temperature"] = 0.7
+    return ParaphraseSpec(n=own.n, style=own.style, **values)
+
+
+def _comparator(same: SameWhenDef, fdef: FileDef) -> Comparator | EquivalenceSpec | str:
+    from .probes import compare
+    from .probes.models import EquivalenceSpec
+
+    if same.exact:
+        return compare.exact()
+    if same.normalized:
+        return compare.normalized()
+    if same.numeric is not None:
+        return compare.numeric(same.numeric.tolerance, same.numeric.relative, same.numeric.pattern)
+    if same.extract is not None:
+        return compare.extract(same.extract.pattern, same.extract.group)
+    if same.json_field is not None:
+        return compare.json_field(same.json_field)
+    if same.judge is not None:
+        values = _call_params(same.judge, fdef, {"temperature": 0.0, "max_tokens": 300})
+        if same.judge.question:
+            values["question"] = same.judge.question
+        return EquivalenceSpec(**values)
+    assert same.fixture is not None
+    return same.fixture
+
+
+def _probe_fingerprint(p: ProbeDef) -> str:
+    import hashlib
+    import json
+
+    data = p.model_dump(mode="json", exclude={"max_fail_rate", "gate"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _shown_beside(shown: str, relative: str) -> str:

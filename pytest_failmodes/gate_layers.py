@@ -1,5 +1,5 @@
 """A gate from its layers in a definition file (the file's ``gate:``, a mode's or
-probe's own). Below both :mod:`definitions` and :mod:`probes.build`, which use it."""
+probe's own). Below :mod:`definitions`, which uses it for modes and probes alike."""
 
 from __future__ import annotations
 

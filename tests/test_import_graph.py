@@ -139,8 +139,8 @@ def test_the_graph_is_read() -> None:
     assert "pytest_failmodes.session" in graph["pytest_failmodes.plugin"]
     assert "pytest_failmodes.probes.perturb" in graph["pytest_failmodes.probes"]
     # TYPE_CHECKING imports are edges only when asked for
-    assert "pytest_failmodes.definitions" not in graph["pytest_failmodes.probes.build"]
-    assert "pytest_failmodes.definitions" in import_graph(typing_too=True)["pytest_failmodes.probes.build"]
+    assert "pytest_failmodes.where" not in graph["pytest_failmodes.probes.run"]
+    assert "pytest_failmodes.where" in import_graph(typing_too=True)["pytest_failmodes.probes.run"]
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
@@ -157,16 +157,11 @@ def test_no_import_cycle() -> None:
     )
 
 
-#: type-only cycles not yet mended: probes/build.py names definitions' pydantic models
-#: (FileDef, ProbeDef, SameWhenDef) in its annotations, and definitions calls build_probes
-KNOWN_TYPE_ONLY_CYCLES = [["pytest_failmodes.definitions", "pytest_failmodes.probes.build", "pytest_failmodes.definitions"]]
-
-
 def test_no_new_import_cycle_for_type_checking() -> None:
     # a cycle through annotations alone makes modules hard to move apart all the same
     found = cycles(import_graph(typing_too=True))
 
-    assert found == KNOWN_TYPE_ONLY_CYCLES, "type-only import cycles (type against a Protocol, or move the shared piece down): " + "; ".join(
+    assert found == [], "type-only import cycles (type against a Protocol, or move the shared piece down): " + "; ".join(
         " -> ".join(c) for c in found
     )
 
