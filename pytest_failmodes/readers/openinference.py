@@ -163,8 +163,10 @@ def span_step(rec: Record) -> tuple[str, Step]:
     else:
         parent = _hex(parent) if parent else None
     start, end = span.get("start_time"), span.get("end_time")
+    start_ms: float | None
+    end_ms: float | None
     try:  # what iso_ms does with an ISO time; anything else (numbers, None, errors) through it
-        start_ms, end_ms = _fromiso(start).timestamp() * 1000, _fromiso(end).timestamp() * 1000
+        start_ms, end_ms = _fromiso(start).timestamp() * 1000, _fromiso(end).timestamp() * 1000  # type: ignore[arg-type]
     except (TypeError, ValueError):
         start_ms, end_ms = iso_ms(start), iso_ms(end)
     step = _make_step({
