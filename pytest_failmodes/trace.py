@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Trace", "Message", "Step", "ToolCall", "MISSING", "TRACE_FIELDS", "STEP_KINDS", "DERIVED",
-    "CallView", "tool_call_views", "speakers", "new_step", "make_step", "trace_from_fields", "assemble_trace",
+    "CallView", "tool_call_views", "speakers", "new_step", "make_step", "trace_from_fields", "plain_fields", "assemble_trace",
     "lazy_trace", "tool_names",
 ]
 
@@ -355,29 +355,42 @@ def trace_from_fields(data: dict[str, Any]) -> Trace | None:
     """
     if not data.keys() <= _TRACE_FIELD_SET:
         return None
-    tid = data.get("id")
-    inp = data.get("input")
-    out = data.get("output")
+    values = plain_fields(data, _NO_DICT)
+    return None if values is None else assemble_trace(*values, set(data))
+
+
+def plain_fields(
+    data: dict[str, Any], absent: Any
+) -> tuple[str, str | None, str | None, list[Any] | None, dict[str, Any], dict[str, Any]] | None:
+    """``(id, input, output, messages, metadata, labels)`` of a row of the plain shape
+    :func:`trace_from_fields` describes, for :func:`assemble_trace`; None for any other.
+    ``absent``: what ``data.get`` gives for a structured field the row does not give
+    (``None`` where a null means absent, as in the rows reader); ``messages`` comes back
+    as None when absent, ``metadata`` and ``labels`` as new empty dicts."""
+    get = data.get
+    tid, inp, out = get("id"), get("input"), get("output")
     if type(tid) is not str or not tid or not (inp is None or type(inp) is str) or not (out is None or type(out) is str):
         return None
     # their keys are text: the rows come from JSON or CSV (checking each key cost more than the rest)
-    metadata = data.get("metadata", _NO_DICT)
-    labels = data.get("labels", _NO_DICT)
-    if metadata is _NO_DICT:
+    metadata = get("metadata", absent)
+    if metadata is absent:
         metadata = {}
     elif type(metadata) is not dict:
         return None
-    if labels is _NO_DICT:
+    labels = get("labels", absent)
+    if labels is absent:
         labels = {}
     elif type(labels) is not dict:
         return None
-    steps = data.get("steps", _NO_DICT)
-    if steps is not _NO_DICT and (type(steps) is not list or steps):
+    steps = get("steps", absent)
+    if steps is not absent and (type(steps) is not list or steps):
         return None
-    raw = data.get("messages", _NO_DICT)
-    if raw is not _NO_DICT and type(raw) is not list:
+    raw = get("messages", absent)
+    if raw is absent:
+        raw = None
+    elif type(raw) is not list:
         return None
-    return assemble_trace(tid, inp, out, raw if raw is not _NO_DICT else None, metadata, labels, set(data))
+    return tid, inp, out, raw, metadata, labels
 
 
 def assemble_trace(

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import DatasetError, strip_union_tags
-from ..trace import MISSING, TRACE_FIELDS, Trace, _dig, assemble_trace, trace_from_fields
+from ..trace import MISSING, TRACE_FIELDS, Trace, _dig, assemble_trace, plain_fields, trace_from_fields
 from . import Options, Record, kind_of
 from ._source import data_suffix, deep_error, too_deep
 
@@ -175,29 +175,13 @@ def _plain_row(row: dict[str, Any]) -> Trace | None:
     ``labels`` is absent, and the trace always has ``metadata`` set."""
     if not row.keys() <= _FIELD_SET:
         return None  # other keys are metadata
-    get = row.get
-    tid, inp, out = get("id"), get("input"), get("output")
-    if type(tid) is not str or not tid or not (inp is None or type(inp) is str) or not (out is None or type(out) is str):
-        return None
-    metadata, labels = get("metadata"), get("labels")
-    if metadata is None:
-        metadata = {}
-    elif type(metadata) is not dict:
-        return None
-    if labels is None:
-        labels = {}
-    elif type(labels) is not dict:
-        return None
-    steps = get("steps")
-    if steps is not None and (type(steps) is not list or steps):
-        return None
-    raw = get("messages")
-    if raw is not None and type(raw) is not list:
+    values = plain_fields(row, None)
+    if values is None:
         return None
     # the fields the general path's data holds: nulls of structured fields dropped, metadata always
     fields_set = {k for k, v in row.items() if v is not None or k not in _STRUCTURED}
     fields_set.add("metadata")
-    return assemble_trace(tid, inp, out, raw, metadata, labels, fields_set)
+    return assemble_trace(*values, fields_set)
 
 
 def _pydantic_msg(err: Any) -> str:
