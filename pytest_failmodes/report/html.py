@@ -875,24 +875,10 @@ class _Page:
             yield _data_json(content)
         yield "}</script>\n"
 
-    def trace_data(self) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
-        """The failing traces as data for the page's script (JSON blocks, not DOM), as
-        :meth:`data_elements` writes them (without ``at``): ``fm-data`` and ``fm-traces``."""
-        cohorts = [c for c in self.cohort_columns() if c != _ALL]
-        index = {c: i for i, c in enumerate(cohorts)}
-        modes = []
-        used: dict[str, Any] = {}
-        for mode in self.modes:
-            entry, tids = self._mode_data(mode, index)
-            modes.append(entry)
-            for tid in tids:
-                if tid in self.traces:
-                    used[tid] = self.traces[tid]
-        return ("fm-data", {"cohorts": cohorts, "modes": modes, "summary": self.summary_data()}), ("fm-traces", used)
-
     def _mode_data(self, mode: Mapping[str, Any], index: Mapping[str, int]) -> tuple[dict[str, Any], list[str]]:
         """A mode's entry of ``fm-data`` and the ids it lists, in order (built again when
-        wanted: the entries of every mode are not held while the page is written)."""
+        wanted, by :meth:`data_elements`: the entries of every mode are not held while the
+        page is written)."""
         verdicts = mode.get("traces") or []
         of: dict[int, list[int]] = {}
         if self.members is not None:

@@ -150,7 +150,6 @@ def write_atomically(path: Path, content: str) -> None:
         fh.write(data)
 
 
-
 def write_text_atomically(path: Path, pieces: Iterable[str]) -> None:
     """``"".join(pieces)`` written to ``path`` as :func:`write_atomically` writes it, but a
     block at a time: the text is never held whole (an exception from ``pieces`` leaves the
@@ -165,6 +164,7 @@ def write_text_atomically(path: Path, pieces: Iterable[str]) -> None:
                 fh.write(_encode("".join(block)))
                 block, size = [], 0
         fh.write(_encode("".join(block)))
+
 
 class JsonArray:
     """A JSON array that :func:`iter_json` writes item by item as ``items`` yields them,
