@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -313,9 +313,21 @@ def new_step(**values: Any) -> Step:
     return make_step(data)
 
 
-_new_model = Step.__new__
 _set = object.__setattr__
 _ALL_STEP_FIELDS = frozenset(Step.model_fields)
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _unvalidated(model: type[_Model], values: dict[str, Any], fields_set: set[str]) -> _Model:
+    """An instance of ``model`` with ``values`` as its ``__dict__``, built without
+    validation: the least that leaves an instance pydantic can dump, copy and compare.
+    ``fields_set`` is the instance's own (pydantic adds to it on assignment)."""
+    obj = model.__new__(model)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", fields_set)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
 
 
 def make_step(data: dict[str, Any]) -> Step:
@@ -324,12 +336,7 @@ def make_step(data: dict[str, Any]) -> Step:
     The span readers call this once per span, so it does the least that leaves a
     Step pydantic can dump, copy and compare.
     """
-    step = _new_model(Step)
-    _set(step, "__dict__", data)
-    _set(step, "__pydantic_fields_set__", set(_ALL_STEP_FIELDS))  # pydantic adds to it on assignment
-    _set(step, "__pydantic_extra__", None)
-    _set(step, "__pydantic_private__", None)
-    return step
+    return _unvalidated(Step, data, set(_ALL_STEP_FIELDS))
 
 
 _TRACE_FIELD_SET = frozenset(TRACE_FIELDS)
@@ -414,7 +421,6 @@ def assemble_trace(
             return None
     if out is None and not raw:
         return None
-    trace = _new_trace(Trace)
     # the order of the fields, as pydantic fills __dict__; raw messages wait in the messages'
     # place, validated when first read (Trace.__getattr__): the shape check guarantees they validate
     values: dict[str, Any] = {"id": tid, "input": inp, "output": out}
@@ -425,10 +431,7 @@ def assemble_trace(
     values["steps"] = []
     values["metadata"] = metadata
     values["labels"] = labels
-    _set(trace, "__dict__", values)
-    _set(trace, "__pydantic_fields_set__", fields_set)
-    _set(trace, "__pydantic_extra__", None)
-    _set(trace, "__pydantic_private__", None)
+    trace = _unvalidated(Trace, values, fields_set)
     if messages is None:
         assert raw is not None  # messages stay None only for a non-empty plain list
         # what Trace._derive_from_messages does after a validation, from the raw messages
@@ -538,7 +541,6 @@ def _raw_text(m: dict[str, Any]) -> str:
 
 
 _NO_DICT: Any = object()
-_new_trace = Trace.__new__
 
 
 _LAZY_FIELDS_SET = frozenset(("id", "input", "output", "messages", "steps", "metadata"))
@@ -559,7 +561,6 @@ def lazy_trace(
     :class:`Message` (it is called on first access, possibly long after reading, and
     more than once when threads reach it together: each call builds new dicts).
     """
-    trace = _new_trace(Trace)
     values: dict[str, Any] = {"id": id, "input": input, "output": output}
     # in the place of the messages field, so that building them keeps the fields' order
     if messages is None:
@@ -569,11 +570,7 @@ def lazy_trace(
     values["steps"] = steps
     values["metadata"] = metadata
     values["labels"] = {}
-    _set(trace, "__dict__", values)
-    _set(trace, "__pydantic_fields_set__", set(_LAZY_FIELDS_SET))
-    _set(trace, "__pydantic_extra__", None)
-    _set(trace, "__pydantic_private__", None)
-    return trace
+    return _unvalidated(Trace, values, set(_LAZY_FIELDS_SET))
 
 
 def tool_names(trace: Trace) -> list[str]:
