@@ -60,9 +60,7 @@ class Regex:
     field: str = _FIELD
 
     def __call__(self, trace: Trace) -> Verdict:
-        text = trace.output if self.field == _FIELD else None
-        if type(text) is not str:  # the output as it usually is, without _text's call
-            text = _text(trace, self.field)
+        text = _text(trace, self.field)
         if text is None:
             return _missing(self.field)
         pattern = self.pattern
@@ -115,9 +113,7 @@ class Contains:
         object.__setattr__(self, "_needles", tuple(zip(self.phrases, needles)))
 
     def __call__(self, trace: Trace) -> Verdict:
-        text = trace.output if self.field == _FIELD else None
-        if type(text) is not str:  # the output as it usually is, without _text's call
-            text = _text(trace, self.field)
+        text = _text(trace, self.field)
         if text is None:
             return _missing(self.field)
         hay = _lowered(text) if self.ignore_case else text
@@ -464,9 +460,7 @@ class Length:
     field: str = _FIELD
 
     def __call__(self, trace: Trace) -> Verdict:
-        text = trace.output if self.field == _FIELD else None
-        if type(text) is not str:  # the output as it usually is, without _text's call
-            text = _text(trace, self.field)
+        text = _text(trace, self.field)
         if text is None:
             return _missing(self.field)
         n = len(text)
