@@ -131,8 +131,13 @@ def required_literals(pattern: str) -> tuple[tuple[str, ...] | None, bool]:
     repeat of at least once pass their requirement up; anything else (a class, a
     lookaround, an optional part, a group with its own flags) requires nothing."""
     import re
-    from re import _constants as c  # type: ignore[attr-defined]
-    from re import _parser  # type: ignore[attr-defined]
+
+    try:
+        from re import _constants as c  # type: ignore[attr-defined]
+        from re import _parser  # type: ignore[attr-defined]
+    except ImportError:  # Python 3.10: the same parser under its old names
+        import sre_constants as c  # type: ignore[no-redef]
+        import sre_parse as _parser  # type: ignore[no-redef]
 
     body = pattern[4:] if pattern.startswith("(?i)") else pattern
     if not pattern or not set(body) <= _PLAIN_SYNTAX or "(?" in body.replace("(?:", ""):
