@@ -207,6 +207,8 @@ class ModelContext:
         # cache lookups waiting for the next batch read, and the batch reads running
         self._lookups: list[tuple[str, asyncio.Future[dict[str, Any] | None]]] = []
         self._reads: set[asyncio.Future[Any]] = set()
+        # the tasks making a call this process claimed in the cache (other processes wait for them)
+        self._claimed: set[asyncio.Task[Any]] = set()
 
     def batch_queue(self) -> BatchQueue:
         """The batch API queue of this context, made on first use."""
@@ -287,6 +289,9 @@ class ModelContext:
                 await asyncio.sleep(poll)
                 poll = min(poll * 1.5, 0.5)
         heartbeat = asyncio.ensure_future(self._keep_claim(key)) if cache is not None else None
+        task = asyncio.current_task()
+        if cache is not None and task is not None:
+            self._claimed.add(task)
         try:
             value = await produce()
         except ModelError as exc:
@@ -298,11 +303,27 @@ class ModelContext:
                 await self._on_cache(cache.release, key)
             raise
         finally:
+            if task is not None:
+                self._claimed.discard(task)
             if heartbeat is not None:
                 heartbeat.cancel()
         if cache is not None:
             await self._on_cache(cache.put, key, value)
         return value
+
+    async def drain(self, timeout: float) -> int:
+        """Wait (at most ``timeout`` seconds) for the calls this process claimed to finish.
+
+        An xdist worker submits the calls of every per-trace item of a mode, its own and
+        the other workers', and claims some of the others' in the cache. When it is done
+        with its items, cancelling those calls would hand them back unfinished: the
+        worker waiting for one would pay for it again (the attempt already made is paid
+        for too), from the start. Letting them end gives the waiter the result or the
+        failure. Returns how many were still running after ``timeout``."""
+        if not self._claimed:
+            return 0
+        _done, pending = await asyncio.wait(set(self._claimed), timeout=timeout)
+        return len(pending)
 
     async def _keep_claim(self, key: str) -> None:
         """Refresh this process's claim while its call runs (retries of a stalled call can

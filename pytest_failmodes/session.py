@@ -90,6 +90,9 @@ class FailmodesSession:
         # xdist workers share the controller's start time, so --failmodes-refresh
         # re-pays each call once per run, not once per worker
         self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
+        # --failmodes-no-cache under xdist: the directory (made by the controller, removed at
+        # its end) where the workers share this run's answers and claims, so none pays twice
+        self._run_store: str | None = config.workerinput.get("failmodes_run_store") if self.is_worker else None  # type: ignore[attr-defined]
         # checked here, at configure time: a bad ini value stops the run before any work
         self.table = self._setting(opt.TABLE, "failmodes_table", opt.TABLE_CHOICES)
         self.sort = self._setting(opt.SORT, "failmodes_sort", opt.SORT_CHOICES)
@@ -120,12 +123,17 @@ class FailmodesSession:
             else:
                 directory = config.rootpath / (ini_dir or ".failmodes")
             enabled = not config.getoption(opt.dest(opt.NO_CACHE))
+            refresh = config.getoption(opt.dest(opt.REFRESH))
             if enabled:
                 _ignore_in_git(directory)
+            elif self._run_store:
+                # no cache between runs, but within this one every xdist worker submits the calls
+                # of every per-trace item: without a shared store each would pay for all of them
+                directory, enabled, refresh = Path(self._run_store), True, False
             cache = self._open_cache(
                 directory,
                 enabled=enabled,
-                refresh=config.getoption(opt.dest(opt.REFRESH)),
+                refresh=refresh,
                 refresh_since=self.started,
                 run_started=self.started,
             )
@@ -264,10 +272,19 @@ class FailmodesSession:
 
             TraceWriter(Path(self.config.invocation_params.dir, path)).truncate()
 
-    def _close_models(self) -> None:
+    def _close_models(self, *, drain: bool = False) -> None:
         if self._ctx is None:
             return
         ctx, self._ctx = self._ctx, None
+        try:
+            if drain:
+                # the calls this worker claimed for other workers' items: they wait for them
+                budget = ctx.runner.call_budget()
+                ctx.runner.submit(ctx.drain(budget)).result(budget + 10.0)
+        finally:
+            self._close_runner(ctx)
+
+    def _close_runner(self, ctx: ModelContext) -> None:
         try:
             ctx.runner.close()
         finally:
@@ -382,6 +399,12 @@ class FailmodesSession:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["failmodes_started"] = self.started
+        if self.config.getoption(opt.dest(opt.NO_CACHE)):
+            if self._run_store is None:
+                import tempfile
+
+                self._run_store = tempfile.mkdtemp(prefix="failmodes-run-")
+            node.workerinput["failmodes_run_store"] = self._run_store
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -400,7 +423,11 @@ class FailmodesSession:
             # an import still running when the session ends would straddle into whatever runs
             # next in this process (pytester's in-process runs restore sys.modules in between)
             self._warm_thread.join(120)
-        self._close_models()
+        # an xdist worker that ran its items to the end lets the calls it claimed for other
+        # workers' items finish; one of a run that stops early (-x, --maxfail, Ctrl-C) cancels them
+        ended = session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        whole = not (session.shouldstop or session.shouldfail or self.config.getoption("maxfail", 0))
+        self._close_models(drain=self.is_worker and ended and whole)
         if self.is_worker:
             self.config.workeroutput["failmodes_models"] = {  # type: ignore[attr-defined]
                 m: s.to_dict() for m, s in self.model_stats.items()
@@ -408,6 +435,11 @@ class FailmodesSession:
             self.config.workeroutput["failmodes_cache_problems"] = self.cache_problems  # type: ignore[attr-defined]
             self.config.workeroutput["failmodes_model_problems"] = self.model_problems  # type: ignore[attr-defined]
             return
+        if self._run_store is not None:  # every worker is down
+            import shutil
+
+            shutil.rmtree(self._run_store, ignore_errors=True)
+            self._run_store = None
         self._finish_per_trace()
         self._compare_with_baseline(session)
         if self._trace_rows:

@@ -492,3 +492,57 @@ def test_two_workers_pay_for_a_stalled_prompt_once(project: Any, monkeypatch: py
     assert traces["stalled"]["verdict"] == "error" and "timed out" in traces["stalled"]["reason"]
     assert [traces[f"t{i}"]["verdict"] for i in range(4)] == ["pass", "fail", "pass", "fail"]
     assert result.ret == 1
+
+
+def test_a_worker_done_with_its_items_lets_the_calls_it_claimed_for_the_other_finish(
+    project: Any, monkeypatch: pytest.MonkeyPatch, litellm_loaded: None
+) -> None:
+    # Both workers submit every per-trace item's call, and the first to do so claims them
+    # all. When the slow call's item runs on the other worker, the claimer is done with its
+    # own (fast) items long before the slow reply: it must wait for that call, not cancel it
+    # on exit (the other worker would then pay for it again, from the start).
+    pytest.importorskip("xdist")
+    from fakellm import fakellm_server, text
+
+    def judge(request: dict[str, Any]) -> Any:
+        slow = "SLOW" in request["messages"][1]["content"]
+        return text(_judge_reply(request), latency=4.0 if slow else None)
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    rows = [project.row(f"t{i}", f"I will refund order {i}" if i % 2 else f"order {i} shipped", route="a") for i in range(4)]
+    rows.append(project.row("slow", "SLOW order shipped", route="a"))
+    project.traces(rows)
+    with fakellm_server(responder=judge) as server:
+        project.definitions(JUDGE_DEFINITIONS % server.base_url)
+        result = project.run_subprocess("-n", "2", "--failmodes-per-trace", "--failmodes-report=r.json")
+        slow = [r for r in server.chat_requests if "SLOW" in r.messages[1]["content"]]
+        calls = server.call_count
+
+    traces = {t["id"]: t for t in project.report("r.json")["modes"][0]["traces"]}
+    assert len(slow) == 1 and calls == 5, (calls, result.stdout.str())
+    assert [traces[k]["verdict"] for k in ("t0", "t1", "t2", "t3", "slow")] == ["pass", "fail", "pass", "fail", "pass"]
+    assert result.ret == 0  # no limit: the detections fail their per-trace items, not the run
+
+
+def test_without_a_cache_two_workers_still_make_each_per_trace_call_once(
+    project: Any, monkeypatch: pytest.MonkeyPatch, litellm_loaded: None
+) -> None:
+    # every worker submits every per-trace item's call; --failmodes-no-cache must not make each pay for all
+    pytest.importorskip("xdist")
+    from fakellm import fakellm_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    scratch = project.path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the run's shared store is made
+    with fakellm_server(responder=_judge_reply) as server:
+        _judged_project(project, server, 6)
+        result = project.run_subprocess(
+            "-n", "2", "--failmodes-per-trace", "--failmodes-no-cache", "--failmodes-report=r.json"
+        )
+        calls = server.call_count
+    verdicts = [t["verdict"] for t in project.report("r.json")["modes"][0]["traces"]]
+    assert calls == 6, (calls, result.stdout.str())
+    assert verdicts == ["pass", "fail"] * 3
+    assert not (project.path / ".failmodes").exists()  # nothing stored where a cache would be
+    assert not list(scratch.glob("failmodes-run-*"))  # removed at the end of the run
