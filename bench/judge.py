@@ -30,7 +30,13 @@ Measured in one run, every figure against a baseline from the same run:
     starts) at 50 ms / concurrency 64 and 250 ms / concurrency 32, ``--calls``
     each: 2 workers / 1 worker (target >= 1.6 at 50 ms) and 2 workers' share of
     the ideal bound (target >= 0.85 at 250 ms), with the CPU time per call of
-    this process, of the workers and of the server.
+    this process, of the workers and of the server. ``--reps`` rounds of
+    (1 worker, 2 workers) run in turn; the figures are the rounds' medians,
+    with their range (the machine's speed drifts between runs a minute apart).
+    At 250 ms, for reference, the same calls (the judge's messages and
+    parameters) made by two plain processes of ``litellm.acompletion`` under a
+    semaphore of half the concurrency each, without pytest-failmodes: the
+    ceiling litellm's client leaves on this machine, in the same run.
 (d) the fixed costs of a judge run, in a subprocess: litellm's import, the
     first call against the second, and the interpreter's exit after the calls.
 
@@ -528,40 +534,112 @@ def per_call_ms(seconds: float | None, calls: int) -> str:
 # --------------------------------------------------------------------------------------
 
 
+BARE_LITELLM = r"""
+import asyncio, json, os, sys, time
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+import litellm
+calls = json.load(open(sys.argv[1]))
+conc, start_at = int(sys.argv[2]), float(sys.argv[3])
+async def main():
+    first = calls[0]
+    await litellm.acompletion(model=first["model"], messages=first["messages"], max_retries=0, **first["params"])
+    sem = asyncio.Semaphore(conc)
+    async def one(call):
+        async with sem:
+            await litellm.acompletion(model=call["model"], messages=call["messages"], max_retries=0, **call["params"])
+    while time.time() < start_at:
+        await asyncio.sleep(0.001)
+    t, c = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(one(call) for call in calls))
+    return time.perf_counter() - t, time.process_time() - c
+wall, cpu = asyncio.run(main())
+print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
+os._exit(0)
+"""
+
+
+def bare_litellm_run(suite_path: Path, scratch: Path, port: int, concurrency: int, processes: int) -> dict[str, float]:
+    """The ceiling without pytest-failmodes: ``processes`` plain asyncio loops, each calling
+    ``litellm.acompletion`` with a semaphore of ``concurrency / processes``, the judge's own
+    messages and parameters (one call per trace, split between them), started together."""
+    from pytest_failmodes.dataset import iter_traces
+    from pytest_failmodes.definitions import load_suite
+    from pytest_failmodes.judge import build_messages
+
+    suite = load_suite(suite_path, {})
+    det = next(m.detector for m in suite.modes if m.name == MODE)
+    params = {**det.spec.call_params(), "timeout": 60.0}
+    calls = [{"model": det.spec.resolved_model, "messages": build_messages(det.name, det.definition, det.spec, t), "params": params}
+             for _line, t in iter_traces(suite.dataset)]
+    files = []
+    for k in range(processes):
+        path = scratch / f"bare-{port}-{k}.json"
+        path.write_text(json.dumps(calls[k::processes]), encoding="utf-8")
+        files.append(path)
+    start_at = time.time() + 15.0  # after every child's litellm import
+    procs = [subprocess.Popen([sys.executable, "-c", BARE_LITELLM, str(f), str(concurrency // processes), str(start_at)],
+                              stdout=subprocess.PIPE, text=True, env=bench_env()) for f in files]
+    outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit("error: a bare litellm process failed")
+    return {"wall": max(o["wall"] for o in outs), "cpu": sum(o["cpu"] for o in outs), "calls": len(calls)}
+
+
 def workers_section(args: argparse.Namespace, root: Path, data: Path, fields: dict[str, str], problems: list[str]) -> None:
     """(c): judge calls/s with 1 and 2 model workers at 0.05 s / concurrency 64 and
-    0.25 s / concurrency 32, as a ratio and as a share of the ideal bound."""
+    0.25 s / concurrency 32, as a ratio and as a share of the ideal bound: ``--reps``
+    rounds of (1 worker, 2 workers) in turn, the medians of the rounds' figures."""
     n = args.calls
-    print(f"(c) model worker processes: {n:,} judge calls through evaluate(), no cache, workers warm")
-    results: dict[tuple[float, int], dict[str, Any]] = {}
+    print(f"(c) model worker processes: {n:,} judge calls through evaluate(), no cache, workers warm, "
+          f"{args.reps} round{'s' if args.reps > 1 else ''} of (1 worker, 2 workers), medians")
     for lat_ms, conc in ((50.0, 64), (250.0, 32)):
         port = free_port()
         suite = make_suite(root / f"workers-{int(lat_ms)}", JUDGE_YAML.format(
             data=json.dumps(str(data)), **{**fields, "api_base": f"http://127.0.0.1:{port}/v1"}))
         ideal = n * (lat_ms / 1000.0) / conc
         print(f"  latency {lat_ms:g} ms, concurrency {conc}: ideal wall {ideal:.2f} s ({n / ideal:.0f} calls/s)")
+        runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        for _round in range(args.reps):
+            for workers in (1, 2):
+                with server(port, lat_ms) as srv:
+                    run = workers_run(suite, conc, workers)
+                if srv.calls != n + run["warm"] or (run["counts"].get("all") or (0, 0, 1))[0] != n or run["counts"]["all"][2]:
+                    problems.append(f"workers={workers} at {lat_ms:g} ms: server {srv.calls} calls, counts {run['counts'].get('all')}")
+                    print(f"MISMATCH: {problems[-1]}")
+                run["server_cpu"], run["server_calls"] = srv.cpu, srv.calls
+                runs[workers].append(run)
         for workers in (1, 2):
-            with server(port, lat_ms) as srv:
-                run = workers_run(suite, conc, workers)
-            if srv.calls != n + run["warm"] or (run["counts"].get("all") or (0, 0, 1))[0] != n or run["counts"]["all"][2]:
-                problems.append(f"workers={workers} at {lat_ms:g} ms: server {srv.calls} calls, counts {run['counts'].get('all')}")
-                print(f"MISMATCH: {problems[-1]}")
-            results[(lat_ms, workers)] = run
-            rate = n / run["wall"]
-            line(f"    {workers} worker{'s' if workers > 1 else ''}: wall", secs(run["wall"]))
-            line("      calls/s; share of the ideal bound", f"{rate:.1f}; {ideal / run['wall']:.3f}")
+            walls = [r["wall"] for r in runs[workers]]
+            wall = statistics.median(walls)
+            mid = min(runs[workers], key=lambda r: abs(r["wall"] - wall))
+            line(f"    {workers} worker{'s' if workers > 1 else ''}: wall", f"{secs(wall)}  {spread(walls)}")
+            line("      calls/s; share of the ideal bound", f"{n / wall:.1f}; {ideal / wall:.3f}")
             line("      CPU per call: this process / workers / server",
-                 f"{per_call_ms(run['cpu'], n)} / {per_call_ms(run['worker_cpu'], n) if workers > 1 else '-'} / "
-                 f"{per_call_ms(srv.cpu, srv.calls or 0)}")
-        ratio = results[(lat_ms, 1)]["wall"] / results[(lat_ms, 2)]["wall"]
-        share = ideal / results[(lat_ms, 2)]["wall"]
+                 f"{per_call_ms(mid['cpu'], n)} / {per_call_ms(mid['worker_cpu'], n) if workers > 1 else '-'} / "
+                 f"{per_call_ms(mid['server_cpu'], mid['server_calls'] or 0)}")
+        ratios = [a["wall"] / b["wall"] for a, b in zip(runs[1], runs[2])]
+        shares = [ideal / b["wall"] for b in runs[2]]
+        ratio, share = statistics.median(ratios), statistics.median(shares)
         if lat_ms == 50.0:
-            line("    2 workers / 1 worker, calls/s", f"{ratio:.2f}x", ">= 1.6", at_least(ratio, 1.6))
+            line("    2 workers / 1 worker, calls/s", f"{ratio:.2f}x  {_range(ratios, 'x')}", ">= 1.6", at_least(ratio, 1.6))
         else:
-            line("    2 workers / 1 worker, calls/s", f"{ratio:.2f}x")
-            line("    2 workers, share of the ideal bound", f"{share:.3f}", ">= 0.85", at_least(share, 0.85))
+            line("    2 workers / 1 worker, calls/s", f"{ratio:.2f}x  {_range(ratios, 'x')}")
+            line("    2 workers, share of the ideal bound", f"{share:.3f}  {_range(shares, '')}", ">= 0.85", at_least(share, 0.85))
+            # the same calls without our code, as a reference measured in this run
+            with server(port, lat_ms) as srv:
+                bare = bare_litellm_run(suite, root, port, conc, 2)
+            if srv.calls != bare["calls"] + 2:
+                problems.append(f"bare litellm at {lat_ms:g} ms: server {srv.calls} calls, expected {bare['calls'] + 2}")
+                print(f"MISMATCH: {problems[-1]}")
+            line("    reference: litellm alone, 2 processes x half the concurrency",
+                 f"{ideal / bare['wall']:.3f} of the bound, CPU {per_call_ms(bare['cpu'], bare['calls'])} per call")
     print(f"    load average now {_load()}: on a shared machine the workers compete with everything else")
     print()
+
+
+def _range(xs: Sequence[float], unit: str) -> str:
+    """The rounds' figures, lowest to highest (one round: nothing)."""
+    return f"(rounds {min(xs):.2f}{unit}-{max(xs):.2f}{unit})" if len(xs) > 1 else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -571,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=50.0, help="the server's delay per call (default 50)")
     ap.add_argument("--model", default="openai/fake-judge",
                     help="litellm model string sent to the server (default openai/fake-judge, not in the price map)")
-    ap.add_argument("--reps", type=int, default=3, help="runs of each short command (start-up, warm, rule-only); median")
+    ap.add_argument("--reps", type=int, default=3, help="runs of each short command (start-up, warm, rule-only) and rounds of (c); median")
     ap.add_argument("--quick", action="store_true", help="smoke run: 400 calls, 1 rep")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--profile", action="store_true",

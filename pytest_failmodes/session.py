@@ -12,6 +12,7 @@ import functools
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -279,8 +280,14 @@ class FailmodesSession:
         try:
             if drain:
                 # the calls this worker claimed for other workers' items: they wait for them
+                # (drain's own timeout ends it; past that, closing cancels them as before)
                 budget = ctx.runner.call_budget()
-                ctx.runner.submit(ctx.drain(budget)).result(budget + 10.0)
+                try:
+                    ctx.runner.submit(ctx.drain(budget)).result(budget + 10.0)
+                except FutureTimeout:  # the runner's loop itself is stuck (3.10: not the builtin TimeoutError)
+                    self.model_problems.append(
+                        f"the model calls of this worker did not end within {budget:.0f} s after its last item; cancelled"
+                    )
         finally:
             self._close_runner(ctx)
 
