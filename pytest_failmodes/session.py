@@ -91,8 +91,9 @@ class FailmodesSession:
         # xdist workers share the controller's start time, so --failmodes-refresh
         # re-pays each call once per run, not once per worker
         self.started = float(config.workerinput.get("failmodes_started", time.time())) if self.is_worker else time.time()  # type: ignore[attr-defined]
-        # --failmodes-no-cache under xdist: the directory (made by the controller, removed at
-        # its end) where the workers share this run's answers and claims, so none pays twice
+        # under xdist without a usable cache (--failmodes-no-cache, or one that can't be opened):
+        # the directory (made by the controller, removed at its end) where the workers share
+        # this run's answers and claims, so none pays twice
         self._run_store: str | None = config.workerinput.get("failmodes_run_store") if self.is_worker else None  # type: ignore[attr-defined]
         # checked here, at configure time: a bad ini value stops the run before any work
         self.table = self._setting(opt.TABLE, "failmodes_table", opt.TABLE_CHOICES)
@@ -138,6 +139,13 @@ class FailmodesSession:
                 refresh_since=self.started,
                 run_started=self.started,
             )
+            if enabled and not cache.enabled and self._run_store and cache.problem:
+                # the cache can't be opened at all: the workers still share this run's answers
+                head = cache.problem.split("; running without a cache", 1)[0]
+                cache = self._open_cache(Path(self._run_store), enabled=True, refresh=False, run_started=self.started)
+                cache.problem = cache.problem or (
+                    f"{head}; running without a cache: nothing is stored, the xdist workers share this run's answers"
+                )
             self._ctx = ModelContext(runner, cache, batch_all=bool(config.getoption(opt.dest(opt.BATCH))))
             self._ctx.batch_progress = self._batch_line
         return self._ctx
@@ -406,12 +414,13 @@ class FailmodesSession:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["failmodes_started"] = self.started
-        if self.config.getoption(opt.dest(opt.NO_CACHE)):
-            if self._run_store is None:
-                import tempfile
+        # for --failmodes-no-cache, or a cache that can't be opened: without a store the workers
+        # share, each would pay for the per-trace calls of every worker
+        if self._run_store is None:
+            import tempfile
 
-                self._run_store = tempfile.mkdtemp(prefix="failmodes-run-")
-            node.workerinput["failmodes_run_store"] = self._run_store
+            self._run_store = tempfile.mkdtemp(prefix="failmodes-run-")
+        node.workerinput["failmodes_run_store"] = self._run_store
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:

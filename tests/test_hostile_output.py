@@ -546,3 +546,24 @@ def test_without_a_cache_two_workers_still_make_each_per_trace_call_once(
     assert verdicts == ["pass", "fail"] * 3
     assert not (project.path / ".failmodes").exists()  # nothing stored where a cache would be
     assert not list(scratch.glob("failmodes-run-*"))  # removed at the end of the run
+
+
+def test_an_unusable_cache_under_xdist_still_makes_each_per_trace_call_once(
+    project: Any, monkeypatch: pytest.MonkeyPatch, litellm_loaded: None
+) -> None:
+    pytest.importorskip("xdist")
+    from fakellm import fakellm_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    (project.path / ".failmodes").write_text("not a folder\n", encoding="utf-8")
+    with fakellm_server(responder=_judge_reply) as server:
+        _judged_project(project, server, 6)
+        result = project.run_subprocess("-n", "2", "--failmodes-per-trace", "--failmodes-report=r.json")
+        calls = server.call_count
+    assert calls == 6, (calls, result.stdout.str())
+    assert [t["verdict"] for t in project.report("r.json")["modes"][0]["traces"]] == ["pass", "fail"] * 3
+    result.stdout.fnmatch_lines(
+        ["WARNING pytest-failmodes: cache */.failmodes/cache.sqlite3: cannot be used (*); running without a cache: "
+         "nothing is stored, the xdist workers share this run's answers; results are unaffected"]
+    )
+    assert result.stdout.str().count("WARNING pytest-failmodes: cache") == 1
