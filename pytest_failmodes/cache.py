@@ -161,8 +161,8 @@ class ResultCache:
     """
 
     __slots__ = (
-        "path", "enabled", "refresh", "owner", "hits", "misses", "writes", "problem", "_since", "_run", "_lock", "_conn",
-        "_writable",
+        "path", "enabled", "refresh", "owner", "hits", "misses", "writes", "problem", "unusable", "_since", "_run", "_lock",
+        "_conn", "_writable",
     )
 
     def __init__(
@@ -182,6 +182,8 @@ class ResultCache:
         self.hits = self.misses = self.writes = 0
         #: why the cache is not (fully) used this run, for one warning line; ``None`` while it works
         self.problem: str | None = None
+        #: ``"<file>: cannot be used (<why>)"`` when the file could not be opened at all (problem says so too)
+        self.unusable: str | None = None
         self._since = (time.time() if refresh_since is None else refresh_since) if refresh else float("-inf")
         # failures recorded since then are this run's: shared between its processes, never with a later run
         self._run = time.time() if run_started is None else run_started
@@ -205,7 +207,8 @@ class ResultCache:
             # saves money and never decides a result, so the run goes on without it
             self.enabled = False
             self._conn = None
-            self.problem = f"{self.path}: cannot be used ({_why(exc)}); running without a cache: every call is made, none is stored"
+            self.unusable = f"{self.path}: cannot be used ({_why(exc)})"
+            self.problem = f"{self.unusable}; running without a cache: every call is made, none is stored"
             return
         try:
             warnings.warn(

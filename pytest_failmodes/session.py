@@ -124,28 +124,26 @@ class FailmodesSession:
                 directory = Path(config.invocation_params.dir, option_dir)
             else:
                 directory = config.rootpath / (ini_dir or ".failmodes")
-            enabled = not config.getoption(opt.dest(opt.NO_CACHE))
-            refresh = config.getoption(opt.dest(opt.REFRESH))
-            if enabled:
+            no_cache = config.getoption(opt.dest(opt.NO_CACHE))
+            if not no_cache:
                 _ignore_in_git(directory)
-            elif self._run_store:
-                # no cache between runs, but within this one every xdist worker submits the calls
-                # of every per-trace item: without a shared store each would pay for all of them
-                directory, enabled, refresh = Path(self._run_store), True, False
-            cache = self._open_cache(
-                directory,
-                enabled=enabled,
-                refresh=refresh,
-                refresh_since=self.started,
-                run_started=self.started,
-            )
-            if enabled and not cache.enabled and self._run_store and cache.problem:
-                # the cache can't be opened at all: the workers still share this run's answers
-                head = cache.problem.split("; running without a cache", 1)[0]
-                cache = self._open_cache(Path(self._run_store), enabled=True, refresh=False, run_started=self.started)
-                cache.problem = cache.problem or (
-                    f"{head}; running without a cache: nothing is stored, the xdist workers share this run's answers"
+            cache = None
+            if not (no_cache and self._run_store):
+                cache = self._open_cache(
+                    directory,
+                    enabled=not no_cache,
+                    refresh=config.getoption(opt.dest(opt.REFRESH)),
+                    refresh_since=self.started,
+                    run_started=self.started,
                 )
+            if self._run_store and (cache is None or cache.unusable):
+                # under xdist without a cache (--failmodes-no-cache, or one that can't be opened) the
+                # workers share this run's answers and claims: each submits the calls of every
+                # per-trace item, and would pay for all of them
+                unusable = cache.unusable if cache is not None else None
+                cache = self._open_cache(Path(self._run_store), run_started=self.started)
+                if unusable and cache.problem is None:
+                    cache.problem = f"{unusable}; running without a cache: nothing is stored, the xdist workers share this run's answers"
             self._ctx = ModelContext(runner, cache, batch_all=bool(config.getoption(opt.dest(opt.BATCH))))
             self._ctx.batch_progress = self._batch_line
         return self._ctx
@@ -291,10 +289,13 @@ class FailmodesSession:
                 # (drain's own timeout ends it; past that, closing cancels them as before)
                 budget = ctx.runner.call_budget()
                 try:
-                    ctx.runner.submit(ctx.drain(budget)).result(budget + 10.0)
+                    left = ctx.runner.submit(ctx.drain(budget)).result(budget + 10.0)
                 except FutureTimeout:  # the runner's loop itself is stuck (3.10: not the builtin TimeoutError)
+                    left = -1
+                if left:
                     self.model_problems.append(
-                        f"the model calls of this worker did not end within {budget:.0f} s after its last item; cancelled"
+                        f"model calls this xdist worker made for other workers' items did not end within {budget:.0f} s "
+                        "after its last item; cancelled (another worker makes them again)"
                     )
         finally:
             self._close_runner(ctx)
