@@ -481,3 +481,80 @@ def test_span_preorder_matches_its_definition(spans: list[tuple[str, str | None,
 
     steps = [new_step(id=i, parent_id=p, start_ms=t, name=str(n)) for n, (i, p, t) in enumerate(spans)]
     assert [s.name for s in preorder(list(steps))] == [s.name for s in _preorder_by_definition(steps)]
+
+
+# -- the fast JSONL row parser against json's -------------------------------------
+
+# every value json can write, and lines it cannot read: numbers of every size (floats
+# round-trip through either parser exactly or not at all), NaN and infinities, lone
+# surrogates (escaped, or encoded as bytes that strict UTF-8 refuses), a BOM, padding
+_ANY_SCALAR = (
+    st.none() | st.booleans() | st.integers() | st.floats()
+    | st.text(st.characters(), max_size=8)
+)
+_ANY_JSON = st.recursive(
+    _ANY_SCALAR,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@st.composite
+def _nested(draw: st.DrawFn) -> str:
+    """Arrays and objects nested around MAX_DEPTH levels, the innermost empty or not."""
+    from pytest_failmodes.readers._source import MAX_DEPTH
+
+    kinds = draw(st.lists(st.booleans(), min_size=MAX_DEPTH - 2, max_size=MAX_DEPTH + 3))
+    inner = draw(st.sampled_from(["", "1", "[]", "{}"]))
+    opening = "".join("[" if k else '{"k":' for k in kinds)
+    closing = "".join("]" if k else "}" for k in reversed(kinds))
+    if not inner and kinds and not kinds[-1]:
+        inner = "null"  # an object needs a value after its key
+    return opening + inner + closing
+
+
+@st.composite
+def _jsonl_line(draw: st.DrawFn) -> bytes:
+    text = draw(
+        st.builds(lambda v, a, i: json.dumps(v, ensure_ascii=a, indent=i).replace("\n", ""), _ANY_JSON, st.booleans(), st.none() | st.just(0))
+        | _nested()
+        | st.lists(_FRAGMENTS, max_size=12).map("".join)
+    )
+    before = draw(st.sampled_from(["", " ", "\t", "\ufeff"]))
+    after = draw(st.sampled_from(["", " ", "\r", " x", ",1"]))
+    end = draw(st.sampled_from(["\n", "\r\n"]))
+    raw = (before + text + after).encode("utf-8", "surrogatepass") + end.encode()
+    if draw(st.booleans()):
+        return raw
+    return draw(st.sampled_from([raw.replace(b"1", b"\xff", 1), raw.replace(b'"', b'"\xed\xa0\x80', 1), raw[: len(raw) // 2] + b"\n"]))
+
+
+def _rows(path: Path) -> str:
+    from pytest_failmodes.readers._source import iter_rows
+
+    try:
+        return repr(list(iter_rows(path, "jsonl")))
+    except DatasetError as exc:
+        return f"error: {exc}"
+
+
+@FUZZ
+@given(lines=st.lists(_jsonl_line(), min_size=1, max_size=4))
+@example(lines=[b"[" * 201 + b"]" * 201 + b"\n"])  # one level too deep, the innermost empty
+@example(lines=[b"[" * 200 + b"]" * 200 + b"\n", b"[" * 200 + b"1" + b"]" * 200 + b"\n"])  # as deep as a row may be
+@example(lines=[b'"\\ud800"\n', b'"\xed\xa0\x80"\n', b"\xef\xbb\xbf{}\n", b"-0\n", b"1e400\n", b"NaN\n"])
+def test_fast_jsonl_rows_read_what_json_reads(workdir: Path, lines: list[bytes]) -> None:
+    # pydantic-core's parser reads the common row; the rows, values and errors must be
+    # exactly those of the json-only reader (compared by repr: 1 is not 1.0, -0.0 not 0.0)
+    from pytest_failmodes.readers import _source
+
+    assert _source._FAST_ROW is not None, "the fast parser is in use with the locked pydantic-core"
+    path = workdir / "fast.jsonl"
+    path.write_bytes(b"".join(lines))
+    fast = _rows(path)
+    saved, _source._FAST_ROW = _source._FAST_ROW, None
+    try:
+        plain = _rows(path)
+    finally:
+        _source._FAST_ROW = saved
+    assert fast == plain
