@@ -158,11 +158,15 @@ class ResultCache:
     controller's start time as ``refresh_since`` so late-starting workers share too.
     ``owner`` names this process in claims. ``hits``/``misses`` count gets (a value
     received through :meth:`wait_for` is a hit), ``writes`` the values stored.
+    ``shared``: the folder of a store this run's processes share (pytest-xdist's
+    workers), used once this file turns out not to be writable (a read-only file, a
+    full disk): new values, claims and failures go there, so the workers still pay
+    for each call once; values already in this file are still read from it.
     """
 
     __slots__ = (
         "path", "enabled", "refresh", "owner", "hits", "misses", "writes", "problem", "unusable", "_since", "_run", "_lock",
-        "_conn", "_writable",
+        "_conn", "_writable", "_shared_dir", "_shared",
     )
 
     def __init__(
@@ -174,6 +178,7 @@ class ResultCache:
         owner: str | None = None,
         refresh_since: float | None = None,
         run_started: float | None = None,
+        shared: Path | None = None,
     ) -> None:
         self.path = Path(directory) / FILENAME
         self.enabled = enabled
@@ -190,6 +195,8 @@ class ResultCache:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._writable = True
+        self._shared_dir = shared
+        self._shared: ResultCache | None = None
         if not enabled:
             return
         try:
@@ -270,6 +277,16 @@ class ResultCache:
         already stored are still read, new ones are made and used, only not stored."""
         self._writable = False
         self.problem = f"{self.path}: cannot be written ({_why(exc)}); cached results are read, new ones are not stored"
+        if self._shared_dir is not None:
+            self.problem += "; the xdist workers share this run's new ones"
+
+    def _fallback(self) -> ResultCache | None:
+        """The run's shared store, once this file cannot be written (opened on first use); else None."""
+        if self._writable or self._shared_dir is None:
+            return None
+        if self._shared is None:
+            self._shared = ResultCache(self._shared_dir, owner=self.owner, run_started=self._run)
+        return self._shared if self._shared.enabled else None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -306,6 +323,9 @@ class ResultCache:
             except sqlite3.Error as exc:  # I/O error, locked past the timeout: a miss, never a failed call
                 self.problem = self.problem or f"{self.path}: cannot be read ({_why(exc)}); those results are made again"
                 value = None
+            shared = self._fallback() if value is None else None
+            if shared is not None:
+                value = shared.get(key)
             if value is None:
                 self.misses += 1
             else:
@@ -321,22 +341,28 @@ class ResultCache:
         except ValueError as exc:  # circular reference: as unstorable as a set
             raise TypeError(f"cache value is not JSON-serialisable: {exc}") from exc
         with self._lock:
-            if self._conn is None or not self._writable:
+            if self._conn is None:
                 return
-            try:
-                with self._write() as conn:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", (key, text, _digest(key, text), time.time())
-                    )
-                    conn.execute("DELETE FROM claims WHERE key = ?", (key,))
-            except (OSError, sqlite3.Error) as exc:
-                self._cannot_write(exc)
-                return
-            self.writes += 1
+            if self._writable:
+                try:
+                    with self._write() as conn:
+                        conn.execute(
+                            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", (key, text, _digest(key, text), time.time())
+                        )
+                        conn.execute("DELETE FROM claims WHERE key = ?", (key,))
+                except (OSError, sqlite3.Error) as exc:
+                    self._cannot_write(exc)
+                else:
+                    self.writes += 1
+                    return
+            shared = self._fallback()
+        if shared is not None:
+            shared.put(key, value)
 
     def put_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store several values in one committed transaction (a batch's record of its requests:
         one commit each made thousands of them take seconds)."""
+        items = list(items)
         rows = []
         now = time.time()
         for key, value in items:
@@ -345,15 +371,20 @@ class ResultCache:
             text = json.dumps(value, sort_keys=True, ensure_ascii=False)
             rows.append((key, text, _digest(key, text), now))
         with self._lock:
-            if self._conn is None or not self._writable:
+            if self._conn is None:
                 return
-            try:
-                with self._write() as conn:
-                    conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
-            except (OSError, sqlite3.Error) as exc:
-                self._cannot_write(exc)
-                return
-            self.writes += len(rows)
+            if self._writable:
+                try:
+                    with self._write() as conn:
+                        conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
+                except (OSError, sqlite3.Error) as exc:
+                    self._cannot_write(exc)
+                else:
+                    self.writes += len(rows)
+                    return
+            shared = self._fallback()
+        if shared is not None:
+            shared.put_many(items)
 
     def claim(self, key: str, *, stale_after: float = 120.0) -> bool:
         """May this owner make the call for ``key``? So xdist workers pay for each key once.
@@ -363,21 +394,30 @@ class ResultCache:
         its owner died or hung. Claiming again refreshes the claim during a long call.
         """
         with self._lock:
-            if self._conn is None or not self._writable:
+            if self._conn is None:
+                return True
+            if self._writable:
+                try:
+                    with self._write() as conn:
+                        if self._read(key) is not None or self._failure(key) is not None:
+                            return False
+                        row = conn.execute("SELECT owner, at FROM claims WHERE key = ?", (key,)).fetchone()
+                        now = time.time()
+                        if row is not None and row[0] != self.owner and row[1] > now - stale_after and not _owner_gone(row[0]):
+                            return False
+                        conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (key, self.owner, now))
+                        return True
+                except (OSError, sqlite3.Error) as exc:
+                    self._cannot_write(exc)
+            shared = self._fallback()
+            if shared is None:
                 return True
             try:
-                with self._write() as conn:
-                    if self._read(key) is not None or self._failure(key) is not None:
-                        return False
-                    row = conn.execute("SELECT owner, at FROM claims WHERE key = ?", (key,)).fetchone()
-                    now = time.time()
-                    if row is not None and row[0] != self.owner and row[1] > now - stale_after and not _owner_gone(row[0]):
-                        return False
-                    conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (key, self.owner, now))
-                    return True
-            except (OSError, sqlite3.Error) as exc:
-                self._cannot_write(exc)
-                return True
+                if self._read(key) is not None:
+                    return False
+            except sqlite3.Error:
+                pass
+        return shared.claim(key, stale_after=stale_after)
 
     def release(self, key: str, *, failure: str | None = None) -> None:
         """Drop this owner's claim without a value. With ``failure`` (the call failed for
@@ -385,7 +425,9 @@ class ResultCache:
         :meth:`failure` instead of paying for the same call again; without it (the call
         was cancelled) a waiter can try."""
         with self._lock:
-            if self._conn is not None and self._writable:
+            if self._conn is None:
+                return
+            if self._writable:
                 try:
                     with self._write() as conn:
                         conn.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
@@ -395,8 +437,12 @@ class ResultCache:
                             conn.execute(
                                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", (key, self.owner, failure, time.time())
                             )
+                        return
                 except (OSError, sqlite3.Error) as exc:
                     self._cannot_write(exc)
+            shared = self._fallback()
+        if shared is not None:
+            shared.release(key, failure=failure)
 
     def _failure(self, key: str) -> str | None:
         assert self._conn is not None
@@ -415,13 +461,22 @@ class ResultCache:
             if self._conn is None:
                 return None
             try:
-                return self._failure(key)
+                found = self._failure(key)
             except sqlite3.Error:
-                return None
+                found = None
+            shared = self._fallback() if found is None else None
+        return shared.failure(key) if shared is not None else found
 
     def wait_for(self, key: str, *, timeout: float, poll: float = 0.05, stale_after: float = 120.0) -> dict[str, Any] | None:
         """Poll for another owner's value; ``None`` once its claim is gone or stale, or at ``timeout``
         (then claim and call: a vanished claim means that call failed)."""
+        with self._lock:
+            shared = self._fallback()
+        if shared is not None:  # the other workers' new values and claims are there
+            value = shared.wait_for(key, timeout=timeout, poll=poll, stale_after=stale_after)
+            if value is not None:
+                self.hits += 1
+            return value
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -451,6 +506,8 @@ class ResultCache:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._shared is not None:
+                self._shared.close()
 
     def __enter__(self) -> ResultCache:
         return self

@@ -135,6 +135,8 @@ class FailmodesSession:
                     refresh=config.getoption(opt.dest(opt.REFRESH)),
                     refresh_since=self.started,
                     run_started=self.started,
+                    # a file that turns out read-only: the workers share their new answers there
+                    shared=Path(self._run_store) if self._run_store else None,
                 )
             if self._run_store and (cache is None or cache.unusable):
                 # under xdist without a cache (--failmodes-no-cache, or one that can't be opened) the

@@ -567,3 +567,29 @@ def test_an_unusable_cache_under_xdist_still_makes_each_per_trace_call_once(
          "nothing is stored, the xdist workers share this run's answers; results are unaffected"]
     )
     assert result.stdout.str().count("WARNING pytest-failmodes: cache") == 1
+
+
+def test_a_read_only_cache_under_xdist_still_makes_each_new_per_trace_call_once(
+    project: Any, monkeypatch: pytest.MonkeyPatch, litellm_loaded: None, request: pytest.FixtureRequest
+) -> None:
+    # a cache that can be read but not written: the stored answers are read from it, and the
+    # workers share the new ones (and their claims) in the run's store instead of each paying
+    pytest.importorskip("xdist")
+    from fakellm import fakellm_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    with fakellm_server(responder=_judge_reply) as server:
+        _judged_project(project, server, 2)
+        assert project.run().ret == 0
+        _make_read_only(project.path / ".failmodes" / "cache.sqlite3", request)
+        _judged_project(project, server, 8)  # six traces more: new calls the file cannot store
+        result = project.run_subprocess("-n", "2", "--failmodes-per-trace", "--failmodes-report=r.json")
+        calls = server.call_count
+    assert calls == 2 + 6, (calls, result.stdout.str())  # the first two came from the read-only file
+    assert [t["verdict"] for t in project.report("r.json")["modes"][0]["traces"]] == ["pass", "fail"] * 4
+    result.stdout.fnmatch_lines(
+        ["WARNING pytest-failmodes: cache */.failmodes/cache.sqlite3: cannot be written (*readonly*); "
+         "cached results are read, new ones are not stored; the xdist workers share this run's new ones; "
+         "results are unaffected"]
+    )
+    assert result.stdout.str().count("WARNING pytest-failmodes: cache") == 1
