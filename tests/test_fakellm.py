@@ -13,6 +13,7 @@ import os
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 import asyncio  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -104,6 +105,23 @@ def _main_thread_loop() -> Iterator[None]:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_sync_clients() -> Iterator[None]:
+    """Close the sync clients litellm cached during the test.
+
+    litellm keeps one sync OpenAI client per key and base URL and never closes it;
+    their sockets surfaced as "unclosed socket" ResourceWarnings when the xdist
+    worker that ran these tests exited (19 lines at the end of every suite run).
+    """
+    yield
+    cache = litellm.in_memory_llm_clients_cache
+    for key, client in list(getattr(cache, "cache_dict", {}).items()):
+        close = getattr(client, "close", None)
+        if close is not None and not inspect.iscoroutinefunction(close):
+            close()
+            cache.delete_cache(key)
 
 
 @pytest.fixture
