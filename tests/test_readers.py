@@ -387,6 +387,8 @@ def test_raw_json_with_a_nested_list_and_a_composite_id(tmp_path: Path) -> None:
     assert traces[0].input == "cancel my flight" and traces[0].output == "Done."
     assert traces[0].get("tools") == ["cancel_reservation"] and traces[0].get("steps.count") == 3
     assert traces[0].get("user_id") == "u1" and traces[1].get("reward") == 1.0
+    # the columns of the composite id are kept: trials are clustered and paired by them
+    assert [(t.get("task_id"), t.get("trial")) for t in traces] == [(7, 0), (7, 1)]
     assert load(path, id=["task_id", "trial"], messages="traj", input="traj.0.content")[0].input == "cancel my flight"
     err = load_error(path, id=["task_id", "missing"], messages="traj")
     assert (err.key, err.message) == ("task_id+missing", "missing id (mapped from 'task_id+missing')")

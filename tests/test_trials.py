@@ -77,6 +77,32 @@ def test_cluster_by_per_trace_gives_the_same_interval(project) -> None:
     assert project.report("a.json")["modes"][0]["trials"] == project.report("b.json")["modes"][0]["trials"]
 
 
+def test_cluster_by_a_column_of_a_composite_id_in_raw_json(project) -> None:
+    # tau-bench's raw trajectories: no id of their own, so fields: builds "task/trial" from
+    # two columns; those columns stay fields of the trace, and the trials cluster by task
+    import json
+
+    runs = [
+        {"task_id": t, "trial": r, "reward": 0.0 if t < 5 else 1.0,
+         "traj": [{"role": "user", "content": f"task {t}"}, {"role": "assistant", "content": "FAIL" if t < 5 else "ok"}]}
+        for t in range(20) for r in range(4)
+    ]
+    (project.path / "raw.json").write_text(json.dumps(runs), encoding="utf-8")
+    dataset = "dataset: {path: raw.json, fields: {id: [task_id, trial], messages: traj}}"
+    project.definitions((DEFS % "").replace("dataset: data/traces.jsonl", dataset))
+    plain = project.run("--failmodes-report=plain.json")
+    project.definitions((DEFS % "cluster_by: task_id").replace("dataset: data/traces.jsonl", dataset))
+    clustered = project.run("--failmodes-report=clustered.json")
+
+    assert plain.ret == clustered.ret == 0, clustered.stdout.str()
+    p, c = all_row(project.report("plain.json")), all_row(project.report("clustered.json"))
+    assert (p["n"], p["fails"]) == (c["n"], c["fails"]) == (80, 20)
+    assert c["clustered"]["clusters"] == 20
+    assert c["ci_high"] - c["ci_low"] > 1.8 * (p["ci_high"] - p["ci_low"])
+    assert "lack the field" not in clustered.stdout.str()
+    assert project.report("clustered.json")["modes"][0]["traces"][0]["cluster"] == "0"
+
+
 def test_a_cluster_field_no_trace_has_is_said(project) -> None:
     project.traces(trials())
     project.definitions(DEFS % "cluster_by: task")

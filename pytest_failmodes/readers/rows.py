@@ -36,10 +36,9 @@ class RowMapper:
         self._last_csv = False
         #: rows are read as they are (no ``fields:``, no target): :func:`_plain_row` may build them
         self.plain = not self.fields and not self.inputs_only
-        # a column mapped onto a trace field is not also metadata
-        self.consumed = {
-            src for value in self.fields.values() for src in ([value] if isinstance(value, str) else value) if "." not in src
-        }
+        # a column mapped onto a trace field is not also metadata; the columns a composite
+        # id is built from are (task_id, trial: what cluster_by and pair_by name)
+        self.consumed = {value for value in self.fields.values() if isinstance(value, str) and "." not in value}
 
     def source_name(self, trace_field: str) -> str:
         src = self.fields.get(trace_field, trace_field)
