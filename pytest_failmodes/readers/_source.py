@@ -241,7 +241,8 @@ def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
                 if len(wrapped) == 1:
                     yield line, wrapped[0]
                     continue
-        # the common row, straight to json's C scanner: json.loads would detect
+        # without the fast parser, or a row it refused (one nested too deep for it, an
+        # escaped lone surrogate), straight to json's C scanner: json.loads would detect
         # the encoding, decode and match whitespace in Python around the same
         # scan. Strict UTF-8 refuses what json's "surrogatepass" would let through;
         # anything unusual (a BOM, padding, a parse error) takes the paths below.
@@ -297,6 +298,7 @@ def _jsonl_rows(handle: IO[bytes], path: Path) -> Iterator[tuple[int, Any]]:
 
 #: json's own C scanner (what json.loads runs under its Python wrappers)
 _SCAN = json.scanner.make_scanner(json.JSONDecoder())
+_EOL = ("\n", "\r\n")
 
 
 def _fast_row() -> Any:
@@ -330,7 +332,6 @@ def _fast_row() -> Any:
 
 
 _FAST_ROW = _fast_row()
-_EOL = ("\n", "\r\n")
 
 
 def _json_rows(text: str, path: Path) -> Iterator[tuple[int, Any]]:
