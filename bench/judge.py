@@ -369,6 +369,7 @@ def workers_run(suite_path: Path, concurrency: int, workers: int) -> dict[str, A
             if verdict.status != "pass":
                 raise SystemExit(f"error: a warm-up judgement was {verdict.status}: {verdict.reason}")
         runner.stats.clear()
+        handed = runner._pool.handovers if workers > 1 else 0
         before = [_proc_cpu(pid) or 0.0 for pid in pids]
         cpu0, t0 = time.process_time(), time.perf_counter()
         result = evaluate(suite, detectors, ctx=ctx)
@@ -376,11 +377,14 @@ def workers_run(suite_path: Path, concurrency: int, workers: int) -> dict[str, A
         cpu = time.process_time() - cpu0
         worker_cpu = sum((_proc_cpu(pid) or 0.0) - b for pid, b in zip(pids, before))
         stats = runner.stats_dict()
+        # calls a worker started on the slot of the call it had just ended (see pytest_failmodes.workers)
+        handovers = runner._pool.handovers - handed if workers > 1 else 0
     finally:
         runner.close()
     mode = result.modes[MODE]
     counts = {r.cohort: (r.n, r.fails, r.errors) for r in mode.rows}
-    return {"wall": wall, "cpu": cpu, "worker_cpu": worker_cpu, "counts": counts, "stats": stats, "warm": len(firsts)}
+    return {"wall": wall, "cpu": cpu, "worker_cpu": worker_cpu, "counts": counts, "stats": stats, "warm": len(firsts),
+            "handovers": handovers}
 
 
 FIXED_COSTS = r"""
@@ -617,6 +621,8 @@ def workers_section(args: argparse.Namespace, root: Path, data: Path, fields: di
             line("      CPU per call: this process / workers / server",
                  f"{per_call_ms(mid['cpu'], n)} / {per_call_ms(mid['worker_cpu'], n) if workers > 1 else '-'} / "
                  f"{per_call_ms(mid['server_cpu'], mid['server_calls'] or 0)}")
+            if workers > 1:
+                line("      started on a slot handed over in a worker", f"{mid['handovers']:,} of {n:,} calls")
         ratios = [a["wall"] / b["wall"] for a, b in zip(runs[1], runs[2])]
         shares = [ideal / b["wall"] for b in runs[2]]
         ratio, share = statistics.median(ratios), statistics.median(shares)

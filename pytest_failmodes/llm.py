@@ -19,6 +19,7 @@ import random
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from .llm_call import (  # noqa: F401 - the attempt lives below both the runner 
     _first_line,
     _retry_after,
     attempt_once,
+    is_throttled,
     call_secrets,
     load_litellm,
     quiet_third_party,
@@ -105,45 +107,136 @@ class ModelStats:
 
 
 class _AdaptiveLimit:
-    """At most ``current`` calls in flight; halves on 429, grows back by one per ``current`` successes."""
+    """At most ``current`` calls in flight; halves on 429, grows back by one per ``current`` successes.
+
+    Waiters are served first come, first served. A waiter is a task in
+    :meth:`acquire`, or a callback given to :meth:`wait` (the model worker pool's
+    calls), called on this loop, synchronously, when a slot is taken for it; it
+    returns False when it no longer wants the slot.
+    """
 
     def __init__(self, maximum: int) -> None:
         self.maximum = maximum
         self.current = maximum
         self.in_flight = 0
         self._streak = 0
-        self._cond = asyncio.Condition()
+        # ordered, with O(1) withdrawal: a pool call that starts on a slot its worker handed
+        # over leaves its place here
+        self._waiters: OrderedDict[object, Callable[[], bool]] = OrderedDict()
+        # the acquire() waiters the worker pool may take over (model calls), and the others
+        self._movable: dict[object, None] = {}
+        self._fixed = 0
+        #: called when hand_over_allowed() may have changed (set by the worker pool)
+        self.listener: Callable[[], None] | None = None
 
-    async def acquire(self) -> None:
-        async with self._cond:
-            try:
-                await self._cond.wait_for(lambda: self.in_flight < self.current)
-            except asyncio.CancelledError:
-                # a wake-up this waiter was given goes to the next one (before Python 3.13, cancelling
-                # a notified waiter drops its wake-up, and a slot could stay free with calls waiting)
-                self._wake()
-                raise
+    def hand_over_allowed(self) -> bool:
+        """Whether an ending call's slot may go straight to a queued pool call: only at the
+        maximum (after a 429 the calls in flight must drop) and with no call of this process
+        waiting (it would be passed in the queue)."""
+        return self.current >= self.maximum and self._fixed == 0
+
+    def wait(self, key: object, grant: Callable[[], bool]) -> bool:
+        """Take a slot now (True), or queue ``grant`` under ``key`` for the next free one."""
+        if self.in_flight < self.current and not self._waiters:
             self.in_flight += 1
+            return True
+        self._waiters[key] = grant
+        return False
+
+    def withdraw(self, key: object) -> None:
+        """Take ``key``'s place out of the queue (no-op once it was granted)."""
+        self._waiters.pop(key, None)
+
+    async def acquire(self, *, movable: bool = False) -> bool:
+        """Wait for a slot (True). ``movable``: :meth:`move_waiters` may instead send this
+        waiter away without one (False), to the model worker pool."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def grant() -> bool:
+            if fut.done():  # cancelled, or moved, while it waited
+                return False
+            fut.set_result(True)
+            return True
+
+        if self.wait(fut, grant):
+            return True
+        if movable:
+            self._movable[fut] = None
+        else:
+            self._fixed += 1
+            if self._fixed == 1:
+                self._changed()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.withdraw(fut)
+            if fut.done() and not fut.cancelled() and fut.result():
+                self.give_back()  # granted, then cancelled before it could run: the next waiter's
+            raise
+        finally:
+            if movable:
+                self._movable.pop(fut, None)
+            else:
+                self._fixed -= 1
+                if self._fixed == 0:
+                    self._changed()
+
+    def move_waiters(self) -> None:
+        """Every movable acquire() still waiting returns False, without a slot, at once."""
+        for fut in list(self._movable):
+            self.withdraw(fut)
+            if not fut.done():
+                fut.set_result(False)
+        self._movable.clear()
+
+    def _changed(self) -> None:
+        if self.listener is not None:
+            self.listener()
 
     async def release(self, *, throttled: bool = False) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            if throttled:
-                self.current = max(1, self.current // 2)
-                self._streak = 0
-            else:
-                self._streak += 1
-                if self._streak >= self.current and self.current < self.maximum:
-                    self.current += 1
-                    self._streak = 0
-            self._wake()
+        self.free(throttled=throttled)
 
-    def _wake(self) -> None:
-        # as many waiters as there are free slots, not all of them: with every call of a
-        # large run queued here, notify_all would cost O(waiters) per release
-        free = self.current - self.in_flight
-        if free > 0:
-            self._cond.notify(free)
+    def free(self, *, throttled: bool = False) -> None:
+        """A call ended: its slot is free, and its outcome moves the limit."""
+        self.in_flight -= 1
+        self._settle(throttled)
+        self._grant()
+
+    def hand_over(self) -> None:
+        """A call ended well and its slot went straight to the next call (the count stays)."""
+        self._settle(False)
+        self._grant()
+
+    def give_back(self) -> None:
+        """A slot taken for a call that did not run: free again, the limit unmoved."""
+        self.in_flight -= 1
+        self._grant()
+
+    def take(self) -> None:
+        """A call started without a slot (a hand-over the runner could not back): count it."""
+        self.in_flight += 1
+
+    def _settle(self, throttled: bool) -> None:
+        if throttled:
+            at_maximum = self.current >= self.maximum
+            self.current = max(1, self.current // 2)
+            self._streak = 0
+            if at_maximum and self.current < self.maximum:
+                self._changed()
+        else:
+            self._streak += 1
+            if self._streak >= self.current and self.current < self.maximum:
+                self.current += 1
+                self._streak = 0
+                if self.current == self.maximum:
+                    self._changed()
+
+    def _grant(self) -> None:
+        while self.in_flight < self.current and self._waiters:
+            _key, grant = self._waiters.popitem(last=False)
+            self.in_flight += 1
+            if not grant():
+                self.in_flight -= 1
 
 
 class Runner:
@@ -272,16 +365,11 @@ class Runner:
         timeout = float(params.pop("timeout", self.timeout))
         last = "no attempt made"
         for attempt in range(self.max_retries + 1):
-            await self._limit.acquire()
-            quiet_third_party()
             result = await self._attempt(model, messages, timeout, params)
             if result["ok"]:
-                await self._limit.release()
                 return self._completed(model, stats, result)
             kind, retryable = result["kind"], result["retryable"]
-            throttled = kind == "rate limited (429)"
             last = f"{kind}: {result['message']}"
-            await self._limit.release(throttled=throttled)
             if not retryable or attempt == self.max_retries:
                 with self._stats_lock:
                     stats.errors += 1
@@ -295,20 +383,39 @@ class Runner:
         raise ModelError(f"{model}: {last}")  # pragma: no cover - loop always returns or raises
 
     async def _attempt(self, model: str, messages: list[dict[str, Any]], timeout: float, params: Mapping[str, Any]) -> dict[str, Any]:
-        """One attempt, in a model worker process when the pool serves it, else here."""
-        self._attempts += 1
-        pool = self._pool_for_call()
-        if pool is not None:
-            from .workers import WorkerGone
-
+        """One attempt on a slot of the shared limit (taken and freed here, its outcome moving
+        the limit), in a model worker process when the pool serves it, else in this process."""
+        while True:
+            pool = self._pool_for_call()
+            held = False
+            if pool is not None:
+                break
+            if not await self._limit.acquire(movable=self.workers > 1):
+                continue  # (auto) the workers became ready while this call waited: it goes to them
+            held = True
+            self._attempts += 1
+            pool = self._pool_for_call()  # (auto) the workers may have become ready meanwhile
+            if pool is not None:
+                break
+            quiet_third_party()
             try:
-                result = await pool.call(model, messages, timeout, params)
-            except WorkerGone as exc:
-                # the attempt is lost with its worker, not answered: retried like a dropped connection
-                return {"ok": False, "kind": "model worker exited", "retryable": True, "retry_after": 0.0, "message": str(exc)}
-            result["worker"] = True
+                result = await attempt_once(await self._load(), model, messages, timeout, params)
+            except BaseException:
+                self._limit.give_back()  # cancelled: the call was not made
+                raise
+            await self._limit.release(throttled=is_throttled(result))
             return result
-        return await attempt_once(await self._load(), model, messages, timeout, params)
+        if not held:
+            self._attempts += 1
+        from .workers import WorkerGone
+
+        try:
+            result = await pool.call(model, messages, timeout, params, held=held)
+        except WorkerGone as exc:
+            # the attempt is lost with its worker, not answered: retried like a dropped connection
+            return {"ok": False, "kind": "model worker exited", "retryable": True, "retry_after": 0.0, "message": str(exc)}
+        result["worker"] = True
+        return result
 
     async def _load(self) -> Any:
         if self._litellm is None:
@@ -338,7 +445,8 @@ class Runner:
             return
         from .workers import WorkerPool
 
-        self._pool = WorkerPool(self.workers)
+        # auto: the calls waiting here for a slot when the first worker is ready go to the workers
+        self._pool = WorkerPool(self.workers, self._limit, on_ready=self._limit.move_waiters if self.workers_after else None)
         if threading.current_thread() is self._thread:
             self._pool.begin()
         else:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["attempt_once", "call_secrets", "load_litellm", "quiet_third_party", "redact", "REDACTED", "THIRD_PARTY"]
+__all__ = ["THROTTLED", "attempt_once", "is_throttled", "call_secrets", "load_litellm", "quiet_third_party", "redact", "REDACTED", "THIRD_PARTY"]
 
 _SECRET_PARAMS = ("api_key", "api-key", "authorization", "token", "secret", "password")
 
@@ -69,6 +69,15 @@ def load_litellm() -> Any:
     Delta(content="")
     litellm.suppress_debug_info = True
     return litellm
+
+
+#: the ``kind`` of an attempt refused with 429: it halves the shared limit
+THROTTLED = "rate limited (429)"
+
+
+def is_throttled(result: Mapping[str, Any]) -> bool:
+    """Whether an attempt's result (from :func:`attempt_once`) was a 429."""
+    return not result["ok"] and result["kind"] == THROTTLED
 
 
 async def attempt_once(
@@ -130,7 +139,7 @@ def _classify(exc: BaseException, litellm: Any) -> tuple[str, bool, float | None
         return f"{type(exc).__name__} raised as an error", True, 0.0
     status = getattr(exc, "status_code", None)
     if isinstance(exc, litellm.RateLimitError) or status == 429:
-        return "rate limited (429)", True, _retry_after(exc)
+        return THROTTLED, True, _retry_after(exc)
     if isinstance(status, int) and status >= 500:
         # litellm reports unparseable replies and refused connections as 500 too
         return f"server error ({status})", True, None

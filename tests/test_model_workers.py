@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -76,8 +77,12 @@ def test_workers_answer_what_one_process_answers_and_share_the_limit(server: Fak
         got = _ask_all(runner, server, texts)
         stats = runner.stats_dict()[MODEL]
         pids = [w.pid for w in runner._pool.workers]
+        handovers = runner._pool.handovers
         assert runner.worker_problem is None
     assert got == expected
+    # calls were sent ahead, and a worker that ended one started the next on its slot
+    # (not during the back-off after the 429: the limit must first grow back to 4)
+    assert 0 < handovers < N
     assert stats["calls"] == stats["worker_calls"] == N and alone_stats["worker_calls"] == 0
     assert stats["retries"] == 1 and stats["errors"] == 0
     assert (stats["prompt_tokens"], stats["completion_tokens"]) == (alone_stats["prompt_tokens"], alone_stats["completion_tokens"])
@@ -87,6 +92,36 @@ def test_workers_answer_what_one_process_answers_and_share_the_limit(server: Fak
     for pid in pids:  # closed with the runner: none left behind
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_auto_sends_the_calls_waiting_here_to_the_workers_once_they_are_ready(server: FakeLLM) -> None:
+    """auto starts the workers after a number of attempts; the calls then waiting for a slot in
+    this process move to the pool (and are sent ahead there), not one by one as slots free."""
+    gate = threading.Event()
+
+    def responder(request: dict[str, Any]) -> str:
+        if "first" in request["messages"][-1]["content"]:
+            gate.wait(60)  # the calls made here wait until the workers are ready
+        return verdict_for(request)
+
+    server.responder = responder
+    texts = ["<output>first refund</output>", "<output>first shipped</output>"]
+    texts += [f"<output>{'a refund' if i % 3 == 0 else 'shipped'} {i}</output>" for i in range(N)]
+    with Runner(max_concurrency=2, workers=2, workers_after=2) as runner:
+        futures = [runner.submit(runner.complete(MODEL, [{"role": "user", "content": t}], api_base=server.base_url)) for t in texts]
+        deadline = time.monotonic() + 120
+        while not (runner._pool is not None and runner._pool.ready) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runner._pool is not None and runner._pool.ready, "the workers never became ready"
+        assert server.in_flight == 2 and not any(f.done() for f in futures)
+        gate.set()
+        got = [json.loads(f.result(timeout=120).content)["verdict"] for f in futures]
+        stats = runner.stats_dict()[MODEL]
+        handovers = runner._pool.handovers
+    assert got == ["fail", "pass"] + ["fail" if i % 3 == 0 else "pass" for i in range(N)]
+    assert stats["calls"] == N + 2 and stats["worker_calls"] == N and stats["errors"] == 0
+    assert handovers > 0
+    assert server.max_in_flight <= 2
 
 
 def test_a_killed_worker_costs_a_retry_not_a_verdict(server: FakeLLM) -> None:
