@@ -792,7 +792,9 @@ def evaluate(
     detector; ``calibrate_only`` judges only those traces.
     """
     from .dataset import iter_traces
+    from .malloc import hold_mmap_threshold
 
+    hold_mmap_threshold()  # a long pass's buffers must not fragment the heap (see malloc.py)
     wanted = set(only) if only is not None else None
     broken = dict(broken or {})
     modes = [m for m in suite.modes if wanted is None or m.name in wanted]
