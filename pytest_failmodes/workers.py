@@ -312,12 +312,9 @@ class WorkerPool:
 
     def _done(self, worker: _Worker, ident: int, result: dict[str, Any], nxt: int | None) -> None:
         """A worker's answer to one call; ``nxt``: the queued call it started on that call's slot."""
-        c = worker.calls.pop(ident, None)  # None: abandoned or expired here, its slot freed then
+        c = worker.calls.get(ident)  # None: abandoned or expired here, its slot freed then
         if c is not None:
-            worker.running -= 1
-            c.done = True
-            if c.timer is not None:
-                c.timer.cancel()
+            self._drop(c)
         n = worker.calls.get(nxt) if nxt is not None else None
         if n is not None and not n.slot:
             self.handovers += 1
@@ -336,10 +333,10 @@ class WorkerPool:
         if c is not None and not c.result.done():
             c.result.set_result(result)
         self._fill()
-        self._policy()
 
     def _policy(self) -> None:
-        """Tell each worker whether it may hand slots over (only when it changes)."""
+        """Tell each worker whether it may hand slots over (only when it changes): called by
+        the limit when that may have changed, and for a worker that became ready."""
         allow = self.limit.hand_over_allowed()
         for worker in self.workers:
             if worker.ready and worker.handover != allow and worker.send(("handover", allow)):
